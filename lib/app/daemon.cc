@@ -1,0 +1,197 @@
+#include "app/daemon.h"
+
+#include <systemd/sd-daemon.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "admin/admin_handler.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "config/config_holder.h"
+#include "http/server.h"
+#include "ingest/hook_handler.h"
+#include "metrics/metrics.h"
+#include "storage/event_store.h"
+
+namespace switchyard::app {
+namespace {
+
+void PrintErrors(const std::vector<config::ConfigError>& errors) {
+  for (const auto& e : errors) fprintf(stderr, "%s\n", e.ToString().c_str());
+}
+
+http::ListenerOptions PublicListenerOptions(const config::ServerConfig& s) {
+  http::ListenerOptions o;
+  o.name = "public";
+  o.address = s.listen;
+  o.max_header_bytes = s.max_header_bytes;
+  o.max_body_bytes = s.max_body_bytes;
+  o.header_timeout = s.header_timeout;
+  o.body_timeout = s.body_timeout;
+  o.idle_timeout = s.idle_timeout;
+  o.max_connections = s.max_connections;
+  return o;
+}
+
+http::ListenerOptions AdminListenerOptions(const config::ServerConfig& s) {
+  http::ListenerOptions o = PublicListenerOptions(s);
+  o.name = "admin";
+  o.address = s.admin_listen;
+  o.max_body_bytes = 1 << 20;
+  o.max_connections = 256;
+  return o;
+}
+
+// Events the main thread waits for; set from signal handlers on I/O threads.
+class MainLoopEvents {
+ public:
+  void RequestStop() { Set(&stop_); }
+  void RequestReload() { Set(&reload_); }
+  // Blocks until an event; returns true for stop, false for reload.
+  bool Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return stop_ || reload_; });
+    if (stop_) return true;
+    reload_ = false;
+    return false;
+  }
+
+ private:
+  void Set(bool* flag) {
+    std::lock_guard lock(mu_);
+    *flag = true;
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool reload_ = false;
+};
+
+}  // namespace
+
+int CheckConfig(const std::string& config_path) {
+  auto loaded = config::LoadConfig(config_path);
+  if (!loaded.config) {
+    PrintErrors(loaded.errors);
+    return 1;
+  }
+  const auto& c = *loaded.config;
+  printf("%s: OK (%zu sources, %zu sinks, %zu routes)\n", config_path.c_str(), c.sources.size(),
+         c.sinks.size(), c.routes.size());
+  return 0;
+}
+
+int RunDaemon(const std::string& config_path) {
+  log::ConfigureFromEnv();
+  auto loaded = config::LoadConfig(config_path);
+  if (!loaded.config) {
+    PrintErrors(loaded.errors);
+    return 1;
+  }
+  std::shared_ptr<const config::Config> cfg = loaded.config;
+  Clock& clock = SystemClock();
+  metrics::Metrics metrics;
+  std::vector<std::string> source_names;
+  for (const auto& s : cfg->sources) {
+    source_names.push_back(s.name);
+    if (s.client_secret.empty() && s.token.empty()) {
+      log::Warn("source has no client_secret: its webhooks will be rejected with 401",
+                {{"source", s.name}});
+    }
+  }
+  metrics.DeclareSources(source_names);
+
+  storage::StoreOptions store_options;
+  store_options.path = cfg->storage.path;
+  store_options.sync = cfg->storage.sync;
+  store_options.dedupe_window = cfg->storage.dedupe_window;
+  store_options.on_group_commit = [&metrics](size_t n) { metrics.StorageGroupCommit(n); };
+  auto store = storage::OpenEventStore(store_options, clock);
+  if (!store.ok()) {
+    log::Error("cannot open storage", {{"path", cfg->storage.path},
+                                       {"error", store.status().message()}});
+    return 2;
+  }
+
+  config::ConfigHolder holder(cfg);
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> ready{false};
+  ingest::HookHandler hooks(holder, **store, metrics, clock, stopping);
+  admin::AdminHandler admin(holder, metrics, ready);
+
+  http::HttpServer server;
+  for (auto [opts, handler] : {std::pair{PublicListenerOptions(cfg->server),
+                                         static_cast<http::Handler*>(&hooks)},
+                               std::pair{AdminListenerOptions(cfg->server),
+                                         static_cast<http::Handler*>(&admin)}}) {
+    auto port = server.AddListener(opts, handler);
+    if (!port.ok()) {
+      log::Error("cannot start listener", {{"error", port.status().message()}});
+      (*store)->Close();
+      return 2;
+    }
+    std::string addr = opts.address.substr(0, opts.address.rfind(':') + 1) + std::to_string(*port);
+    log::Info("listening", {{"listener", opts.name}, {"addr", addr}});
+  }
+
+  MainLoopEvents events;
+  server.HandleSignals([&events](int signo) {
+    if (signo == SIGHUP) {
+      events.RequestReload();
+    } else {
+      events.RequestStop();
+    }
+  });
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    // Pinged from the event loop, so a wedged loop stops the pings and systemd restarts us.
+    server.Every(std::chrono::milliseconds(watchdog_usec / 2000),
+                 [] { sd_notify(0, "WATCHDOG=1"); });
+  }
+
+  int threads = cfg->server.threads > 0 ? cfg->server.threads
+                                        : static_cast<int>(std::thread::hardware_concurrency());
+  server.Start(threads);
+  ready = true;
+  sd_notify(0, "READY=1");
+  log::Info("switchyard started", {{"version", SWITCHYARD_VERSION},
+                                   {"config", config_path},
+                                   {"threads", std::to_string(threads)},
+                                   {"storage", cfg->storage.path},
+                                   {"sync", cfg->storage.sync ? "true" : "false"}});
+
+  while (!events.Wait()) {
+    sd_notify(0, "RELOADING=1");
+    auto next = config::LoadConfig(config_path);
+    if (next.config) {
+      holder.Set(next.config);
+      log::Info("config reloaded", {{"config", config_path}});
+      // Listener, thread and storage settings take effect at the next restart.
+    } else {
+      for (const auto& e : next.errors) {
+        log::Error("config reload rejected; keeping the running config",
+                   {{"error", e.ToString()}});
+      }
+    }
+    sd_notify(0, "READY=1");
+  }
+
+  log::Info("stopping", {{"timeout_ms", std::to_string(cfg->server.shutdown_timeout.count())}});
+  sd_notify(0, "STOPPING=1");
+  ready = false;
+  stopping = true;
+  server.Shutdown(holder.Get()->server.shutdown_timeout);
+  (*store)->Close();
+  log::Info("stopped");
+  return 0;
+}
+
+}  // namespace switchyard::app

@@ -1,0 +1,145 @@
+#include "common/log.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+namespace switchyard::log {
+namespace {
+
+std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
+std::atomic<int> g_format{static_cast<int>(Format::kText)};
+
+const char* LevelName(Level l) {
+  switch (l) {
+    case Level::kDebug: return "debug";
+    case Level::kInfo: return "info";
+    case Level::kWarn: return "warn";
+    case Level::kError: return "error";
+  }
+  return "info";
+}
+
+void AppendTimestamp(std::string& out) {
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  out += buf;
+}
+
+// Escapes for a JSON string body / a logfmt quoted value (same rules suffice for both).
+void AppendEscaped(std::string& out, std::string_view s) {
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+}
+
+bool NeedsQuotes(std::string_view s) {
+  if (s.empty()) return true;
+  for (unsigned char c : s) {
+    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void Configure(Level min_level, Format format) {
+  g_min_level = static_cast<int>(min_level);
+  g_format = static_cast<int>(format);
+}
+
+void ConfigureFromEnv() {
+  Level level = Level::kInfo;
+  if (const char* v = getenv("SWITCHYARD_LOG_LEVEL")) {
+    if (!strcmp(v, "debug")) level = Level::kDebug;
+    if (!strcmp(v, "warn")) level = Level::kWarn;
+    if (!strcmp(v, "error")) level = Level::kError;
+  }
+  Format format = Format::kText;
+  if (const char* v = getenv("SWITCHYARD_LOG_FORMAT"); v && !strcmp(v, "json")) {
+    format = Format::kJson;
+  }
+  Configure(level, format);
+}
+
+bool Enabled(Level level) { return static_cast<int>(level) >= g_min_level.load(); }
+
+void Write(Level level, std::string_view msg, std::initializer_list<Field> fields) {
+  if (!Enabled(level)) return;
+  std::string line;
+  line.reserve(128 + msg.size());
+  if (static_cast<Format>(g_format.load()) == Format::kJson) {
+    line += "{\"ts\":\"";
+    AppendTimestamp(line);
+    line += "\",\"level\":\"";
+    line += LevelName(level);
+    line += "\",\"msg\":\"";
+    AppendEscaped(line, msg);
+    line += '"';
+    for (const auto& [k, v] : fields) {
+      line += ",\"";
+      AppendEscaped(line, k);
+      line += "\":\"";
+      AppendEscaped(line, v);
+      line += '"';
+    }
+    line += "}\n";
+  } else {
+    line += "ts=";
+    AppendTimestamp(line);
+    line += " level=";
+    line += LevelName(level);
+    line += " msg=\"";
+    AppendEscaped(line, msg);
+    line += '"';
+    for (const auto& [k, v] : fields) {
+      line += ' ';
+      line += k;
+      line += '=';
+      if (NeedsQuotes(v)) {
+        line += '"';
+        AppendEscaped(line, v);
+        line += '"';
+      } else {
+        line += v;
+      }
+    }
+    line += '\n';
+  }
+  // One write(2) per line: atomic with respect to other writers of the same pipe/file.
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n <= 0) break;
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace switchyard::log

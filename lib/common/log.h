@@ -1,0 +1,39 @@
+// Structured, line-oriented logging to stderr (journald-friendly). One call writes one complete
+// line with a single write(2), so lines from different threads never interleave.
+// Format: logfmt by default (`ts=... level=info msg="..." k=v`), or JSON lines when configured.
+// Never pass secrets as fields: there is no redaction layer behind this.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace switchyard::log {
+
+enum class Level { kDebug = 0, kInfo, kWarn, kError };
+enum class Format { kText, kJson };
+
+// Process-wide settings; call before starting threads.
+void Configure(Level min_level, Format format);
+// Reads SWITCHYARD_LOG_LEVEL (debug|info|warn|error) and SWITCHYARD_LOG_FORMAT (text|json).
+void ConfigureFromEnv();
+bool Enabled(Level level);
+
+using Field = std::pair<std::string_view, std::string_view>;
+void Write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
+
+inline void Debug(std::string_view m, std::initializer_list<Field> f = {}) {
+  if (Enabled(Level::kDebug)) Write(Level::kDebug, m, f);
+}
+inline void Info(std::string_view m, std::initializer_list<Field> f = {}) {
+  Write(Level::kInfo, m, f);
+}
+inline void Warn(std::string_view m, std::initializer_list<Field> f = {}) {
+  Write(Level::kWarn, m, f);
+}
+inline void Error(std::string_view m, std::initializer_list<Field> f = {}) {
+  Write(Level::kError, m, f);
+}
+
+}  // namespace switchyard::log

@@ -1,0 +1,409 @@
+#include "http/server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/log.h"
+
+namespace switchyard::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
+
+// Logs an exception that escaped a coroutine; nothing else may be thrown across co_spawn.
+void LogCoroutineFailure(const char* what, std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log::Error("coroutine failed", {{"task", what}, {"error", ex.what()}});
+  } catch (...) {
+    log::Error("coroutine failed", {{"task", what}, {"error", "unknown exception"}});
+  }
+}
+
+Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
+  std::string host, port;
+  if (!address.empty() && address[0] == '[') {
+    auto close = address.find(']');
+    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
+      return InvalidArgument("bad listen address \"" + address + "\"");
+    }
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
+  } else {
+    auto colon = address.rfind(':');
+    if (colon == std::string::npos) return InvalidArgument("bad listen address \"" + address + "\"");
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  boost::system::error_code ec;
+  auto ip = net::ip::make_address(host, ec);
+  if (ec) return InvalidArgument("bad listen host \"" + host + "\" (use an IP address)");
+  char* end = nullptr;
+  long p = strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end || p < 0 || p > 65535) {
+    return InvalidArgument("bad listen port \"" + port + "\"");
+  }
+  return tcp::endpoint(ip, static_cast<uint16_t>(p));
+}
+
+// Session state visible to Shutdown. Fields other than `executor` are touched only on the strand.
+struct SessionState {
+  net::strand<net::io_context::executor_type> executor;
+  beast::tcp_stream* stream = nullptr;
+  bool idle = true;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  net::io_context ioc;
+  std::vector<std::thread> threads;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> started{false};
+  std::atomic<bool> shut_down{false};
+
+  struct Listener {
+    ListenerOptions options;
+    Handler* handler;
+    std::unique_ptr<tcp::acceptor> acceptor;
+    std::atomic<uint32_t> active{0};
+  };
+  std::vector<std::unique_ptr<Listener>> listeners;
+
+  std::mutex sessions_mu;
+  std::condition_variable sessions_cv;
+  std::unordered_map<SessionState*, std::shared_ptr<SessionState>> sessions;  // GUARDED_BY
+  std::atomic<size_t> active_connections{0};
+
+  std::unique_ptr<net::signal_set> signals;
+  std::vector<std::unique_ptr<net::steady_timer>> timers;
+  std::function<void(int)> on_signal;
+
+  void ArmSignals() {
+    signals->async_wait([this](const boost::system::error_code& ec, int signo) {
+      if (ec) return;
+      if (on_signal) on_signal(signo);
+      if (!stopping) ArmSignals();
+    });
+  }
+
+  net::awaitable<void> AcceptLoop(Listener* l) {
+    net::steady_timer wait(co_await net::this_coro::executor);
+    for (;;) {
+      while (l->active.load() >= l->options.max_connections && !stopping) {
+        wait.expires_after(std::chrono::milliseconds(5));
+        co_await wait.async_wait(kNoThrow);
+      }
+      if (stopping) co_return;
+      auto [ec, socket] = co_await l->acceptor->async_accept(net::make_strand(ioc), kNoThrow);
+      if (stopping || ec == net::error::operation_aborted) co_return;
+      if (ec) {
+        // EMFILE and friends: back off briefly rather than spin.
+        log::Warn("accept failed", {{"listener", l->options.name}, {"error", ec.message()}});
+        wait.expires_after(std::chrono::milliseconds(50));
+        co_await wait.async_wait(kNoThrow);
+        continue;
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      auto state = std::make_shared<SessionState>(
+          SessionState{net::strand<net::io_context::executor_type>(socket.get_executor())});
+      {
+        std::lock_guard lock(sessions_mu);
+        sessions.emplace(state.get(), state);
+      }
+      ++l->active;
+      ++active_connections;
+      net::co_spawn(state->executor, Session(std::move(socket), l, state),
+                    [this, l, state](std::exception_ptr e) {
+                      LogCoroutineFailure("http session", e);
+                      --l->active;
+                      std::lock_guard lock(sessions_mu);
+                      sessions.erase(state.get());
+                      --active_connections;
+                      sessions_cv.notify_all();
+                    });
+    }
+  }
+
+  static net::awaitable<Response> CallHandler(Handler* handler, Request request) {
+    auto ex = co_await net::this_coro::executor;
+    co_return co_await net::async_initiate<decltype(net::use_awaitable), void(Response)>(
+        [handler, ex](auto completion, Request req) {
+          auto shared = std::make_shared<decltype(completion)>(std::move(completion));
+          handler->Handle(std::move(req), [shared, ex](Response r) {
+            net::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+          });
+        },
+        net::use_awaitable, std::move(request));
+  }
+
+  // Writes a response; `close` adds Connection: close.
+  static net::awaitable<bool> WriteResponse(beast::tcp_stream& stream, const Response& r,
+                                            unsigned version, bool keep_alive,
+                                            std::chrono::milliseconds timeout) {
+    bhttp::response<bhttp::string_body> res;
+    res.version(version);
+    res.result(static_cast<unsigned>(r.status));
+    res.set(bhttp::field::server, "switchyard");
+    if (!r.body.empty() || r.status != 204) res.set(bhttp::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res.insert(k, v);
+    res.body() = r.body;
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    stream.expires_after(timeout);
+    auto [ec, n] = co_await bhttp::async_write(stream, res, kNoThrow);
+    co_return !ec;
+  }
+
+  static net::awaitable<void> WriteError(beast::tcp_stream& stream, int status,
+                                         std::string_view msg, std::chrono::milliseconds timeout) {
+    co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
+  }
+
+  net::awaitable<void> Session(tcp::socket socket, Listener* l,
+                               std::shared_ptr<SessionState> state) {
+    const ListenerOptions& opt = l->options;
+    beast::tcp_stream stream(std::move(socket));
+    state->stream = &stream;
+    std::string remote;
+    {
+      boost::system::error_code ec;
+      auto ep = stream.socket().remote_endpoint(ec);
+      if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
+    beast::flat_buffer buffer;
+    bool first = true;
+    for (;;) {
+      // Phase 1: wait for the next request's first byte (unless pipelined bytes are buffered).
+      if (buffer.size() == 0) {
+        if (first) {
+          stream.expires_after(opt.header_timeout);  // covers first byte and the whole head
+        } else {
+          stream.expires_after(opt.idle_timeout);
+        }
+        state->idle = true;
+        if (stopping) break;
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
+        state->idle = false;
+        if (ec) break;  // closed, idle/head timeout, or cancelled by shutdown
+        buffer.commit(n);
+        if (!first) stream.expires_after(opt.header_timeout);
+      } else {
+        stream.expires_after(opt.header_timeout);
+      }
+      first = false;
+
+      // Phase 2: the head.
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<uint32_t>(opt.max_header_bytes));
+      parser.body_limit(opt.max_body_bytes);
+      {
+        auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+        if (ec == bhttp::error::header_limit) {
+          co_await WriteError(stream, 431, "request head too large", opt.write_timeout);
+          break;
+        }
+        if (ec == bhttp::error::body_limit) {
+          co_await WriteError(stream, 413, "body larger than max_body_bytes", opt.write_timeout);
+          break;
+        }
+        if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
+          co_await WriteError(stream, 400, std::string("malformed request: ") + ec.message(),
+                              opt.write_timeout);
+          break;
+        }
+        if (ec) break;  // timeout (slowloris), reset, EOF
+      }
+      auto started = std::chrono::steady_clock::now();
+
+      // Phase 3: the body.
+      if (auto expect = parser.get()[bhttp::field::expect];
+          beast::iequals(expect, "100-continue")) {
+        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, parser.get().version()};
+        stream.expires_after(opt.write_timeout);
+        auto [ec, n] = co_await bhttp::async_write(stream, cont, kNoThrow);
+        if (ec) break;
+      }
+      stream.expires_after(opt.body_timeout);
+      {
+        auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+        if (ec == bhttp::error::body_limit) {
+          co_await WriteError(stream, 413, "body larger than max_body_bytes", opt.write_timeout);
+          break;
+        }
+        if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
+          co_await WriteError(stream, 400, std::string("malformed request: ") + ec.message(),
+                              opt.write_timeout);
+          break;
+        }
+        if (ec) break;
+      }
+
+      auto msg = parser.release();
+      const unsigned version = msg.version();
+      const bool keep_alive = msg.keep_alive();
+      Request request;
+      request.method = std::string(msg.method_string());
+      request.target = std::string(msg.target());
+      request.headers.reserve(16);
+      for (const auto& field : msg) {
+        std::string name(field.name_string());
+        for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+        request.headers.emplace_back(std::move(name), std::string(field.value()));
+      }
+      request.body = std::move(msg.body());
+      request.remote = remote;
+      request.started = started;
+
+      Response response = co_await CallHandler(l->handler, std::move(request));
+      const bool again = keep_alive && !stopping;
+      if (!co_await WriteResponse(stream, response, version, again, opt.write_timeout)) break;
+      if (!again) break;
+    }
+    state->stream = nullptr;
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.socket().close(ignored);
+  }
+};
+
+HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
+
+HttpServer::~HttpServer() { Shutdown(std::chrono::milliseconds(0)); }
+
+Result<uint16_t> HttpServer::AddListener(const ListenerOptions& options, Handler* handler) {
+  auto endpoint = ParseEndpoint(options.address);
+  if (!endpoint.ok()) return endpoint.status();
+  auto l = std::make_unique<Impl::Listener>();
+  l->options = options;
+  l->handler = handler;
+  l->acceptor = std::make_unique<tcp::acceptor>(impl_->ioc);
+  boost::system::error_code ec;
+  l->acceptor->open(endpoint->protocol(), ec);
+  if (!ec) l->acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) l->acceptor->bind(*endpoint, ec);
+  if (!ec) l->acceptor->listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Unavailable("cannot listen on " + options.address + " (" + options.name +
+                       "): " + ec.message());
+  }
+  uint16_t port = l->acceptor->local_endpoint(ec).port();
+  impl_->listeners.push_back(std::move(l));
+  return port;
+}
+
+void HttpServer::HandleSignals(std::function<void(int)> on_signal) {
+  impl_->on_signal = std::move(on_signal);
+  impl_->signals = std::make_unique<net::signal_set>(impl_->ioc, SIGTERM, SIGINT, SIGHUP);
+  impl_->ArmSignals();
+}
+
+void HttpServer::Every(std::chrono::milliseconds period, std::function<void()> fn) {
+  auto timer = std::make_unique<net::steady_timer>(impl_->ioc);
+  net::steady_timer* t = timer.get();
+  impl_->timers.push_back(std::move(timer));
+  net::co_spawn(
+      impl_->ioc,
+      [this, t, period, fn = std::move(fn)]() -> net::awaitable<void> {
+        while (!impl_->stopping) {
+          t->expires_after(period);
+          auto [ec] = co_await t->async_wait(kNoThrow);
+          if (ec || impl_->stopping) co_return;
+          fn();
+        }
+      },
+      [](std::exception_ptr e) { LogCoroutineFailure("periodic task", e); });
+}
+
+void HttpServer::Start(int threads) {
+  if (impl_->started.exchange(true)) return;
+  for (auto& l : impl_->listeners) {
+    net::co_spawn(impl_->ioc, impl_->AcceptLoop(l.get()),
+                  [](std::exception_ptr e) { LogCoroutineFailure("accept loop", e); });
+  }
+  if (threads < 1) threads = 1;
+  for (int i = 0; i < threads; ++i) {
+    impl_->threads.emplace_back([this] {
+      auto guard = net::make_work_guard(impl_->ioc);
+      impl_->ioc.run();
+    });
+  }
+}
+
+void HttpServer::Shutdown(std::chrono::milliseconds timeout) {
+  if (impl_->shut_down.exchange(true)) return;
+  impl_->stopping = true;
+  // Stop accepting and wake everything that waits on a timer or signal.
+  for (auto& l : impl_->listeners) {
+    net::post(impl_->ioc, [&l] {
+      boost::system::error_code ec;
+      l->acceptor->close(ec);
+    });
+  }
+  net::post(impl_->ioc, [this] {
+    if (impl_->signals) impl_->signals->cancel();
+    for (auto& t : impl_->timers) t->cancel();
+  });
+  auto close_sessions = [this](bool only_idle) {
+    std::lock_guard lock(impl_->sessions_mu);
+    for (auto& [raw, state] : impl_->sessions) {
+      net::post(state->executor, [state, only_idle] {
+        if (state->stream && (!only_idle || state->idle)) state->stream->socket().cancel();
+      });
+    }
+  };
+  close_sessions(/*only_idle=*/true);
+  {
+    // Sessions finish their in-flight request and close; re-sweep idle ones periodically since
+    // a session may turn idle after the first sweep (it then sees `stopping` and closes itself).
+    std::unique_lock lock(impl_->sessions_mu);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!impl_->sessions.empty() && std::chrono::steady_clock::now() < deadline) {
+      impl_->sessions_cv.wait_for(lock, std::chrono::milliseconds(50));
+    }
+  }
+  close_sessions(/*only_idle=*/false);
+  {
+    std::unique_lock lock(impl_->sessions_mu);
+    impl_->sessions_cv.wait_for(lock, std::chrono::milliseconds(500),
+                                [this] { return impl_->sessions.empty(); });
+  }
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) {
+    if (t.joinable()) t.join();
+  }
+}
+
+bool HttpServer::stopping() const { return impl_->stopping; }
+
+size_t HttpServer::active_connections() const { return impl_->active_connections; }
+
+}  // namespace switchyard::http

@@ -1,0 +1,71 @@
+// HttpServer: HTTP/1.1 listeners on one thread pool (Boost.Beast on Asio C++20 coroutines).
+//
+// Per connection: keep-alive and pipelining (requests answered in order), chunked bodies,
+// limits on head size and body size, a deadline for the first request's whole head
+// (header_timeout, so a slowloris client is cut off), for each later head once its first byte
+// arrives, for the body (body_timeout) and between requests (idle_timeout). Each listener caps
+// concurrent connections; past the cap it stops accepting until a connection closes.
+//
+// Threads: Start() runs `threads` I/O threads. Handlers run on them and must not block.
+// Shutdown() is called from a non-I/O thread (e.g. main) and blocks until drained.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "http/message.h"
+
+namespace switchyard::http {
+
+struct ListenerOptions {
+  std::string name;     // for logs: "public", "admin"
+  std::string address;  // "HOST:PORT" or "[V6]:PORT"; port 0 picks a free port
+  uint64_t max_header_bytes = 16384;
+  uint64_t max_body_bytes = 1048576;
+  std::chrono::milliseconds header_timeout{10000};
+  std::chrono::milliseconds body_timeout{30000};
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds write_timeout{30000};
+  uint32_t max_connections = 10000;
+};
+
+class HttpServer {
+ public:
+  HttpServer();
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds a listener (before Start). `handler` must outlive the server. Returns the bound port.
+  Result<uint16_t> AddListener(const ListenerOptions& options, Handler* handler);
+
+  // Calls `on_signal(signo)` on an I/O thread for SIGTERM, SIGINT and SIGHUP (must not block).
+  void HandleSignals(std::function<void(int)> on_signal);
+
+  // Runs `fn` every `period` on an I/O thread until shutdown (e.g. the watchdog ping: it only
+  // runs while the event loop is healthy).
+  void Every(std::chrono::milliseconds period, std::function<void()> fn);
+
+  // Starts the I/O threads and accepting.
+  void Start(int threads);
+
+  // Stops accepting, lets in-flight requests finish (their responses say Connection: close),
+  // closes idle connections, and waits up to `timeout` for connections to end; then cancels the
+  // rest and joins the I/O threads. Idempotent.
+  void Shutdown(std::chrono::milliseconds timeout);
+
+  // True once Shutdown has begun.
+  bool stopping() const;
+
+  size_t active_connections() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace switchyard::http

@@ -1,0 +1,204 @@
+#include "ingest/hook_handler.h"
+
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+
+#include "common/crypto.h"
+#include "common/log.h"
+#include "json/json_doc.h"
+
+namespace switchyard::ingest {
+namespace {
+
+constexpr char kHooksPrefix[] = "/hooks/";
+constexpr char kSetupPrefix[] = "/setup/";
+constexpr char kRetryAfterSeconds[] = "5";
+
+// Headers kept with the stored event (lower-case). Never signatures or credentials.
+constexpr std::string_view kKeptHeaders[] = {"request-id", "sentry-hook-resource",
+                                             "sentry-hook-timestamp", "content-type",
+                                             "user-agent"};
+
+json::JsonDoc& ThreadDoc(uint32_t max_depth) {
+  thread_local std::unique_ptr<json::JsonDoc> doc;
+  thread_local uint32_t depth = 0;
+  if (!doc || depth != max_depth) {
+    doc = std::make_unique<json::JsonDoc>(max_depth);
+    depth = max_depth;
+  }
+  return *doc;
+}
+
+bool LooksLikeObject(std::string_view body) {
+  for (char c : body) {
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+    return c == '{';
+  }
+  return false;
+}
+
+http::Response Unavailable503(std::string_view message) {
+  http::Response r = http::Response::Error(503, message);
+  r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+  return r;
+}
+
+}  // namespace
+
+HookHandler::HookHandler(const config::ConfigHolder& config, storage::EventStore& store,
+                         metrics::Metrics& metrics, Clock& clock,
+                         const std::atomic<bool>& stopping)
+    : config_(config), store_(store), metrics_(metrics), clock_(clock), stopping_(stopping) {}
+
+void HookHandler::Handle(http::Request request, http::Respond respond) {
+  std::string_view path = request.Path();
+  if (path.starts_with(kHooksPrefix)) {
+    std::string_view name = path.substr(sizeof(kHooksPrefix) - 1);
+    HandleHook(name, std::move(request), std::move(respond));
+    return;
+  }
+  if (path.starts_with(kSetupPrefix)) {
+    auto cfg = config_.Get();
+    if (!cfg->FindSource(path.substr(sizeof(kSetupPrefix) - 1))) {
+      respond(http::Response::Error(404, "unknown source"));
+      return;
+    }
+    if (request.method != "GET") {
+      http::Response r = http::Response::Error(405, "method not allowed");
+      r.headers.emplace_back("Allow", "GET");
+      respond(std::move(r));
+      return;
+    }
+    // TODO(switchyard): the OAuth grant exchange lands with the integration lifecycle (issue 4).
+    respond(http::Response::Error(501, "OAuth setup is not implemented yet"));
+    return;
+  }
+  respond(http::Response::Error(404, "not found"));
+}
+
+void HookHandler::HandleHook(std::string_view source_name, http::Request request,
+                             http::Respond respond) {
+  auto cfg = config_.Get();
+  const config::SourceConfig* source = cfg->FindSource(source_name);
+  if (!source) {
+    respond(http::Response::Error(404, "unknown source"));
+    return;
+  }
+  const std::string& name = source->name;
+  auto reject = [&](int status, std::string_view reason, std::string_view message) {
+    metrics_.WebhookReceived(name, request.Header("sentry-hook-resource"), "rejected");
+    metrics_.WebhookRejected(name, reason);
+    log::Info("webhook rejected", {{"source", name},
+                                   {"request_id", request.Header("request-id")},
+                                   {"status", std::to_string(status)},
+                                   {"reason", reason}});
+    respond(http::Response::Error(status, message));
+  };
+
+  if (request.method != "POST") {
+    http::Response r = http::Response::Error(405, "method not allowed");
+    r.headers.emplace_back("Allow", "POST");
+    respond(std::move(r));
+    return;
+  }
+  if (stopping_) {
+    metrics_.WebhookRejected(name, "unavailable");
+    respond(Unavailable503("shutting down"));
+    return;
+  }
+
+  // 1. Authenticity first: nothing about an unauthenticated body is looked at.
+  std::string_view signature = request.Header("sentry-hook-signature");
+  if (signature.empty()) signature = request.Header("sentry-app-signature");
+  if (source->client_secret.empty()) {
+    reject(401, "signature", "source has no client_secret configured; cannot verify signatures");
+    return;
+  }
+  if (signature.empty()) {
+    reject(401, "signature", "missing Sentry-Hook-Signature header");
+    return;
+  }
+  if (!crypto::HexDigestEquals(signature,
+                               crypto::HmacSha256(source->client_secret, request.body))) {
+    reject(401, "signature", "signature does not match the body");
+    return;
+  }
+  if (source->max_clock_skew.count() > 0) {
+    std::string_view ts = request.Header("sentry-hook-timestamp");
+    int64_t secs = 0;
+    auto [p, ec] = std::from_chars(ts.data(), ts.data() + ts.size(), secs);
+    int64_t skew_ms = std::llabs(clock_.NowMillis() - secs * 1000);
+    if (ts.empty() || ec != std::errc() || p != ts.data() + ts.size() ||
+        skew_ms > source->max_clock_skew.count()) {
+      reject(401, "timestamp", "Sentry-Hook-Timestamp missing or outside max_clock_skew");
+      return;
+    }
+  }
+
+  // 2. Shape.
+  std::string_view resource = request.Header("sentry-hook-resource");
+  if (resource.empty()) {
+    reject(400, "missing_resource", "missing Sentry-Hook-Resource header");
+    return;
+  }
+  if (resource.size() > 64) {
+    reject(400, "malformed", "Sentry-Hook-Resource header too long");
+    return;
+  }
+  if (!LooksLikeObject(request.body)) {
+    reject(400, "malformed", "body must be a JSON object");
+    return;
+  }
+  json::JsonDoc& doc = ThreadDoc(cfg->server.max_json_depth);
+  if (Status s = doc.Parse(request.body); !s.ok()) {
+    reject(400, "malformed", s.message());
+    return;
+  }
+
+  // 3. Extract once what later stages need.
+  storage::StoredEvent event;
+  event.source = name;
+  event.resource = std::string(resource);
+  if (auto action = doc.GetString({"action"})) event.action = std::string(*action);
+  if (auto uuid = doc.GetString({"installation", "uuid"})) {
+    event.installation_uuid = std::string(*uuid);
+  }
+  event.received_at_ms = clock_.NowMillis();
+  for (std::string_view h : kKeptHeaders) {
+    std::string_view v = request.Header(h);
+    if (!v.empty()) event.headers.emplace_back(std::string(h), std::string(v.substr(0, 256)));
+  }
+  event.body = std::move(request.body);
+
+  // 4. Durable, then answer.
+  auto started = request.started;
+  std::string request_id(request.Header("request-id").substr(0, 64));
+  store_.Append(std::move(event), [this, name, resource = std::string(resource), request_id,
+                                   started, respond = std::move(respond)](
+                                      Result<storage::AppendResult> result) {
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    metrics_.ObserveIngestSeconds(seconds);
+    if (!result.ok()) {
+      metrics_.WebhookReceived(name, resource, "rejected");
+      metrics_.WebhookRejected(name, "unavailable");
+      log::Warn("webhook not stored", {{"source", name},
+                                       {"request_id", request_id},
+                                       {"error", result.status().message()}});
+      respond(Unavailable503("storage cannot accept the webhook now; retry later"));
+      return;
+    }
+    const storage::AppendResult& r = result.value();
+    metrics_.WebhookReceived(name, resource, r.duplicate ? "duplicate" : "accepted");
+    log::Info(r.duplicate ? "webhook duplicate" : "webhook accepted",
+              {{"source", name}, {"resource", resource}, {"id", r.id}, {"request_id", request_id}});
+    if (r.duplicate) {
+      respond(http::Response::Json(200, "{\"id\":\"" + r.id + "\",\"duplicate\":true}"));
+    } else {
+      respond(http::Response::Json(202, "{\"id\":\"" + r.id + "\"}"));
+    }
+  });
+}
+
+}  // namespace switchyard::ingest

@@ -1,0 +1,38 @@
+// The public listener's handler: POST /hooks/<source> (Sentry webhooks) and GET /setup/<source>
+// (the OAuth Redirect URL). A webhook is verified (HMAC-SHA256 of the raw body with the source's
+// client secret, constant time), parsed once, stored durably, and only then answered 202.
+//
+// Threads: Handle() runs on I/O threads and never blocks; the durable write happens on the
+// store's writer thread and the response is sent when it completes.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "common/clock.h"
+#include "config/config_holder.h"
+#include "http/message.h"
+#include "metrics/metrics.h"
+#include "storage/event_store.h"
+
+namespace switchyard::ingest {
+
+class HookHandler : public http::Handler {
+ public:
+  // All references must outlive the handler. `stopping` turns new webhooks into 503.
+  HookHandler(const config::ConfigHolder& config, storage::EventStore& store,
+              metrics::Metrics& metrics, Clock& clock, const std::atomic<bool>& stopping);
+
+  void Handle(http::Request request, http::Respond respond) override;
+
+ private:
+  void HandleHook(std::string_view source_name, http::Request request, http::Respond respond);
+
+  const config::ConfigHolder& config_;
+  storage::EventStore& store_;
+  metrics::Metrics& metrics_;
+  Clock& clock_;
+  const std::atomic<bool>& stopping_;
+};
+
+}  // namespace switchyard::ingest

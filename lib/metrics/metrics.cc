@@ -1,0 +1,152 @@
+#include "metrics/metrics.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+
+#include "metrics/process_collector.h"
+
+namespace switchyard::metrics {
+namespace {
+
+constexpr std::array<std::string_view, 9> kKnownResources = {
+    "installation", "issue",  "error",           "comment", "event_alert",
+    "metric_alert", "seer",   "preprod_artifact", "size_analysis"};
+
+// Caches Family::Add results: Add takes a lock and hashes every label, so look up once per label
+// set and keep the pointer (prometheus-cpp never moves metrics while the family lives).
+template <typename T>
+class SeriesCache {
+ public:
+  explicit SeriesCache(prometheus::Family<T>& family) : family_(family) {}
+  T& Get(const std::map<std::string, std::string>& labels) {
+    std::string key;
+    for (const auto& [k, v] : labels) (key += v) += '\x1f';
+    {
+      std::shared_lock lock(mu_);
+      if (auto it = cache_.find(key); it != cache_.end()) return *it->second;
+    }
+    std::unique_lock lock(mu_);
+    T& metric = family_.Add(labels);
+    cache_.emplace(std::move(key), &metric);
+    return metric;
+  }
+
+ private:
+  prometheus::Family<T>& family_;
+  std::shared_mutex mu_;
+  std::map<std::string, T*, std::less<>> cache_;
+};
+
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
+
+}  // namespace
+
+struct Metrics::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<ProcessCollector> process = std::make_shared<ProcessCollector>();
+
+  prometheus::Family<prometheus::Counter>& received =
+      prometheus::BuildCounter()
+          .Name("switchyard_webhooks_received_total")
+          .Help("Webhooks received, by source, resource and outcome (accepted, duplicate, rejected).")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& rejected =
+      prometheus::BuildCounter()
+          .Name("switchyard_webhooks_rejected_total")
+          .Help("Webhooks rejected, by source and reason.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& ingest_family =
+      prometheus::BuildHistogram()
+          .Name("switchyard_ingest_duration_seconds")
+          .Help("Time from a complete webhook request to its response being ready (includes the "
+                "durable write).")
+          .Register(*registry);
+  prometheus::Histogram& ingest = ingest_family.Add({}, LatencyBuckets());
+  prometheus::Family<prometheus::Counter>& commits_family =
+      prometheus::BuildCounter()
+          .Name("switchyard_storage_group_commits_total")
+          .Help("Storage write batches committed (one fsync each when storage.sync is on).")
+          .Register(*registry);
+  prometheus::Counter& commits = commits_family.Add({});
+  prometheus::Family<prometheus::Counter>& committed_events_family =
+      prometheus::BuildCounter()
+          .Name("switchyard_storage_events_written_total")
+          .Help("Events written to storage.")
+          .Register(*registry);
+  prometheus::Counter& committed_events = committed_events_family.Add({});
+  prometheus::Family<prometheus::Gauge>& build_info_family =
+      prometheus::BuildGauge()
+          .Name("switchyard_build_info")
+          .Help("Build information; the value is always 1.")
+          .Register(*registry);
+
+  SeriesCache<prometheus::Counter> received_cache{received};
+  SeriesCache<prometheus::Counter> rejected_cache{rejected};
+};
+
+Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
+#ifdef SWITCHYARD_VERSION
+  impl_->build_info_family.Add({{"version", SWITCHYARD_VERSION}}).Set(1);
+#endif
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::DeclareSources(const std::vector<std::string>& sources) {
+  for (const auto& s : sources) {
+    for (auto outcome : {"accepted", "duplicate", "rejected"}) {
+      impl_->received_cache.Get({{"source", s}, {"resource", "issue"}, {"outcome", outcome}});
+    }
+    for (auto reason : {"signature", "malformed", "missing_resource", "too_large", "unavailable"}) {
+      impl_->rejected_cache.Get({{"source", s}, {"reason", reason}});
+    }
+  }
+}
+
+std::string_view Metrics::ResourceLabel(std::string_view resource) {
+  for (auto r : kKnownResources) {
+    if (r == resource) return r;
+  }
+  return resource.empty() ? std::string_view("none") : std::string_view("other");
+}
+
+void Metrics::WebhookReceived(std::string_view source, std::string_view resource,
+                              std::string_view outcome) {
+  impl_->received_cache
+      .Get({{"source", std::string(source)},
+            {"resource", std::string(ResourceLabel(resource))},
+            {"outcome", std::string(outcome)}})
+      .Increment();
+}
+
+void Metrics::WebhookRejected(std::string_view source, std::string_view reason) {
+  impl_->rejected_cache.Get({{"source", std::string(source)}, {"reason", std::string(reason)}})
+      .Increment();
+}
+
+void Metrics::ObserveIngestSeconds(double seconds) { impl_->ingest.Observe(seconds); }
+
+void Metrics::StorageGroupCommit(size_t events) {
+  impl_->commits.Increment();
+  impl_->committed_events.Increment(static_cast<double>(events));
+}
+
+std::string Metrics::Serialize() const {
+  auto families = impl_->registry->Collect();
+  auto process = impl_->process->Collect();
+  families.insert(families.end(), process.begin(), process.end());
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace switchyard::metrics

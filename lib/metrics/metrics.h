@@ -1,0 +1,43 @@
+// Metrics: every Prometheus series switchyard exports (CONTRACT.md §7), behind narrow methods so
+// prometheus-cpp stays out of other modules. Label values are bounded: sources and sinks come from
+// the config, resources from Sentry's known list (anything else is "other"), reasons and outcomes
+// from fixed sets. All methods are thread-safe and cheap enough for the request path.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace switchyard::metrics {
+
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // Pre-creates zero-valued series for the configured names (call on start and on reload).
+  void DeclareSources(const std::vector<std::string>& sources);
+
+  // outcome: "accepted" | "duplicate" | "rejected".
+  void WebhookReceived(std::string_view source, std::string_view resource,
+                       std::string_view outcome);
+  // reason: a short fixed token ("signature", "malformed", "missing_resource", "too_large", ...).
+  void WebhookRejected(std::string_view source, std::string_view reason);
+  void ObserveIngestSeconds(double seconds);
+  void StorageGroupCommit(size_t events);
+
+  // Renders every series in Prometheus text format 0.0.4.
+  std::string Serialize() const;
+
+  // Normalises a Sentry-Hook-Resource value to a bounded label value.
+  static std::string_view ResourceLabel(std::string_view resource);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace switchyard::metrics

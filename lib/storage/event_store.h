@@ -1,0 +1,67 @@
+// EventStore: the durable home of accepted webhooks. An event is acknowledged to the sender only
+// after Append's callback reports success, and success means the event is in the write-ahead log
+// (and fsync'd when `sync` is on). Implementations batch concurrent appends into one write and
+// one fsync (group commit) on a dedicated writer thread; callers never block.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "storage/event.h"
+
+namespace switchyard::storage {
+
+struct StoreOptions {
+  std::string path;  // directory; created if missing
+  bool sync = true;  // fsync each group commit before acknowledging
+  std::chrono::milliseconds dedupe_window{std::chrono::hours(1)};  // 0 = no dedupe
+  size_t max_batch_events = 1024;       // group-commit bound (events)
+  size_t max_batch_bytes = 8u << 20;    // group-commit bound (bytes)
+  size_t max_pending_appends = 100000;  // beyond this, Append fails fast with kUnavailable
+  // Called on the writer thread after each successful group commit with the events it wrote.
+  std::function<void(size_t events)> on_group_commit;
+};
+
+struct AppendResult {
+  std::string id;          // the stored event's id (the first one's, for a duplicate)
+  bool duplicate = false;  // same source + identical body within the dedupe window
+};
+
+struct StoreStats {
+  uint64_t group_commits = 0;
+  uint64_t events_written = 0;
+  uint64_t write_failures = 0;
+};
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  // Stores `event` durably (assigning its id) unless it duplicates one stored within the dedupe
+  // window. `done` runs exactly once, on the store's writer thread, after the outcome is durable;
+  // it must not block. Errors: kUnavailable (storage cannot accept now: disk full, I/O error,
+  // overloaded, closing) — the caller answers 503 and the sender retries.
+  virtual void Append(StoredEvent event, std::function<void(Result<AppendResult>)> done) = 0;
+
+  // Reads one event by id. Blocking; not for I/O threads.
+  virtual Result<std::optional<StoredEvent>> Get(const std::string& id) = 0;
+
+  // OK while writes succeed; the last write error otherwise (cleared by the next success).
+  virtual Status Health() const = 0;
+
+  virtual StoreStats Stats() const = 0;
+
+  // Stops accepting appends, completes the queued ones, and flushes. Idempotent. Blocking.
+  virtual void Close() = 0;
+};
+
+// Opens (creating if needed) the RocksDB store at options.path. Refuses a corrupted store with
+// kCorruption and a message naming the problem; never resets data.
+Result<std::unique_ptr<EventStore>> OpenEventStore(const StoreOptions& options, Clock& clock);
+
+}  // namespace switchyard::storage

@@ -1,0 +1,84 @@
+#include "storage/rocksdb_common.h"
+
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+
+#include <filesystem>
+#include <set>
+
+namespace switchyard::storage {
+
+rocksdb::ColumnFamilyOptions BaseColumnFamilyOptions() {
+  rocksdb::ColumnFamilyOptions cf;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.compression = rocksdb::kLZ4Compression;
+  return cf;
+}
+
+rocksdb::ColumnFamilyHandle* Database::Handle(const std::string& name) const {
+  auto it = handles_.find(name);
+  return it == handles_.end() ? nullptr : it->second;
+}
+
+void Database::Close() {
+  if (!db_) return;
+  db_->FlushWAL(true).PermitUncheckedError();
+  for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  handles_.clear();
+  db_->Close().PermitUncheckedError();
+  db_.reset();
+}
+
+Result<std::unique_ptr<Database>> OpenDatabase(
+    const std::string& path,
+    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Unavailable("cannot create storage directory " + path + ": " + ec.message());
+
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.max_background_jobs = 2;
+  db_opts.max_open_files = 512;  // bounded: systemd's default soft NOFILE limit is 1024
+  db_opts.paranoid_checks = true;
+  db_opts.keep_log_file_num = 5;
+
+  std::set<std::string> wanted;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  descs.emplace_back(rocksdb::kDefaultColumnFamilyName, BaseColumnFamilyOptions());
+  wanted.insert(rocksdb::kDefaultColumnFamilyName);
+  for (auto& [name, opts] : families) {
+    descs.emplace_back(name, opts);
+    wanted.insert(name);
+  }
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(db_opts, path + "/db", &existing).ok()) {
+    for (const auto& name : existing) {
+      if (!wanted.count(name)) descs.emplace_back(name, BaseColumnFamilyOptions());
+    }
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_opts, path + "/db", descs, &handles, &raw);
+  if (!s.ok()) {
+    if (s.IsCorruption()) {
+      return Corruption("store at " + path + " is corrupted (" + s.ToString() +
+                        "); refusing to start. Restore it from a backup or move it aside.");
+    }
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      return FailedPrecondition("store at " + path +
+                                " is in use by another process (" + s.ToString() + ")");
+    }
+    return Unavailable("cannot open store at " + path + ": " + s.ToString());
+  }
+  auto db = std::unique_ptr<Database>(new Database());
+  db->db_.reset(raw);
+  for (size_t i = 0; i < handles.size(); ++i) db->handles_[descs[i].name] = handles[i];
+  return db;
+}
+
+}  // namespace switchyard::storage

@@ -1,0 +1,46 @@
+// Internal to lib/storage: opening the one RocksDB instance and its column families.
+// Includes RocksDB headers, so only storage .cc files include it.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace switchyard::storage {
+
+inline constexpr char kEventsCf[] = "events";
+inline constexpr char kDedupeCf[] = "dedupe";
+
+rocksdb::ColumnFamilyOptions BaseColumnFamilyOptions();
+
+// Owns a DB and its column family handles. Thread-safe as rocksdb::DB is.
+class Database {
+ public:
+  ~Database() { Close(); }
+  rocksdb::DB* db() const { return db_.get(); }
+  rocksdb::ColumnFamilyHandle* Handle(const std::string& name) const;
+  // Flushes the WAL and closes. Idempotent.
+  void Close();
+
+ private:
+  friend Result<std::unique_ptr<Database>> OpenDatabase(
+      const std::string&, std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>>);
+  std::unique_ptr<rocksdb::DB> db_;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+// Opens or creates the database at `path` with at least `families` (existing families not listed
+// are opened with default options). Corruption is reported as kCorruption, a held lock as
+// kFailedPrecondition; nothing is ever reset.
+Result<std::unique_ptr<Database>> OpenDatabase(
+    const std::string& path,
+    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families);
+
+}  // namespace switchyard::storage
