@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <algorithm>
 #include <thread>
 
 #include "admin/admin_handler.h"
@@ -113,6 +114,7 @@ int RunDaemon(const std::string& config_path) {
   store_options.path = cfg->storage.path;
   store_options.sync = cfg->storage.sync;
   store_options.dedupe_window = cfg->storage.dedupe_window;
+  store_options.min_free_bytes = cfg->storage.min_free_bytes;
   store_options.on_group_commit = [&metrics](size_t n) { metrics.StorageGroupCommit(n); };
   auto store = storage::OpenEventStore(store_options, clock);
   if (!store.ok()) {
@@ -127,7 +129,10 @@ int RunDaemon(const std::string& config_path) {
   ingest::HookHandler hooks(holder, **store, metrics, clock, stopping);
   admin::AdminHandler admin(holder, metrics, ready);
 
-  http::HttpServer server;
+  const int threads = cfg->server.threads > 0
+                          ? cfg->server.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  http::HttpServer server(threads);
   for (auto [opts, handler] : {std::pair{PublicListenerOptions(cfg->server),
                                          static_cast<http::Handler*>(&hooks)},
                                std::pair{AdminListenerOptions(cfg->server),
@@ -157,9 +162,7 @@ int RunDaemon(const std::string& config_path) {
                  [] { sd_notify(0, "WATCHDOG=1"); });
   }
 
-  int threads = cfg->server.threads > 0 ? cfg->server.threads
-                                        : static_cast<int>(std::thread::hardware_concurrency());
-  server.Start(threads);
+  server.Start();
   ready = true;
   sd_notify(0, "READY=1");
   log::Info("switchyard started", {{"version", SWITCHYARD_VERSION},

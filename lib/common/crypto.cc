@@ -1,25 +1,50 @@
 #include "common/crypto.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 namespace switchyard::crypto {
+namespace {
+
+// The HMAC implementation, fetched once (EVP_MAC_fetch is costly; the handle is thread-safe).
+EVP_MAC* HmacAlgorithm() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return mac;
+}
+
+}  // namespace
 
 Sha256Digest Sha256(std::string_view data) {
-  Sha256Digest out;
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data());
+  Sha256Digest out{};
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
+      len != out.size()) {
+    // Never reached in practice; a zero digest only weakens dedupe, never authentication.
+    out.fill(0);
+  }
   return out;
 }
 
-Sha256Digest HmacSha256(std::string_view key, std::string_view data) {
-  Sha256Digest out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(), &len);
-  return out;
+bool HmacSha256(std::string_view key, std::string_view data, Sha256Digest* out) {
+  EVP_MAC* mac = HmacAlgorithm();
+  if (mac == nullptr) return false;
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
+  if (ctx == nullptr) return false;
+  char digest_name[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_end()};
+  size_t len = 0;
+  bool ok = EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                         params) == 1 &&
+            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()),
+                           data.size()) == 1 &&
+            EVP_MAC_final(ctx, out->data(), &len, out->size()) == 1 && len == out->size();
+  EVP_MAC_CTX_free(ctx);
+  return ok;
 }
 
 std::string HexLower(const uint8_t* data, size_t n) {
@@ -34,7 +59,7 @@ std::string HexLower(const uint8_t* data, size_t n) {
 
 bool HexDigestEquals(std::string_view received_hex, const Sha256Digest& expected) {
   if (received_hex.size() != expected.size() * 2) return false;
-  // Decode without data-dependent branches on the secret side; invalid characters poison `bad`.
+  // Decode without data-dependent branches; invalid characters poison `bad`.
   uint8_t decoded[32];
   unsigned bad = 0;
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -50,6 +75,13 @@ bool HexDigestEquals(std::string_view received_hex, const Sha256Digest& expected
     decoded[i] = static_cast<uint8_t>(v);
   }
   return (CRYPTO_memcmp(decoded, expected.data(), expected.size()) == 0) & (bad == 0);
+}
+
+bool VerifyHmacSha256Hex(std::string_view key, std::string_view data,
+                         std::string_view received_hex) {
+  Sha256Digest expected;
+  if (!HmacSha256(key, data, &expected)) return false;  // a crypto failure never authenticates
+  return HexDigestEquals(received_hex, expected);
 }
 
 bool RandomBytes(uint8_t* out, size_t n) { return RAND_bytes(out, static_cast<int>(n)) == 1; }

@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/json_escape.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -35,27 +37,6 @@ void AppendTimestamp(std::string& out) {
   snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
   out += buf;
-}
-
-// Escapes for a JSON string body / a logfmt quoted value (same rules suffice for both).
-void AppendEscaped(std::string& out, std::string_view s) {
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
 }
 
 bool NeedsQuotes(std::string_view s) {
@@ -99,13 +80,13 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
     line += "\",\"level\":\"";
     line += LevelName(level);
     line += "\",\"msg\":\"";
-    AppendEscaped(line, msg);
+    AppendJsonEscaped(line, msg);
     line += '"';
     for (const auto& [k, v] : fields) {
       line += ",\"";
-      AppendEscaped(line, k);
+      AppendJsonEscaped(line, k);
       line += "\":\"";
-      AppendEscaped(line, v);
+      AppendJsonEscaped(line, v);
       line += '"';
     }
     line += "}\n";
@@ -115,7 +96,7 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
     line += " level=";
     line += LevelName(level);
     line += " msg=\"";
-    AppendEscaped(line, msg);
+    AppendJsonEscaped(line, msg);
     line += '"';
     for (const auto& [k, v] : fields) {
       line += ' ';
@@ -123,7 +104,7 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
       line += '=';
       if (NeedsQuotes(v)) {
         line += '"';
-        AppendEscaped(line, v);
+        AppendJsonEscaped(line, v);
         line += '"';
       } else {
         line += v;

@@ -41,6 +41,9 @@ struct StorageConfig {
   bool sync = true;
   Duration dedupe_window = std::chrono::hours(1);  // 0 = off
   Duration dlq_retention = std::chrono::hours(24 * 7);
+  // Addition: below this much free space on the store's filesystem new webhooks get 503, so the
+  // store never runs into ENOSPC (RocksDB's own ENOSPC handling is not safe to rely on). 0 = off.
+  uint64_t min_free_bytes = 128ull << 20;
 };
 
 struct SourceConfig {

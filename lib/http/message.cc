@@ -1,5 +1,7 @@
 #include "http/message.h"
 
+#include "common/json_escape.h"
+
 #include <cstdio>
 
 namespace switchyard::http {
@@ -67,26 +69,6 @@ std::string Request::QueryParam(std::string_view name) const {
     q.remove_prefix(amp + 1);
   }
   return {};
-}
-
-void AppendJsonEscaped(std::string& out, std::string_view s) {
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
 }
 
 Response Response::Error(int status, std::string_view message) {

@@ -51,7 +51,4 @@ class Handler {
   virtual void Handle(Request request, Respond respond) = 0;
 };
 
-// Appends `s` JSON-escaped (without quotes) to `out`.
-void AppendJsonEscaped(std::string& out, std::string_view s);
-
 }  // namespace switchyard::http

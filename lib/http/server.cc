@@ -8,7 +8,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -74,9 +73,11 @@ Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
   return tcp::endpoint(ip, static_cast<uint16_t>(p));
 }
 
-// Session state visible to Shutdown. Fields other than `executor` are touched only on the strand.
+// Session state visible to Shutdown. Each io_context is run by exactly one thread, so everything
+// posted to `executor` (the socket's context) runs serialized with the session itself; fields other
+// than `executor` are touched only there.
 struct SessionState {
-  net::strand<net::io_context::executor_type> executor;
+  net::any_io_executor executor;
   beast::tcp_stream* stream = nullptr;
   bool idle = true;
 };
@@ -84,7 +85,11 @@ struct SessionState {
 }  // namespace
 
 struct HttpServer::Impl {
-  net::io_context ioc;
+  // One io_context per I/O thread (each run by exactly one thread): connections are spread over
+  // them round-robin and never need strands. contexts[0] also runs acceptors, signals and timers.
+  std::vector<std::unique_ptr<net::io_context>> contexts;
+  net::io_context& ioc() { return *contexts[0]; }
+  std::atomic<size_t> next_context{0};
   std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
   std::atomic<bool> started{false};
@@ -123,7 +128,8 @@ struct HttpServer::Impl {
         co_await wait.async_wait(kNoThrow);
       }
       if (stopping) co_return;
-      auto [ec, socket] = co_await l->acceptor->async_accept(net::make_strand(ioc), kNoThrow);
+      net::io_context& target = *contexts[next_context++ % contexts.size()];
+      auto [ec, socket] = co_await l->acceptor->async_accept(target, kNoThrow);
       if (stopping || ec == net::error::operation_aborted) co_return;
       if (ec) {
         // EMFILE and friends: back off briefly rather than spin.
@@ -133,8 +139,7 @@ struct HttpServer::Impl {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
-      auto state = std::make_shared<SessionState>(
-          SessionState{net::strand<net::io_context::executor_type>(socket.get_executor())});
+      auto state = std::make_shared<SessionState>(SessionState{socket.get_executor()});
       {
         std::lock_guard lock(sessions_mu);
         sessions.emplace(state.get(), state);
@@ -295,7 +300,12 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
+HttpServer::HttpServer(int threads) : impl_(std::make_unique<Impl>()) {
+  if (threads < 1) threads = 1;
+  for (int i = 0; i < threads; ++i) {
+    impl_->contexts.push_back(std::make_unique<net::io_context>(1));
+  }
+}
 
 HttpServer::~HttpServer() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -305,7 +315,7 @@ Result<uint16_t> HttpServer::AddListener(const ListenerOptions& options, Handler
   auto l = std::make_unique<Impl::Listener>();
   l->options = options;
   l->handler = handler;
-  l->acceptor = std::make_unique<tcp::acceptor>(impl_->ioc);
+  l->acceptor = std::make_unique<tcp::acceptor>(impl_->ioc());
   boost::system::error_code ec;
   l->acceptor->open(endpoint->protocol(), ec);
   if (!ec) l->acceptor->set_option(net::socket_base::reuse_address(true), ec);
@@ -322,16 +332,16 @@ Result<uint16_t> HttpServer::AddListener(const ListenerOptions& options, Handler
 
 void HttpServer::HandleSignals(std::function<void(int)> on_signal) {
   impl_->on_signal = std::move(on_signal);
-  impl_->signals = std::make_unique<net::signal_set>(impl_->ioc, SIGTERM, SIGINT, SIGHUP);
+  impl_->signals = std::make_unique<net::signal_set>(impl_->ioc(), SIGTERM, SIGINT, SIGHUP);
   impl_->ArmSignals();
 }
 
 void HttpServer::Every(std::chrono::milliseconds period, std::function<void()> fn) {
-  auto timer = std::make_unique<net::steady_timer>(impl_->ioc);
+  auto timer = std::make_unique<net::steady_timer>(impl_->ioc());
   net::steady_timer* t = timer.get();
   impl_->timers.push_back(std::move(timer));
   net::co_spawn(
-      impl_->ioc,
+      impl_->ioc(),
       [this, t, period, fn = std::move(fn)]() -> net::awaitable<void> {
         while (!impl_->stopping) {
           t->expires_after(period);
@@ -343,17 +353,16 @@ void HttpServer::Every(std::chrono::milliseconds period, std::function<void()> f
       [](std::exception_ptr e) { LogCoroutineFailure("periodic task", e); });
 }
 
-void HttpServer::Start(int threads) {
+void HttpServer::Start() {
   if (impl_->started.exchange(true)) return;
   for (auto& l : impl_->listeners) {
-    net::co_spawn(impl_->ioc, impl_->AcceptLoop(l.get()),
+    net::co_spawn(impl_->ioc(), impl_->AcceptLoop(l.get()),
                   [](std::exception_ptr e) { LogCoroutineFailure("accept loop", e); });
   }
-  if (threads < 1) threads = 1;
-  for (int i = 0; i < threads; ++i) {
-    impl_->threads.emplace_back([this] {
-      auto guard = net::make_work_guard(impl_->ioc);
-      impl_->ioc.run();
+  for (auto& ctx : impl_->contexts) {
+    impl_->threads.emplace_back([ctx = ctx.get()] {
+      auto guard = net::make_work_guard(*ctx);
+      ctx->run();
     });
   }
 }
@@ -363,12 +372,12 @@ void HttpServer::Shutdown(std::chrono::milliseconds timeout) {
   impl_->stopping = true;
   // Stop accepting and wake everything that waits on a timer or signal.
   for (auto& l : impl_->listeners) {
-    net::post(impl_->ioc, [&l] {
+    net::post(impl_->ioc(), [&l] {
       boost::system::error_code ec;
       l->acceptor->close(ec);
     });
   }
-  net::post(impl_->ioc, [this] {
+  net::post(impl_->ioc(), [this] {
     if (impl_->signals) impl_->signals->cancel();
     for (auto& t : impl_->timers) t->cancel();
   });
@@ -396,7 +405,7 @@ void HttpServer::Shutdown(std::chrono::milliseconds timeout) {
     impl_->sessions_cv.wait_for(lock, std::chrono::milliseconds(500),
                                 [this] { return impl_->sessions.empty(); });
   }
-  impl_->ioc.stop();
+  for (auto& ctx : impl_->contexts) ctx->stop();
   for (auto& t : impl_->threads) {
     if (t.joinable()) t.join();
   }

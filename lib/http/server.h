@@ -6,7 +6,8 @@
 // arrives, for the body (body_timeout) and between requests (idle_timeout). Each listener caps
 // concurrent connections; past the cap it stops accepting until a connection closes.
 //
-// Threads: Start() runs `threads` I/O threads. Handlers run on them and must not block.
+// Threads: `threads` I/O threads, each running its own io_context; a connection lives on one of
+// them for its whole life. Handlers run on them and must not block.
 // Shutdown() is called from a non-I/O thread (e.g. main) and blocks until drained.
 #pragma once
 
@@ -35,7 +36,7 @@ struct ListenerOptions {
 
 class HttpServer {
  public:
-  HttpServer();
+  explicit HttpServer(int threads);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -51,7 +52,7 @@ class HttpServer {
   void Every(std::chrono::milliseconds period, std::function<void()> fn);
 
   // Starts the I/O threads and accepting.
-  void Start(int threads);
+  void Start();
 
   // Stops accepting, lets in-flight requests finish (their responses say Connection: close),
   // closes idle connections, and waits up to `timeout` for connections to end; then cancels the

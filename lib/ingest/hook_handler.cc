@@ -119,8 +119,7 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
     reject(401, "signature", "missing Sentry-Hook-Signature header");
     return;
   }
-  if (!crypto::HexDigestEquals(signature,
-                               crypto::HmacSha256(source->client_secret, request.body))) {
+  if (!crypto::VerifyHmacSha256Hex(source->client_secret, request.body, signature)) {
     reject(401, "signature", "signature does not match the body");
     return;
   }

@@ -15,6 +15,13 @@ class RE2;
 
 namespace switchyard::rules {
 
+// Parses a quoted string at the start of `text`: "double-quoted" with the escapes \" \\ \n \t,
+// or 'single-quoted' with no escapes. On success returns the unquoted content and sets
+// *consumed to the number of bytes read, including both quotes. On error, *error_offset (if
+// given) is the 0-based offset in `text` of the fault. Shared by matchers and templates.
+Result<std::string> ParseQuotedString(std::string_view text, size_t* consumed,
+                                      size_t* error_offset = nullptr);
+
 class Matcher {
  public:
   enum class Op { kEq, kNe, kRegex, kNotRegex };

@@ -2,6 +2,16 @@
 // truncate(N), default("text"), upper, lower, json, urlencode. Compiled once at config load;
 // rendering never re-evaluates the values it inserts (a value containing "{{" stays literal).
 // A compiled Template is immutable and safe to share across threads.
+//
+// Filters apply left to right to the text of the value (EventView::Lookup):
+//   truncate(N)  at most N Unicode code points, cut on a code-point boundary; a cut value ends
+//                in "…" (counted within N).
+//   default("t") "t" when the value is missing, empty or JSON null.
+//   upper, lower ASCII letters only; other bytes are unchanged.
+//   json         first in the chain (or after a default that kept the value): the value's own
+//                JSON (EventView::LookupJson; numbers stay numbers, missing is null); after a
+//                filter changed the text: the text as a JSON string.
+//   urlencode    percent-encodes every byte except RFC 3986 unreserved (ALPHA DIGIT - . _ ~).
 #pragma once
 
 #include <string>

@@ -23,6 +23,8 @@ struct StoreOptions {
   size_t max_batch_events = 1024;       // group-commit bound (events)
   size_t max_batch_bytes = 8u << 20;    // group-commit bound (bytes)
   size_t max_pending_appends = 100000;  // beyond this, Append fails fast with kUnavailable
+  // Refuse appends (kUnavailable) while the store's filesystem has less free space than this.
+  uint64_t min_free_bytes = 128ull << 20;
   // Called on the writer thread after each successful group commit with the events it wrote.
   std::function<void(size_t events)> on_group_commit;
 };

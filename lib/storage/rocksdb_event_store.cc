@@ -17,6 +17,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <sys/statvfs.h>
+
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -192,6 +194,7 @@ class RocksDbEventStore final : public EventStore {
     }
 
     Status status = lookup_error;
+    if (status.ok() && wb.Count() > 0) status = CheckFreeSpace(wb.GetDataSize());
     if (status.ok() && wb.Count() > 0) status = Write(wb);
 
     {
@@ -212,6 +215,28 @@ class RocksDbEventStore final : public EventStore {
         batch[i].done(status);
       }
     }
+  }
+
+  // Fails while the filesystem has less than min_free_bytes (plus this batch) free. Checked per
+  // group commit, so a filling disk is refused before RocksDB ever sees ENOSPC.
+  Status CheckFreeSpace(size_t batch_bytes) {
+    if (options_.min_free_bytes == 0) return Status::Ok();
+    struct statvfs fs;
+    if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // cannot tell; try
+    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes >= options_.min_free_bytes + batch_bytes) {
+      if (low_space_) log::Info("storage has free space again", {{"path", options_.path}});
+      low_space_ = false;
+      return Status::Ok();
+    }
+    if (!low_space_) {
+      log::Error("storage nearly full; refusing new webhooks until space returns",
+                 {{"path", options_.path},
+                  {"free_bytes", std::to_string(free_bytes)},
+                  {"min_free_bytes", std::to_string(options_.min_free_bytes)}});
+    }
+    low_space_ = true;
+    return Unavailable("storage nearly full (" + std::to_string(free_bytes) + " bytes free)");
   }
 
   Status Write(rocksdb::WriteBatch& wb) {
@@ -244,6 +269,7 @@ class RocksDbEventStore final : public EventStore {
   bool closing_ = false;             // GUARDED_BY(mu_)
   std::thread writer_;
   bool needs_resume_ = false;  // writer thread only
+  bool low_space_ = false;     // writer thread only
 
   mutable std::mutex health_mu_;
   Status health_;     // GUARDED_BY(health_mu_)

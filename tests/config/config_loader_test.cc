@@ -1,0 +1,784 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.h"
+#include "config/interpolate.h"
+#include "config_test_util.h"
+
+namespace switchyard::config {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::milliseconds;
+using std::chrono::minutes;
+using std::chrono::seconds;
+using testing::Dump;
+using testing::ExpectOneError;
+using testing::Load;
+using testing::ScopedEnv;
+using testing::TempDir;
+
+// The example of CONTRACT.md §3, verbatim.
+constexpr std::string_view kContractExample = R"yaml(server:
+  listen: 127.0.0.1:8080          # webhooks, OAuth redirect
+  admin_listen: 127.0.0.1:9090    # /metrics, /healthz, /readyz, /admin/*
+  admin_token: ""                 # when set, /admin/* requires "Authorization: Bearer <token>"
+  threads: 0                      # 0 = number of cores
+  max_body_bytes: 1048576
+  header_timeout: 10s             # whole request head must arrive within this
+  idle_timeout: 60s               # keep-alive connections idle longer are closed
+  public_url: ""                  # e.g. https://hooks.example.com — used by `manifest`
+  shutdown_timeout: 15s
+
+storage:
+  path: ./var                     # RocksDB and key file live here
+  sync: true                      # true: 2xx only after the write is fsync'd (group commit)
+  dedupe_window: 1h               # same source + identical body within the window = duplicate; 0 = off
+  dlq_retention: 7d
+
+sources:
+  sentry:                         # the name; webhooks at /hooks/sentry, OAuth redirect at /setup/sentry
+    type: sentry
+    client_id: ${env:SENTRY_CLIENT_ID:-}
+    client_secret: ${env:SENTRY_CLIENT_SECRET:-}
+    api_url: https://sentry.io    # base of /api/0/...; tests point it at a fake
+    verify_install: true          # PUT status=installed after the token exchange
+    token: ""                     # set for an INTERNAL integration: static token, no OAuth
+    org: ""                       # internal integration: the organization slug (for API paths)
+    refresh_before: 1h            # refresh a token this long before it expires
+    after_install_url: https://sentry.io/settings/   # where /setup sends the browser on success
+    max_clock_skew: 0             # 0 = do not check Sentry-Hook-Timestamp (Sentry does not sign it)
+
+sinks:
+  phone:
+    type: pushover
+    token: ${env:PUSHOVER_TOKEN:-}
+    user: ${env:PUSHOVER_USER:-}
+    api_url: https://api.pushover.net/1/messages.json
+    rate: 2/s                     # token bucket per sink (any sink type)
+    concurrency: 2                # in-flight deliveries per sink (any sink type)
+  ops:
+    type: http
+    url: https://ops.example.com/ingest
+    method: POST
+    headers: {Authorization: "Bearer ${env:OPS_TOKEN:-}"}
+    timeout: 5s
+    concurrency: 16
+    retry: {max_attempts: 5}      # per-sink override of the retry block below
+  archive:
+    type: file
+    path: ./var/events.jsonl
+
+retry:                            # defaults for every sink
+  initial: 1s
+  multiplier: 2
+  max_delay: 10m
+  jitter: 0.2
+  max_attempts: 12
+  max_age: 24h
+
+routes:                           # in order; EVERY matching route delivers, unless one says stop: true
+  - name: backend-issues-to-phone
+    source: sentry
+    resource: issue               # the Sentry-Hook-Resource header; a string or a list
+    action: created               # the payload's "action"; a string or a list
+    match:                        # all must hold
+      - 'data.issue.project.name = "Backend"'
+    to:
+      - sink: phone
+        title: '{{ data.issue.title }}'
+        message: '{{ data.issue.culprit }}'
+        url: '{{ data.issue.web_url }}'
+        url_title: Issue Details
+        priority: 0
+  - name: alerts-for-backend
+    source: sentry
+    resource: event_alert
+    enrich: [issue]               # fetch the issue from the Sentry API with the installation's token
+    match:
+      - '$issue.project.slug = "backend"'
+    to: [ops]
+  - name: archive-everything
+    to: [archive]
+)yaml";
+
+// A minimal valid config to append routes to (sinks on lines 2-7).
+constexpr std::string_view kSinks = R"yaml(sinks:
+  phone:
+    type: pushover
+  archive:
+    type: file
+    path: ./x.jsonl
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+sources:
+  sentry: {type: sentry}
+)yaml";
+
+class ConfigLoaderTest : public ::testing::Test {
+ protected:
+  // The variables the examples read with :- defaults, unset for every test.
+  ScopedEnv sentry_id_{"SENTRY_CLIENT_ID", nullptr};
+  ScopedEnv sentry_secret_{"SENTRY_CLIENT_SECRET", nullptr};
+  ScopedEnv pushover_token_{"PUSHOVER_TOKEN", nullptr};
+  ScopedEnv pushover_user_{"PUSHOVER_USER", nullptr};
+  ScopedEnv ops_token_{"OPS_TOKEN", nullptr};
+};
+
+TEST_F(ConfigLoaderTest, LoadsTheContractExampleIntoEveryField) {
+  LoadResult r = LoadConfigFromString(std::string(kContractExample), "routes.yaml");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  ASSERT_NE(r.config, nullptr);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.file, "routes.yaml");
+
+  EXPECT_EQ(c.server.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c.server.admin_listen, "127.0.0.1:9090");
+  EXPECT_EQ(c.server.admin_token, "");
+  EXPECT_EQ(c.server.threads, 0);
+  EXPECT_EQ(c.server.max_body_bytes, 1048576u);
+  EXPECT_EQ(c.server.header_timeout, seconds(10));
+  EXPECT_EQ(c.server.idle_timeout, seconds(60));
+  EXPECT_EQ(c.server.public_url, "");
+  EXPECT_EQ(c.server.shutdown_timeout, seconds(15));
+
+  EXPECT_EQ(c.storage.path, "./var");
+  EXPECT_TRUE(c.storage.sync);
+  EXPECT_EQ(c.storage.dedupe_window, hours(1));
+  EXPECT_EQ(c.storage.dlq_retention, hours(24 * 7));
+
+  ASSERT_EQ(c.sources.size(), 1u);
+  const SourceConfig& s = c.sources[0];
+  EXPECT_EQ(s.name, "sentry");
+  EXPECT_EQ(s.type, "sentry");
+  EXPECT_EQ(s.client_id, "");
+  EXPECT_EQ(s.client_secret, "");
+  EXPECT_EQ(s.api_url, "https://sentry.io");
+  EXPECT_TRUE(s.verify_install);
+  EXPECT_EQ(s.token, "");
+  EXPECT_EQ(s.org, "");
+  EXPECT_EQ(s.refresh_before, hours(1));
+  EXPECT_EQ(s.after_install_url, "https://sentry.io/settings/");
+  EXPECT_EQ(s.max_clock_skew, milliseconds(0));
+  EXPECT_EQ(c.FindSource("sentry"), &c.sources[0]);
+  EXPECT_EQ(c.FindSource("nope"), nullptr);
+
+  ASSERT_EQ(c.sinks.size(), 3u);
+  const SinkConfig* phone = c.FindSink("phone");
+  ASSERT_NE(phone, nullptr);
+  EXPECT_EQ(phone->type, "pushover");
+  EXPECT_EQ(phone->line, 32);
+  EXPECT_DOUBLE_EQ(phone->rate.per_second, 2);
+  EXPECT_DOUBLE_EQ(phone->rate.burst, 2);
+  EXPECT_EQ(phone->concurrency, 2u);
+  const auto& pushover = std::get<PushoverSinkConfig>(phone->settings);
+  EXPECT_EQ(pushover.token, "");
+  EXPECT_EQ(pushover.user, "");
+  EXPECT_EQ(pushover.api_url, "https://api.pushover.net/1/messages.json");
+
+  const SinkConfig* ops = c.FindSink("ops");
+  ASSERT_NE(ops, nullptr);
+  EXPECT_EQ(ops->type, "http");
+  EXPECT_DOUBLE_EQ(ops->rate.per_second, 0);  // unlimited
+  EXPECT_EQ(ops->concurrency, 16u);
+  EXPECT_EQ(ops->retry.max_attempts, 5u);
+  EXPECT_FALSE(ops->retry.initial.has_value());
+  const auto& http = std::get<HttpSinkConfig>(ops->settings);
+  EXPECT_EQ(http.url, "https://ops.example.com/ingest");
+  EXPECT_EQ(http.method, "POST");
+  ASSERT_EQ(http.headers.size(), 1u);
+  EXPECT_EQ(http.headers[0].first, "Authorization");
+  EXPECT_EQ(http.headers[0].second, "Bearer ");
+  EXPECT_EQ(http.timeout, seconds(5));
+
+  const SinkConfig* archive = c.FindSink("archive");
+  ASSERT_NE(archive, nullptr);
+  EXPECT_EQ(archive->type, "file");
+  EXPECT_EQ(archive->concurrency, 4u);
+  EXPECT_EQ(std::get<FileSinkConfig>(archive->settings).path, "./var/events.jsonl");
+
+  EXPECT_EQ(c.retry.initial, seconds(1));
+  EXPECT_DOUBLE_EQ(c.retry.multiplier, 2);
+  EXPECT_EQ(c.retry.max_delay, minutes(10));
+  EXPECT_DOUBLE_EQ(c.retry.jitter, 0.2);
+  EXPECT_EQ(c.retry.max_attempts, 12u);
+  EXPECT_EQ(c.retry.max_age, hours(24));
+  RetryConfig ops_retry = ops->retry.ApplyTo(c.retry);
+  EXPECT_EQ(ops_retry.max_attempts, 5u);
+  EXPECT_EQ(ops_retry.max_delay, minutes(10));
+
+  ASSERT_EQ(c.routes.size(), 3u);
+  const RouteConfig& r0 = c.routes[0];
+  EXPECT_EQ(r0.name, "backend-issues-to-phone");
+  EXPECT_EQ(r0.line, 60);
+  EXPECT_EQ(r0.source, "sentry");
+  EXPECT_EQ(r0.resources, std::vector<std::string>{"issue"});
+  EXPECT_EQ(r0.actions, std::vector<std::string>{"created"});
+  ASSERT_EQ(r0.match.size(), 1u);
+  EXPECT_EQ(r0.match[0].text(), "data.issue.project.name = \"Backend\"");
+  EXPECT_TRUE(r0.match_any.empty());
+  EXPECT_TRUE(r0.enrich.empty());
+  EXPECT_FALSE(r0.stop);
+  ASSERT_EQ(r0.to.size(), 1u);
+  EXPECT_EQ(r0.to[0].sink, "phone");
+  ASSERT_EQ(r0.to[0].fields.size(), 5u);
+  EXPECT_EQ(r0.to[0].fields.at("title").text(), "{{ data.issue.title }}");
+  EXPECT_EQ(r0.to[0].fields.at("message").text(), "{{ data.issue.culprit }}");
+  EXPECT_EQ(r0.to[0].fields.at("url").text(), "{{ data.issue.web_url }}");
+  EXPECT_EQ(r0.to[0].fields.at("url_title").text(), "Issue Details");
+  EXPECT_TRUE(r0.to[0].fields.at("url_title").IsLiteral());
+  EXPECT_EQ(r0.to[0].fields.at("priority").text(), "0");
+
+  const RouteConfig& r1 = c.routes[1];
+  EXPECT_EQ(r1.name, "alerts-for-backend");
+  EXPECT_EQ(r1.resources, std::vector<std::string>{"event_alert"});
+  EXPECT_TRUE(r1.actions.empty());
+  EXPECT_EQ(r1.enrich, std::vector<std::string>{"issue"});
+  ASSERT_EQ(r1.match.size(), 1u);
+  EXPECT_TRUE(r1.match[0].path().NeedsIssue());
+  ASSERT_EQ(r1.to.size(), 1u);
+  EXPECT_EQ(r1.to[0].sink, "ops");
+  EXPECT_TRUE(r1.to[0].fields.empty());
+
+  const RouteConfig& r2 = c.routes[2];
+  EXPECT_EQ(r2.name, "archive-everything");
+  EXPECT_FALSE(r2.source.has_value());
+  ASSERT_EQ(r2.to.size(), 1u);
+  EXPECT_EQ(r2.to[0].sink, "archive");
+}
+
+TEST_F(ConfigLoaderTest, EmptyFileIsAValidConfigWithDefaults) {
+  for (std::string_view text : {"", "# only a comment\n", "~\n", "server:\nroutes:\n"}) {
+    LoadResult r = Load(text);
+    ASSERT_TRUE(r.errors.empty()) << Dump(r);
+    ASSERT_NE(r.config, nullptr);
+    EXPECT_TRUE(r.config->sources.empty());
+    EXPECT_TRUE(r.config->sinks.empty());
+    EXPECT_TRUE(r.config->routes.empty());
+    EXPECT_EQ(r.config->server.listen, "127.0.0.1:8080");
+    EXPECT_EQ(r.config->server.max_header_bytes, 16384u);
+    EXPECT_EQ(r.config->server.body_timeout, seconds(30));
+    EXPECT_EQ(r.config->server.max_connections, 10000u);
+    EXPECT_EQ(r.config->server.max_json_depth, 128u);
+    EXPECT_EQ(r.config->retry.max_attempts, 12u);
+  }
+}
+
+TEST_F(ConfigLoaderTest, LoadsTheAdditionalServerKeys) {
+  LoadResult r = Load(
+      "server:\n  listen: '[::1]:0'\n  admin_listen: localhost:0\n  max_header_bytes: 8192\n"
+      "  body_timeout: 1m30s\n  max_connections: 50\n  max_json_depth: 32\n  threads: 3\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_EQ(r.config->server.listen, "[::1]:0");
+  EXPECT_EQ(r.config->server.admin_listen, "localhost:0");
+  EXPECT_EQ(r.config->server.max_header_bytes, 8192u);
+  EXPECT_EQ(r.config->server.body_timeout, seconds(90));
+  EXPECT_EQ(r.config->server.max_connections, 50u);
+  EXPECT_EQ(r.config->server.max_json_depth, 32u);
+  EXPECT_EQ(r.config->server.threads, 3);
+}
+
+TEST_F(ConfigLoaderTest, ReportsUnknownKeyAtItsLineAndColumn) {
+  LoadResult r = Load("server:\n  listen: 127.0.0.1:1\n  listn: 127.0.0.1:2\n");
+  ExpectOneError(r, 3, 3, "unknown key \"listn\" in server (known: listen, admin_listen, ");
+  EXPECT_EQ(r.errors[0].ToString().rfind("test.yaml:3:3: unknown key", 0), 0u);
+}
+
+TEST_F(ConfigLoaderTest, ReportsUnknownTopLevelAndNestedKeys) {
+  ExpectOneError(Load("servers: {}\n"), 1, 1, "unknown key \"servers\" at top level");
+  ExpectOneError(Load("sinks:\n  a:\n    type: file\n    path: x\n    url: http://x/\n"), 5, 5,
+                 "unknown key \"url\" in sinks.a (known for type file: type, rate, concurrency, "
+                 "retry, path)");
+  ExpectOneError(Load("retry:\n  tries: 3\n"), 2, 3, "unknown key \"tries\" in retry");
+  ExpectOneError(Load("sinks:\n  a: {type: file, path: x, retry: {max: 1}}\n"), 2, 36,
+                 "unknown key \"max\" in sinks.a.retry");
+}
+
+TEST_F(ConfigLoaderTest, ReportsDuplicateKeyAtTheSecondWithTheFirstLine) {
+  LoadResult r = Load(
+      "sinks:\n"
+      "  phone:\n"
+      "    type: pushover\n"
+      "  phone:\n"
+      "    type: file\n");
+  ExpectOneError(r, 4, 3, "sinks: duplicate key \"phone\" (first at line 2)");
+  ExpectOneError(Load("server:\n  threads: 1\n  threads: 2\n"), 3, 3,
+                 "duplicate key \"threads\" (first at line 2)");
+  ExpectOneError(Load("storage: {}\nstorage: {}\n"), 2, 1,
+                 "duplicate key \"storage\" (first at line 1)");
+}
+
+TEST_F(ConfigLoaderTest, ReportsWrongTypesAtTheValue) {
+  ExpectOneError(Load("server:\n  listen: {a: 1}\n"), 2, 11,
+                 "server.listen: expected HOST:PORT or [IPV6]:PORT with PORT in 0..65535, got a "
+                 "map");
+  ExpectOneError(Load("server:\n  threads: abc\n"), 2, 12,
+                 "server.threads: expected an integer in 0..4096, got \"abc\"");
+  ExpectOneError(Load("server:\n  max_connections: -1\n"), 2, 20,
+                 "server.max_connections: expected an integer in 1..4294967295, got \"-1\"");
+  ExpectOneError(Load("server:\n  max_body_bytes: 0\n"), 2, 19,
+                 "server.max_body_bytes: expected an integer >= 1, got \"0\"");
+  ExpectOneError(Load("storage:\n  sync: yes\n"), 2, 9,
+                 "storage.sync: expected true or false, got \"yes\"");
+  ExpectOneError(Load("storage:\n  path: [a]\n"), 2, 9,
+                 "storage.path: expected a non-empty "
+                 "string, got a list");
+  ExpectOneError(Load("server:\n  admin_token:\n"), 2, 3,
+                 "server.admin_token: expected a string, got nothing (null)");
+  ExpectOneError(Load("retry:\n  jitter: 1.5\n"), 2, 11,
+                 "retry.jitter: expected a number in [0, 1], got \"1.5\"");
+  ExpectOneError(Load("retry:\n  multiplier: 0.5\n"), 2, 15,
+                 "retry.multiplier: expected a number >= 1, got \"0.5\"");
+  ExpectOneError(Load("sources: [a, b]\n"), 1, 10, "sources: expected a map, got a list");
+  ExpectOneError(Load("- a\n"), 1, 1, "expected a map at top level, got a list");
+}
+
+TEST_F(ConfigLoaderTest, ReportsBadDurationWithTheAcceptedForms) {
+  LoadResult r = Load("server:\n  header_timeout: 10 sec\n");
+  ExpectOneError(r, 2, 19,
+                 "server.header_timeout: expected a duration like 250ms, 5s, 10m, 8h, 7d or 1h30m, "
+                 "got \"10 sec\"");
+  ExpectOneError(Load("retry:\n  initial: 0\n"), 2, 12, "retry.initial: must be greater than 0");
+  ExpectOneError(Load("storage:\n  dedupe_window: 5\n"), 2, 18, "(or 0), got \"5\"");
+}
+
+TEST_F(ConfigLoaderTest, ReportsBadRate) {
+  LoadResult r = Load("sinks:\n  phone:\n    type: pushover\n    rate: fast\n");
+  ExpectOneError(r, 4, 11, "sinks.phone.rate: expected a rate like \"2/s\", got \"fast\"");
+  ExpectOneError(Load("sinks:\n  a: {type: file, path: x, rate: 0/s}\n"), 2, 34,
+                 "expected a rate like");
+}
+
+TEST_F(ConfigLoaderTest, ComputesRateAndBurst) {
+  LoadResult r = Load(
+      "sinks:\n"
+      "  a: {type: file, path: x, rate: 30/m}\n"
+      "  b: {type: file, path: y, rate: 2.5/s}\n"
+      "  c: {type: file, path: z, rate: 7200/h}\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_DOUBLE_EQ(r.config->sinks[0].rate.per_second, 0.5);
+  EXPECT_DOUBLE_EQ(r.config->sinks[0].rate.burst, 1);
+  EXPECT_DOUBLE_EQ(r.config->sinks[1].rate.per_second, 2.5);
+  EXPECT_DOUBLE_EQ(r.config->sinks[1].rate.burst, 3);
+  EXPECT_DOUBLE_EQ(r.config->sinks[2].rate.per_second, 2);
+}
+
+TEST_F(ConfigLoaderTest, ReportsDanglingSinkReference) {
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n"
+                     "  - name: r\n"
+                     "    to:\n"
+                     "      - sink: pager\n";
+  ExpectOneError(Load(yaml), 13, 15, "routes[0].to[0].sink: unknown sink \"pager\"");
+  yaml = std::string(kSinks) + "routes:\n  - name: r\n    to: [archive, pager]\n";
+  ExpectOneError(Load(yaml), 12, 19, "routes[0].to[1]: unknown sink \"pager\"");
+}
+
+TEST_F(ConfigLoaderTest, ReportsDanglingSourceReference) {
+  std::string yaml =
+      std::string(kSinks) + "routes:\n  - name: r\n    source: github\n    to: [ops]\n";
+  ExpectOneError(Load(yaml), 12, 13, "routes[0].source: unknown source \"github\"");
+}
+
+TEST_F(ConfigLoaderTest, ReportsBadMatcherAtTheFaultInTheScalar) {
+  // Plain, single-quoted and double-quoted scalars: the column points into the scalar.
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n"
+                     "  - name: r\n"
+                     "    match:\n"
+                     "      - data.x BAD \"y\"\n"
+                     "      - 'data.x BAD \"y\"'\n"
+                     "      - \"data.x BAD \\\"y\\\"\"\n"
+                     "    to: [ops]\n";
+  LoadResult r = Load(yaml);
+  ASSERT_EQ(r.errors.size(), 3u) << Dump(r);
+  EXPECT_EQ(r.errors[0].line, 13);
+  EXPECT_EQ(r.errors[0].column, 16);
+  EXPECT_EQ(r.errors[1].line, 14);
+  EXPECT_EQ(r.errors[1].column, 17);
+  EXPECT_EQ(r.errors[2].line, 15);
+  EXPECT_EQ(r.errors[2].column, 17);
+  for (const ConfigError& e : r.errors) {
+    EXPECT_NE(e.message.find("invalid matcher: "), std::string::npos) << e.ToString();
+  }
+  EXPECT_EQ(r.errors[1].message.rfind("routes[0].match[1]: invalid matcher: ", 0), 0u);
+}
+
+TEST_F(ConfigLoaderTest, ReportsBadTemplateAtTheFaultInTheScalar) {
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n"
+                     "  - name: r\n"
+                     "    to:\n"
+                     "      - sink: phone\n"
+                     "        title: '{{ data.x | BAD }}'\n";
+  ExpectOneError(Load(yaml), 14, 29, "routes[0].to[0].title: invalid template: ");
+  yaml = std::string(kSinks) +
+         "routes:\n"
+         "  - name: r\n"
+         "    to:\n"
+         "      - sink: ops\n"
+         "        body: |\n"
+         "          {{ data.x | BAD }}\n";
+  // A block scalar: reported at the scalar itself.
+  LoadResult r = Load(yaml);
+  ASSERT_EQ(r.errors.size(), 1u) << Dump(r);
+  EXPECT_EQ(r.errors[0].line, 14);
+  EXPECT_NE(r.errors[0].message.find("routes[0].to[0].body: invalid template: "),
+            std::string::npos);
+}
+
+TEST_F(ConfigLoaderTest, ReportsFieldsTheSinkTypeDoesNotTake) {
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n"
+                     "  - name: r\n"
+                     "    to:\n"
+                     "      - {sink: archive, title: x}\n"
+                     "      - {sink: ops, title: x}\n";
+  LoadResult r = Load(yaml);
+  ASSERT_EQ(r.errors.size(), 2u) << Dump(r);
+  EXPECT_EQ(r.errors[0].line, 13);
+  EXPECT_EQ(r.errors[0].column, 25);
+  EXPECT_NE(r.errors[0].message.find("file sink \"archive\" takes no fields"), std::string::npos);
+  EXPECT_EQ(r.errors[1].line, 14);
+  EXPECT_NE(r.errors[1].message.find("unknown key \"title\" in routes[0].to[1] (fields of http "
+                                     "sink \"ops\": sink, body)"),
+            std::string::npos);
+}
+
+TEST_F(ConfigLoaderTest, ReportsMissingRequiredKeys) {
+  ExpectOneError(Load("sinks:\n  phone:\n    rate: 1/s\n"), 2, 3,
+                 "sinks.phone: missing required key \"type\"");
+  ExpectOneError(Load("sinks:\n  ops:\n    type: http\n"), 2, 3,
+                 "sinks.ops: missing required key \"url\"");
+  ExpectOneError(Load("sinks:\n  a:\n    type: file\n"), 2, 3,
+                 "sinks.a: missing required key \"path\"");
+  ExpectOneError(Load("sources:\n  s:\n    client_id: x\n"), 2, 3,
+                 "sources.s: missing required key \"type\"");
+  ExpectOneError(Load(std::string(kSinks) + "routes:\n  - name: r\n"), 11, 5,
+                 "routes[0]: missing required key \"to\"");
+  ExpectOneError(Load(std::string(kSinks) + "routes:\n  - to: [ops]\n"), 11, 5,
+                 "routes[0]: missing required key \"name\"");
+  ExpectOneError(Load(std::string(kSinks) + "routes:\n  - name: r\n    to: []\n"), 12, 9,
+                 "routes[0].to: must list at least one sink");
+  ExpectOneError(Load(std::string(kSinks) + "routes:\n  - name: r\n    to:\n      - {title: x}\n"),
+                 13, 9, "routes[0].to[0]: missing required key \"sink\"");
+}
+
+TEST_F(ConfigLoaderTest, RejectsEmergencyPriorityWithoutRetryAndExpire) {
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n"
+                     "  - name: r\n"
+                     "    to:\n"
+                     "      - sink: phone\n"
+                     "        priority: 2\n"
+                     "        retry: 60\n";
+  ExpectOneError(Load(yaml), 14, 19,
+                 "routes[0].to[0].priority: priority 2 (emergency) requires \"expire\"");
+  yaml = std::string(kSinks) + "routes:\n  - name: r\n    to: [{sink: phone, priority: 2}]\n";
+  ExpectOneError(Load(yaml), 12, 34, "requires \"retry\" and \"expire\"");
+  yaml = std::string(kSinks) +
+         "routes:\n  - name: r\n    to: [{sink: phone, priority: 2, retry: 30, expire: 10800}]\n";
+  LoadResult ok = Load(yaml);
+  EXPECT_TRUE(ok.errors.empty()) << Dump(ok);
+}
+
+TEST_F(ConfigLoaderTest, ChecksLiteralPushoverNumbers) {
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n"
+                     "  - name: r\n"
+                     "    to:\n"
+                     "      - {sink: phone, priority: 3}\n"
+                     "      - {sink: phone, priority: 2, retry: 10, expire: 99999}\n"
+                     "      - {sink: phone, priority: '{{ data.p }}'}\n";
+  LoadResult r = Load(yaml);
+  ASSERT_EQ(r.errors.size(), 3u) << Dump(r);
+  EXPECT_NE(r.errors[0].message.find("routes[0].to[0].priority: expected an integer in -2..2, "
+                                     "got \"3\""),
+            std::string::npos);
+  EXPECT_NE(r.errors[1].message.find("routes[0].to[1].retry: expected an integer >= 30"),
+            std::string::npos);
+  EXPECT_NE(r.errors[2].message.find("routes[0].to[1].expire: expected an integer in 1..10800"),
+            std::string::npos);
+}
+
+TEST_F(ConfigLoaderTest, ReportsYamlSyntaxErrorAtItsPosition) {
+  LoadResult r = Load("server:\n  listen: [127.0.0.1:1\nstorage: {}\n");
+  ASSERT_EQ(r.errors.size(), 1u) << Dump(r);
+  EXPECT_EQ(r.errors[0].line, 3);
+  EXPECT_EQ(r.errors[0].column, 8);
+  EXPECT_NE(r.errors[0].message.find("YAML syntax error: "), std::string::npos);
+  EXPECT_EQ(r.config, nullptr);
+}
+
+TEST_F(ConfigLoaderTest, ReportsEveryErrorInFileOrder) {
+  LoadResult r = Load(
+      "routes:\n"
+      "  - name: r\n"
+      "    to: [nowhere]\n"
+      "server:\n"
+      "  threads: -1\n"
+      "  bogus: 1\n"
+      "sinks:\n"
+      "  a: {type: smtp}\n");
+  ASSERT_EQ(r.errors.size(), 4u) << Dump(r);
+  EXPECT_EQ(r.errors[0].line, 3);
+  EXPECT_NE(r.errors[0].message.find("unknown sink \"nowhere\""), std::string::npos);
+  EXPECT_EQ(r.errors[1].line, 5);
+  EXPECT_EQ(r.errors[2].line, 6);
+  EXPECT_EQ(r.errors[3].line, 8);
+  EXPECT_NE(r.errors[3].message.find("unknown sink type \"smtp\""), std::string::npos);
+  EXPECT_EQ(r.config, nullptr);
+}
+
+TEST_F(ConfigLoaderTest, InterpolatesEnvironmentVariables) {
+  ScopedEnv token("SWITCHYARD_TEST_TOKEN", "tok-123");
+  ScopedEnv empty("SWITCHYARD_TEST_EMPTY", "");
+  ScopedEnv threads("SWITCHYARD_TEST_THREADS", "7");
+  ScopedEnv unset("SWITCHYARD_TEST_UNSET", nullptr);
+  LoadResult r = Load(
+      "server:\n"
+      "  admin_token: ${env:SWITCHYARD_TEST_TOKEN}\n"
+      "  threads: ${env:SWITCHYARD_TEST_THREADS}\n"
+      "  public_url: \"https://${env:SWITCHYARD_TEST_UNSET:-hooks.example.com}/x\"\n"
+      "sinks:\n"
+      "  ops:\n"
+      "    type: http\n"
+      "    url: http://127.0.0.1:1/\n"
+      "    headers:\n"
+      "      Authorization: Bearer ${env:SWITCHYARD_TEST_TOKEN} ${env:SWITCHYARD_TEST_EMPTY:-d}\n"
+      "      X-Empty: \"${env:SWITCHYARD_TEST_UNSET:-}\"\n"
+      "      X-Literal: $${env:SWITCHYARD_TEST_TOKEN} costs $5\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_EQ(r.config->server.admin_token, "tok-123");
+  EXPECT_EQ(r.config->server.threads, 7);
+  EXPECT_EQ(r.config->server.public_url, "https://hooks.example.com/x");
+  const auto& headers = std::get<HttpSinkConfig>(r.config->sinks[0].settings).headers;
+  ASSERT_EQ(headers.size(), 3u);
+  EXPECT_EQ(headers[0].second, "Bearer tok-123 d");
+  EXPECT_EQ(headers[1].second, "");
+  EXPECT_EQ(headers[2].second, "${env:SWITCHYARD_TEST_TOKEN} costs $5");
+}
+
+TEST_F(ConfigLoaderTest, ReportsUnsetVariableAndBadReferences) {
+  ScopedEnv unset("SWITCHYARD_TEST_UNSET", nullptr);
+  ExpectOneError(Load("server:\n  admin_token: x${env:SWITCHYARD_TEST_UNSET}\n"), 2, 17,
+                 "server.admin_token: environment variable SWITCHYARD_TEST_UNSET is not set");
+  ExpectOneError(Load("server:\n  admin_token: \"${env:X\"\n"), 2, 17, "unterminated \"${\"");
+  ExpectOneError(Load("server:\n  admin_token: ${vault:x}\n"), 2, 16,
+                 "unknown reference kind \"vault\" in \"${vault:x}\"");
+  ExpectOneError(Load("server:\n  admin_token: ${nothing}\n"), 2, 16, "invalid reference");
+}
+
+TEST_F(ConfigLoaderTest, ErrorMessagesNeverContainInterpolatedSecrets) {
+  TempDir dir;
+  std::string secret_file = dir.Write("secret", "{{ file-secret-BAD-456\n");
+  dir.Write("cred", "cred-secret-789");
+  ScopedEnv env("SWITCHYARD_TEST_SECRET", "env-secret-BAD-123");
+  ScopedEnv creds("CREDENTIALS_DIRECTORY", dir.path().c_str());
+  LoadResult r = Load(
+      "server:\n"
+      "  threads: ${env:SWITCHYARD_TEST_SECRET}\n"
+      "  listen: ${file:" +
+      secret_file +
+      "}\n"
+      "  public_url: ${credential:cred}\n"
+      "storage:\n"
+      "  sync: ${env:SWITCHYARD_TEST_SECRET}\n"
+      "  dedupe_window: x${credential:cred}\n"
+      "sinks:\n"
+      "  a: {type: pushover, rate: '${env:SWITCHYARD_TEST_SECRET}'}\n"
+      "routes:\n"
+      "  - name: r\n"
+      "    match: ['${env:SWITCHYARD_TEST_SECRET}']\n"
+      "    to: [{sink: a, title: '${file:" +
+      secret_file + "}'}]\n");
+  ASSERT_EQ(r.errors.size(), 8u) << Dump(r);
+  for (const ConfigError& e : r.errors) {
+    std::string s = e.ToString();
+    EXPECT_EQ(s.find("secret-"), std::string::npos) << s;
+  }
+  EXPECT_NE(r.errors[0].message.find("got \"${env:SWITCHYARD_TEST_SECRET}\""), std::string::npos)
+      << Dump(r);
+}
+
+TEST_F(ConfigLoaderTest, InterpolatesFilesAndCredentials) {
+  TempDir dir;
+  std::string file = dir.Write("token", "from-file\n");
+  dir.Write("pushover-user", "from-credential\r\n");
+  dir.Write("two-lines", "a\nb\n\n");
+  ScopedEnv creds("CREDENTIALS_DIRECTORY", dir.path().c_str());
+  LoadResult r = Load(
+      "sinks:\n"
+      "  phone:\n"
+      "    type: pushover\n"
+      "    token: ${file:" +
+      file +
+      "}\n"
+      "    user: ${credential:pushover-user}\n"
+      "  other:\n"
+      "    type: pushover\n"
+      "    token: '${file:" +
+      dir.path() + "/two-lines}'\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  const auto& pushover = std::get<PushoverSinkConfig>(r.config->FindSink("phone")->settings);
+  EXPECT_EQ(pushover.token, "from-file");
+  EXPECT_EQ(pushover.user, "from-credential");
+  EXPECT_EQ(std::get<PushoverSinkConfig>(r.config->FindSink("other")->settings).token, "a\nb\n");
+}
+
+TEST_F(ConfigLoaderTest, ReportsUnreadableFilesAndBadCredentials) {
+  TempDir dir;
+  ExpectOneError(Load("server:\n  admin_token: ${file:" + dir.path() + "/missing}\n"), 2, 16,
+                 "cannot read \"${file:" + dir.path() + "/missing}\": No such file or directory");
+  ExpectOneError(Load("server:\n  admin_token: ${file:" + dir.path() + "}\n"), 2, 16,
+                 "not a regular file");
+  dir.Write("big", std::string(kMaxInterpolatedFileBytes + 1, 'x'));
+  ExpectOneError(Load("server:\n  admin_token: ${file:" + dir.path() + "/big}\n"), 2, 16,
+                 "larger than 1 MiB");
+  {
+    ScopedEnv unset("CREDENTIALS_DIRECTORY", nullptr);
+    ExpectOneError(Load("server:\n  admin_token: ${credential:x}\n"), 2, 16,
+                   "CREDENTIALS_DIRECTORY is not set");
+  }
+  ScopedEnv creds("CREDENTIALS_DIRECTORY", dir.path().c_str());
+  for (const char* name : {"../x", "..", ".", "a/b", ""}) {
+    ExpectOneError(Load(std::string("server:\n  admin_token: ${credential:") + name + "}\n"), 2, 16,
+                   "invalid credential name");
+  }
+  ExpectOneError(Load("server:\n  admin_token: ${credential:missing}\n"), 2, 16,
+                 "cannot read \"${credential:missing}\"");
+}
+
+TEST_F(ConfigLoaderTest, ValidatesNamesUrlsAndAddresses) {
+  ExpectOneError(Load("sources:\n  Sentry: {type: sentry}\n"), 2, 3,
+                 "sources: invalid source name \"Sentry\"");
+  ExpectOneError(Load("sinks:\n  _x: {type: file, path: x}\n"), 2, 3, "invalid sink name \"_x\"");
+  ExpectOneError(Load("sources:\n  s: {type: sentry, api_url: sentry.io}\n"), 2, 30,
+                 "sources.s.api_url: expected an http:// or https:// URL, got \"sentry.io\"");
+  ExpectOneError(Load("sources:\n  s: {type: gitlab}\n"), 2, 13, "unknown source type \"gitlab\"");
+  ExpectOneError(Load("sinks:\n  h: {type: http, url: 'ftp://x/'}\n"), 2, 24,
+                 "sinks.h.url: expected an http:// or https:// URL");
+  ExpectOneError(Load("sinks:\n  h: {type: http, url: 'http://x/', method: post}\n"), 2, 45,
+                 "expected one of GET, POST, PUT, PATCH, DELETE, got \"post\"");
+  ExpectOneError(Load("server:\n  listen: 127.0.0.1:65536\n"), 2, 11, "got \"127.0.0.1:65536\"");
+  ExpectOneError(Load("server:\n  listen: ::1:80\n"), 2, 11, "server.listen: expected HOST:PORT");
+  ExpectOneError(Load("server:\n  admin_listen: 127.0.0.1:8080\n"), 2, 17,
+                 "server.admin_listen: must differ from server.listen");
+  LoadResult r = Load("sources:\n  s: {type: sentry, client_secret: ''}\n");
+  EXPECT_TRUE(r.errors.empty()) << Dump(r);  // an empty secret is allowed (startup warns)
+}
+
+TEST_F(ConfigLoaderTest, ReadsRouteFiltersAndLists) {
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n"
+                     "  - name: r\n"
+                     "    resource: [issue, event_alert]\n"
+                     "    action: [created, resolved]\n"
+                     "    match_any: ['data.a = \"1\"', 'data.b = \"2\"']\n"
+                     "    stop: true\n"
+                     "    to:\n"
+                     "      - ops\n"
+                     "      - {sink: ops, body: '{{ data | json }}'}\n";
+  LoadResult r = Load(yaml);
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  const RouteConfig& route = r.config->routes[0];
+  EXPECT_EQ(route.resources, (std::vector<std::string>{"issue", "event_alert"}));
+  EXPECT_EQ(route.actions, (std::vector<std::string>{"created", "resolved"}));
+  EXPECT_EQ(route.match_any.size(), 2u);
+  EXPECT_TRUE(route.stop);
+  ASSERT_EQ(route.to.size(), 2u);
+  EXPECT_TRUE(route.to[0].fields.empty());
+  EXPECT_EQ(route.to[1].fields.at("body").text(), "{{ data | json }}");
+
+  ExpectOneError(Load(std::string(kSinks) + "routes:\n  - name: r\n    stop: yes\n    to: [ops]\n"),
+                 12, 11, "routes[0].stop: expected true or false, got \"yes\"");
+  ExpectOneError(
+      Load(std::string(kSinks) + "routes:\n  - name: r\n    resource: []\n    to: [ops]\n"), 12, 15,
+      "routes[0].resource: an empty list matches nothing");
+  ExpectOneError(
+      Load(std::string(kSinks) + "routes:\n  - {name: r, to: [ops]}\n  - {name: r, to: [ops]}\n"),
+      12, 12, "routes[1].name: duplicate route name \"r\" (first at line 11)");
+}
+
+TEST_F(ConfigLoaderTest, EnrichNeedsASourceUnlessThereIsOnlyOne) {
+  // One source defined: a route without `source` may enrich.
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n  - name: r\n    enrich: [issue]\n"
+                     "    match: ['$issue.project.slug = \"backend\"']\n    to: [ops]\n";
+  LoadResult r = Load(yaml);
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_EQ(r.config->routes[0].enrich, std::vector<std::string>{"issue"});
+
+  // Two sources: the route must say which.
+  yaml = std::string(kSinks) +
+         "  other: {type: sentry}\n"
+         "routes:\n  - name: r\n    enrich: [issue]\n    to: [ops]\n";
+  ExpectOneError(Load(yaml), 13, 13,
+                 "routes[0].enrich: enrich: [issue] needs the route's "
+                 "\"source\" to be set (2 sources are defined)");
+
+  ExpectOneError(
+      Load(std::string(kSinks) +
+           "routes:\n  - name: r\n    source: sentry\n    enrich: [user]\n    to: [ops]\n"),
+      13, 14, "routes[0].enrich[0]: unknown enrichment \"user\" (known: issue)");
+}
+
+TEST_F(ConfigLoaderTest, RejectsIssuePathsWithoutEnrich) {
+  std::string yaml = std::string(kSinks) +
+                     "routes:\n  - name: r\n    match: ['$issue.project.slug = \"backend\"']\n"
+                     "    to: [{sink: phone, title: '{{ $issue.title }}'}]\n";
+  LoadResult r = Load(yaml);
+  ASSERT_EQ(r.errors.size(), 2u) << Dump(r);
+  EXPECT_NE(r.errors[0].message.find("routes[0].match[0]: reads $issue.* but the route has no "
+                                     "\"enrich: [issue]\""),
+            std::string::npos);
+  EXPECT_NE(r.errors[1].message.find("routes[0].to[0].title: reads $issue.*"), std::string::npos);
+}
+
+TEST_F(ConfigLoaderTest, LoadsFromAFileAndNamesItInErrors) {
+  TempDir dir;
+  std::string path = dir.Write("routes.yaml", "server:\n  threads: 2\n");
+  LoadResult r = LoadConfig(path);
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_EQ(r.config->file, path);
+  EXPECT_EQ(r.config->server.threads, 2);
+
+  path = dir.Write("bad.yaml", "server:\n  thread: 2\n");
+  r = LoadConfig(path);
+  ASSERT_EQ(r.errors.size(), 1u) << Dump(r);
+  EXPECT_EQ(r.errors[0].ToString().rfind(path + ":2:3: unknown key \"thread\" in server", 0), 0u);
+
+  r = LoadConfig(dir.path() + "/missing.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].file, dir.path() + "/missing.yaml");
+  EXPECT_NE(r.errors[0].message.find("cannot read the config file"), std::string::npos);
+  EXPECT_EQ(r.config, nullptr);
+}
+
+TEST_F(ConfigLoaderTest, RejectsMoreThanOneDocument) {
+  ExpectOneError(Load("server: {}\n---\nstorage: {}\n"), 3, 1, "more than one YAML document");
+}
+
+TEST(RepoRoutesYamlTest, LoadsWithNoEnvironment) {
+  ScopedEnv a("SENTRY_CLIENT_ID", nullptr);
+  ScopedEnv b("SENTRY_CLIENT_SECRET", nullptr);
+  ScopedEnv c("PUSHOVER_TOKEN", nullptr);
+  ScopedEnv d("PUSHOVER_USER", nullptr);
+  LoadResult r = LoadConfig(SWITCHYARD_SOURCE_DIR "/routes.yaml");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  const Config& c0 = *r.config;
+  EXPECT_EQ(c0.server.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c0.server.admin_listen, "127.0.0.1:9090");
+  EXPECT_EQ(c0.storage.path, "./var");
+  ASSERT_NE(c0.FindSource("sentry"), nullptr);
+  ASSERT_NE(c0.FindSink("phone"), nullptr);
+  ASSERT_NE(c0.FindSink("archive"), nullptr);
+  EXPECT_EQ(std::get<FileSinkConfig>(c0.FindSink("archive")->settings).path, "./var/events.jsonl");
+  ASSERT_EQ(c0.routes.size(), 2u);
+  EXPECT_EQ(c0.routes[0].name, "backend-issues-to-phone");
+  EXPECT_EQ(c0.routes[0].to[0].fields.at("url_title").text(), "Issue Details");
+  EXPECT_EQ(c0.routes[1].name, "archive-everything");
+}
+
+}  // namespace
+}  // namespace switchyard::config
