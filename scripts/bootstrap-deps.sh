@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config ccache
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   libsimdjson-dev librocksdb-dev libssl-dev prometheus-cpp-dev libyaml-cpp-dev
-  libre2-dev libsystemd-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libre2-dev liblz4-dev libsystemd-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl python3
 )
 if [[ "${SWITCHYARD_BENCH_DEPS:-0}" == 1 ]]; then

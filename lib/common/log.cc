@@ -47,7 +47,31 @@ bool NeedsQuotes(std::string_view s) {
   return false;
 }
 
+void WriteAll(const std::string& data) {
+  const char* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n <= 0) break;
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+thread_local std::string* t_batch = nullptr;  // set while a ScopedBatch is alive on this thread
+
 }  // namespace
+
+ScopedBatch::ScopedBatch() {
+  if (!t_batch) t_batch = new std::string();
+}
+
+ScopedBatch::~ScopedBatch() {
+  if (!t_batch) return;
+  WriteAll(*t_batch);
+  delete t_batch;
+  t_batch = nullptr;
+}
 
 void Configure(Level min_level, Format format) {
   g_min_level = static_cast<int>(min_level);
@@ -112,15 +136,16 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
     }
     line += '\n';
   }
-  // One write(2) per line: atomic with respect to other writers of the same pipe/file.
-  const char* p = line.data();
-  size_t left = line.size();
-  while (left > 0) {
-    ssize_t n = ::write(STDERR_FILENO, p, left);
-    if (n <= 0) break;
-    p += n;
-    left -= static_cast<size_t>(n);
+  if (t_batch) {
+    *t_batch += line;
+    if (t_batch->size() >= (64u << 10)) {
+      WriteAll(*t_batch);
+      t_batch->clear();
+    }
+    return;
   }
+  // One write(2) per line: atomic with respect to other writers of the same pipe/file.
+  WriteAll(line);
 }
 
 }  // namespace switchyard::log

@@ -21,6 +21,16 @@ void ConfigureFromEnv();
 bool Enabled(Level level);
 
 using Field = std::pair<std::string_view, std::string_view>;
+
+// While alive, this thread's log lines are collected and written with one write(2) when it ends
+// (or every 64 KiB). For threads that log once per item of a batch, e.g. the storage writer.
+class ScopedBatch {
+ public:
+  ScopedBatch();
+  ~ScopedBatch();
+  ScopedBatch(const ScopedBatch&) = delete;
+  ScopedBatch& operator=(const ScopedBatch&) = delete;
+};
 void Write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
 
 inline void Debug(std::string_view m, std::initializer_list<Field> f = {}) {

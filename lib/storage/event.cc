@@ -1,11 +1,18 @@
 #include "storage/event.h"
 
+#include <lz4.h>
+
 #include <cstring>
 
 namespace switchyard::storage {
 namespace {
 
-constexpr uint8_t kVersion = 1;
+// Version 1: raw body. Version 2: body stored as varint(raw size) + LZ4 block when that is
+// smaller (bodies under kMinCompressBytes, or that do not shrink, stay raw; a flag byte says which).
+constexpr uint8_t kVersion1 = 1;
+constexpr uint8_t kVersion2 = 2;
+constexpr size_t kMinCompressBytes = 512;
+constexpr uint64_t kMaxBodyBytes = 256ull << 20;  // decoding bound
 
 void PutVarint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -40,6 +47,14 @@ class Reader {
     in_.remove_prefix(n);
     return true;
   }
+  bool Byte(uint8_t* b) {
+    if (in_.empty()) return false;
+    *b = static_cast<uint8_t>(in_[0]);
+    in_.remove_prefix(1);
+    return true;
+  }
+  std::string_view Rest() const { return in_; }
+  void Skip(size_t n) { in_.remove_prefix(n); }
   bool empty() const { return in_.empty(); }
 
  private:
@@ -51,7 +66,7 @@ class Reader {
 std::string EncodeEvent(const StoredEvent& e) {
   std::string out;
   out.reserve(64 + e.body.size() + e.source.size() + e.id.size());
-  out.push_back(static_cast<char>(kVersion));
+  out.push_back(static_cast<char>(kVersion2));
   PutBytes(out, e.id);
   PutBytes(out, e.source);
   PutBytes(out, e.resource);
@@ -63,12 +78,30 @@ std::string EncodeEvent(const StoredEvent& e) {
     PutBytes(out, k);
     PutBytes(out, v);
   }
+  // The body: JSON compresses ~3-4x, which shrinks every later byte (WAL, memtable, SST).
+  if (e.body.size() >= kMinCompressBytes && e.body.size() <= kMaxBodyBytes) {
+    const int bound = LZ4_compressBound(static_cast<int>(e.body.size()));
+    size_t header = out.size();
+    out.push_back(1);  // compressed
+    PutVarint(out, e.body.size());
+    size_t start = out.size();
+    out.resize(start + static_cast<size_t>(bound));
+    int n = LZ4_compress_default(e.body.data(), out.data() + start,
+                                 static_cast<int>(e.body.size()), bound);
+    if (n > 0 && static_cast<size_t>(n) + 8 < e.body.size()) {
+      out.resize(start + static_cast<size_t>(n));
+      return out;
+    }
+    out.resize(header);
+  }
+  out.push_back(0);  // raw
   PutBytes(out, e.body);
   return out;
 }
 
 Result<StoredEvent> DecodeEvent(std::string_view bytes) {
-  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kVersion) {
+  const uint8_t version = bytes.empty() ? 0 : static_cast<uint8_t>(bytes[0]);
+  if (version != kVersion1 && version != kVersion2) {
     return Corruption("stored event has an unknown encoding version");
   }
   Reader r(bytes.substr(1));
@@ -82,7 +115,27 @@ Result<StoredEvent> DecodeEvent(std::string_view bytes) {
     ok = r.Bytes(&k) && r.Bytes(&v);
     e.headers.emplace_back(std::move(k), std::move(v));
   }
-  ok = ok && r.Bytes(&e.body) && r.empty();
+  if (ok && version == kVersion2) {
+    uint8_t flag = 0;
+    ok = r.Byte(&flag);
+    if (ok && flag == 1) {
+      uint64_t raw_size = 0;
+      ok = r.Varint(&raw_size) && raw_size <= kMaxBodyBytes;
+      std::string_view packed = r.Rest();
+      if (ok) {
+        e.body.resize(raw_size);
+        int n = LZ4_decompress_safe(packed.data(), e.body.data(), static_cast<int>(packed.size()),
+                                    static_cast<int>(raw_size));
+        ok = n >= 0 && static_cast<uint64_t>(n) == raw_size;
+        r.Skip(packed.size());
+      }
+    } else {
+      ok = ok && flag == 0 && r.Bytes(&e.body);
+    }
+  } else {
+    ok = ok && r.Bytes(&e.body);
+  }
+  ok = ok && r.empty();
   if (!ok) return Corruption("stored event is truncated or malformed");
   e.received_at_ms = static_cast<int64_t>(received);
   return e;

@@ -73,8 +73,12 @@ class RocksDbEventStore final : public EventStore {
   Status Open() {
     rocksdb::ColumnFamilyOptions dedupe_opts = BaseColumnFamilyOptions();
     dedupe_opts.compaction_filter = &dedupe_filter_;
-    auto result = OpenDatabase(options_.path, {{kEventsCf, BaseColumnFamilyOptions()},
-                                               {kDedupeCf, dedupe_opts}});
+    // Event bodies are LZ4-compressed in the record already; compressing SSTs again costs CPU
+    // on every flush for little gain. Only the bottommost level (cold data) is compressed.
+    rocksdb::ColumnFamilyOptions events_opts = BaseColumnFamilyOptions();
+    events_opts.compression = rocksdb::kNoCompression;
+    events_opts.bottommost_compression = rocksdb::kLZ4Compression;
+    auto result = OpenDatabase(options_.path, {{kEventsCf, events_opts}, {kDedupeCf, dedupe_opts}});
     if (!result.ok()) return result.status();
     db_ = std::move(result.value());
     events_cf_ = db_->Handle(kEventsCf);
@@ -207,7 +211,10 @@ class RocksDbEventStore final : public EventStore {
         ++stats_.write_failures;
       }
     }
-    if (status.ok() && options_.on_group_commit) options_.on_group_commit(wb.Count() / (dedupe ? 2 : 1));
+    if (status.ok() && options_.on_group_commit) {
+      options_.on_group_commit(wb.Count() / (dedupe ? 2 : 1));
+    }
+    log::ScopedBatch log_batch;  // the callbacks' log lines leave in one write(2)
     for (size_t i = 0; i < batch.size(); ++i) {
       if (status.ok()) {
         batch[i].done(std::move(results[i]));
