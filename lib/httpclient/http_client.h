@@ -1,0 +1,65 @@
+// HttpClient: the one outbound HTTP/1.1 client (sinks, Sentry API). Asynchronous, with a deadline
+// on every request, keep-alive connection pools per (scheme, host, port), and TLS (SNI, chain and
+// hostname verification against the system CA store, on by default). Beast/Asio/OpenSSL stay in
+// the .cc. Thread-safe: Send() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace switchyard::httpclient {
+
+struct ClientRequest {
+  std::string method = "POST";
+  std::string url;  // absolute http:// or https:// URL
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // Deadline for the whole exchange: connect, TLS handshake, write, and reading the response.
+  std::chrono::milliseconds timeout{5000};
+  // Responses with a larger body fail with kResourceExhausted (the connection is dropped).
+  size_t max_response_bytes = 1 << 20;
+};
+
+struct ClientResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-case names
+  std::string body;
+  // First value of a header (lower-case name); empty if absent.
+  std::string_view Header(std::string_view lower_name) const;
+};
+
+// Completion: a response (any status code), or an error Status:
+//   kInvalidArgument    bad URL or request;
+//   kDeadlineExceeded   the timeout passed (connect, TLS, write or read);
+//   kUnavailable        DNS failure, connection refused/reset, TLS failure, peer closed early;
+//   kResourceExhausted  response body over max_response_bytes;
+//   kInternal           malformed response (protocol error).
+// Called exactly once, on a client thread; must not block.
+using ClientCallback = std::function<void(Result<ClientResponse>)>;
+
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  virtual void Send(ClientRequest request, ClientCallback done) = 0;
+  // Stops: pending requests complete with kUnavailable; joins the client threads. Idempotent.
+  virtual void Shutdown() = 0;
+};
+
+struct HttpClientOptions {
+  int threads = 1;
+  bool verify_tls = true;          // verify peer chain and hostname
+  std::string ca_file;             // extra/alternative CA bundle (PEM); empty = system store
+  size_t max_idle_per_host = 16;   // idle keep-alive connections kept per host
+  std::chrono::milliseconds idle_timeout{30000};  // idle pooled connections are closed after
+};
+
+std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options);
+
+}  // namespace switchyard::httpclient
