@@ -2,8 +2,16 @@
 
 #include <openssl/crypto.h>
 
+#include <boost/json.hpp>
+
+#include "common/clock.h"
+#include "common/json_escape.h"
+#include "common/time_format.h"
+
 namespace switchyard::admin {
 namespace {
+
+constexpr size_t kMaxDlqListed = 10000;
 
 http::Response MethodNotAllowed(const char* allow) {
   http::Response r = http::Response::Error(405, "method not allowed");
@@ -19,14 +27,70 @@ bool TokenMatches(std::string_view header, const std::string& token) {
   return CRYPTO_memcmp(got.data(), token.data(), token.size()) == 0;
 }
 
+std::string Timestamp(int64_t ms) { return ms > 0 ? JsonQuote(FormatRfc3339Millis(ms)) : "null"; }
+
+std::string QueueJson(const storage::QueueCounts& c) {
+  std::string out = "{\"pending\":" + std::to_string(c.pending) +
+                    ",\"dead\":" + std::to_string(c.dead) + ",\"sinks\":{";
+  bool first = true;
+  for (const auto& [name, s] : c.sinks) {
+    if (!first) out += ',';
+    first = false;
+    out += JsonQuote(name) + ":{\"pending\":" + std::to_string(s.pending) +
+           ",\"dead\":" + std::to_string(s.dead) + "}";
+  }
+  out += "}}";
+  return out;
+}
+
+std::string DlqJson(const std::vector<storage::DeliveryRecord>& dead) {
+  std::string out = "[";
+  for (size_t i = 0; i < dead.size(); ++i) {
+    const auto& d = dead[i];
+    if (i) out += ',';
+    out += "{\"id\":" + JsonQuote(d.id) + ",\"sink\":" + JsonQuote(d.sink) +
+           ",\"route\":" + JsonQuote(d.route) + ",\"event_id\":" + JsonQuote(d.event_id) +
+           ",\"attempts\":" + std::to_string(d.attempts) +
+           ",\"last_error\":" + JsonQuote(d.last_error) +
+           ",\"first_attempt_at\":" + Timestamp(d.first_attempt_ms) +
+           ",\"last_attempt_at\":" + Timestamp(d.last_attempt_ms) +
+           ",\"dead_at\":" + Timestamp(d.due_ms) + "}";
+  }
+  out += "]";
+  return out;
+}
+
+// Parses {"ids":[...]} and/or {"all":true}. Returns an error message, or "" on success.
+std::string ParseIds(const std::string& body, std::vector<std::string>* ids, bool* all) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  if (ec || !v.is_object()) return "body must be a JSON object like {\"ids\":[\"...\"]}";
+  const auto& o = v.get_object();
+  if (auto* a = o.if_contains("all")) {
+    if (!a->is_bool()) return "\"all\" must be true or false";
+    *all = a->get_bool();
+  }
+  if (auto* list = o.if_contains("ids")) {
+    if (!list->is_array()) return "\"ids\" must be an array of strings";
+    for (const auto& id : list->get_array()) {
+      if (!id.is_string()) return "\"ids\" must be an array of strings";
+      ids->emplace_back(id.get_string());
+    }
+  }
+  if (!*all && ids->empty()) return "give \"ids\" (non-empty) or \"all\": true";
+  return "";
+}
+
 }  // namespace
 
 AdminHandler::AdminHandler(const config::ConfigHolder& config, metrics::Metrics& metrics,
-                           const std::atomic<bool>& ready)
-    : config_(config), metrics_(metrics), ready_(ready) {}
+                           const std::atomic<bool>& ready, storage::Store& store,
+                           BlockingPool& pool, AdminHooks hooks)
+    : config_(config), metrics_(metrics), ready_(ready), store_(store), pool_(pool),
+      hooks_(std::move(hooks)) {}
 
 void AdminHandler::Handle(http::Request request, http::Respond respond) {
-  std::string_view path = request.Path();
+  std::string path(request.Path());
   const bool get = request.method == "GET" || request.method == "HEAD";
   if (path == "/healthz") {
     respond(get ? http::Response::Json(200, "{\"status\":\"ok\"}") : MethodNotAllowed("GET"));
@@ -53,8 +117,69 @@ void AdminHandler::Handle(http::Request request, http::Respond respond) {
       respond(std::move(r));
       return;
     }
-    // TODO(switchyard): queue, dlq, installations and reload endpoints (issues 3-5).
-    respond(http::Response::Error(404, "not found"));
+    HandleAdmin(path, std::move(request), std::move(respond));
+    return;
+  }
+  respond(http::Response::Error(404, "not found"));
+}
+
+void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
+                               http::Respond respond) {
+  const bool get = request.method == "GET";
+  const bool post = request.method == "POST";
+  if (path == "/admin/queue") {
+    if (!get) return respond(MethodNotAllowed("GET"));
+    respond(http::Response::Json(200, QueueJson(store_.Counts())));
+    return;
+  }
+  if (path == "/admin/dlq") {
+    if (!get) return respond(MethodNotAllowed("GET"));
+    pool_.Post([this, respond = std::move(respond)] {
+      auto dead = store_.ListDead(kMaxDlqListed);
+      if (!dead.ok()) return respond(http::Response::Error(503, dead.status().message()));
+      respond(http::Response::Json(200, DlqJson(dead.value())));
+    });
+    return;
+  }
+  if (path == "/admin/dlq/replay" || path == "/admin/dlq/drop") {
+    if (!post) return respond(MethodNotAllowed("POST"));
+    std::vector<std::string> ids;
+    bool all = false;
+    if (std::string err = ParseIds(request.body, &ids, &all); !err.empty()) {
+      return respond(http::Response::Error(400, err));
+    }
+    const bool replay = path == "/admin/dlq/replay";
+    if (!replay && all) return respond(http::Response::Error(400, "drop takes \"ids\" only"));
+    pool_.Post([this, replay, ids = std::move(ids), all, respond = std::move(respond)] {
+      auto n = replay ? store_.Replay(ids, all, SystemClock().NowMillis()) : store_.Drop(ids);
+      if (!n.ok()) return respond(http::Response::Error(503, n.status().message()));
+      if (replay && hooks_.replayed) hooks_.replayed();
+      respond(http::Response::Json(200, std::string(replay ? "{\"replayed\":" : "{\"dropped\":") +
+                                            std::to_string(n.value()) + "}"));
+    });
+    return;
+  }
+  if (path == "/admin/reload") {
+    if (!post) return respond(MethodNotAllowed("POST"));
+    if (!hooks_.reload) return respond(http::Response::Error(503, "reload unavailable"));
+    pool_.Post([this, respond = std::move(respond)] {
+      std::vector<std::string> errors = hooks_.reload();
+      if (errors.empty()) return respond(http::Response::Json(200, "{\"reloaded\":true}"));
+      std::string body = "{\"error\":\"config rejected; the running config is unchanged\","
+                         "\"errors\":[";
+      for (size_t i = 0; i < errors.size(); ++i) {
+        if (i) body += ',';
+        body += JsonQuote(errors[i]);
+      }
+      body += "]}";
+      respond(http::Response::Json(400, std::move(body)));
+    });
+    return;
+  }
+  if (path == "/admin/installations") {
+    if (!get) return respond(MethodNotAllowed("GET"));
+    // TODO(switchyard): OAuth installations arrive with issue 4.
+    respond(http::Response::Json(200, "[]"));
     return;
   }
   respond(http::Response::Error(404, "not found"));

@@ -15,10 +15,14 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "common/blocking_pool.h"
 #include "config/config_holder.h"
+#include "delivery/dispatcher.h"
+#include "httpclient/http_client.h"
 #include "http/server.h"
 #include "ingest/hook_handler.h"
 #include "metrics/metrics.h"
+#include "sinks/sink.h"
 #include "storage/event_store.h"
 
 namespace switchyard::app {
@@ -109,6 +113,9 @@ int RunDaemon(const std::string& config_path) {
     }
   }
   metrics.DeclareSources(source_names);
+  std::vector<std::string> route_names;
+  for (const auto& r : cfg->routes) route_names.push_back(r.name);
+  metrics.DeclareRoutes(route_names);
 
   storage::StoreOptions store_options;
   store_options.path = cfg->storage.path;
@@ -116,7 +123,7 @@ int RunDaemon(const std::string& config_path) {
   store_options.dedupe_window = cfg->storage.dedupe_window;
   store_options.min_free_bytes = cfg->storage.min_free_bytes;
   store_options.on_group_commit = [&metrics](size_t n) { metrics.StorageGroupCommit(n); };
-  auto store = storage::OpenEventStore(store_options, clock);
+  auto store = storage::OpenStore(store_options, clock);
   if (!store.ok()) {
     log::Error("cannot open storage", {{"path", cfg->storage.path},
                                        {"error", store.status().message()}});
@@ -126,8 +133,57 @@ int RunDaemon(const std::string& config_path) {
   config::ConfigHolder holder(cfg);
   std::atomic<bool> stopping{false};
   std::atomic<bool> ready{false};
-  ingest::HookHandler hooks(holder, **store, metrics, clock, stopping);
-  admin::AdminHandler admin(holder, metrics, ready);
+
+  // Outbound: one HTTP client for every sink (and, later, the Sentry API).
+  httpclient::HttpClientOptions client_options;
+  client_options.threads = 1;
+  std::unique_ptr<httpclient::HttpClient> client = httpclient::NewHttpClient(client_options);
+  delivery::Dispatcher dispatcher(
+      holder, **store,
+      [&client](const config::SinkConfig& c) { return sinks::NewSink(c, *client); },
+      /*enricher=*/nullptr, metrics, clock);
+  if (Status s = dispatcher.Start(); !s.ok()) {
+    log::Error("cannot start delivery", {{"error", s.message()}});
+    client->Shutdown();
+    (*store)->Close();
+    return 2;
+  }
+
+  // One reload path for SIGHUP and POST /admin/reload: validate, swap whole, or keep the old.
+  std::mutex reload_mu;
+  auto reload = [&]() -> std::vector<std::string> {
+    std::lock_guard lock(reload_mu);
+    sd_notify(0, "RELOADING=1");
+    auto next = config::LoadConfig(config_path);
+    std::vector<std::string> errors;
+    if (next.config) {
+      holder.Set(next.config);
+      std::vector<std::string> sources, routes;
+      for (const auto& s : next.config->sources) sources.push_back(s.name);
+      for (const auto& r : next.config->routes) routes.push_back(r.name);
+      metrics.DeclareSources(sources);
+      metrics.DeclareRoutes(routes);
+      dispatcher.ConfigChanged();
+      metrics.ConfigReload("success");
+      log::Info("config reloaded", {{"config", config_path}});
+      // Listener, thread and storage settings take effect at the next restart.
+    } else {
+      metrics.ConfigReload("failure");
+      for (const auto& e : next.errors) {
+        errors.push_back(e.ToString());
+        log::Error("config reload rejected; keeping the running config",
+                   {{"error", e.ToString()}});
+      }
+    }
+    sd_notify(0, "READY=1");
+    return errors;
+  };
+
+  BlockingPool admin_pool(1);
+  ingest::HookHandler hooks(holder, **store, metrics, clock, stopping,
+                            [&dispatcher] { dispatcher.Wake(); });
+  admin::AdminHandler admin(holder, metrics, ready, **store, admin_pool,
+                            {reload, [&dispatcher] { dispatcher.Wake(); }});
 
   const int threads = cfg->server.threads > 0
                           ? cfg->server.threads
@@ -172,26 +228,19 @@ int RunDaemon(const std::string& config_path) {
                                    {"sync", cfg->storage.sync ? "true" : "false"}});
 
   while (!events.Wait()) {
-    sd_notify(0, "RELOADING=1");
-    auto next = config::LoadConfig(config_path);
-    if (next.config) {
-      holder.Set(next.config);
-      log::Info("config reloaded", {{"config", config_path}});
-      // Listener, thread and storage settings take effect at the next restart.
-    } else {
-      for (const auto& e : next.errors) {
-        log::Error("config reload rejected; keeping the running config",
-                   {{"error", e.ToString()}});
-      }
-    }
-    sd_notify(0, "READY=1");
+    reload();
+    dispatcher.ReopenFiles();  // SIGHUP also means "reopen files" (logrotate)
   }
 
   log::Info("stopping", {{"timeout_ms", std::to_string(cfg->server.shutdown_timeout.count())}});
   sd_notify(0, "STOPPING=1");
   ready = false;
   stopping = true;
-  server.Shutdown(holder.Get()->server.shutdown_timeout);
+  const auto budget = holder.Get()->server.shutdown_timeout;
+  server.Shutdown(budget);
+  // Attempts still running after the budget stay pending and are retried after a restart.
+  dispatcher.Stop(budget / 2);
+  client->Shutdown();
   (*store)->Close();
   log::Info("stopped");
   return 0;

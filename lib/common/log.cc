@@ -73,6 +73,17 @@ ScopedBatch::~ScopedBatch() {
   t_batch = nullptr;
 }
 
+void CoroutineFailure(const char* task, std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    Error("coroutine failed", {{"task", task}, {"error", ex.what()}});
+  } catch (...) {
+    Error("coroutine failed", {{"task", task}, {"error", "unknown exception"}});
+  }
+}
+
 void Configure(Level min_level, Format format) {
   g_min_level = static_cast<int>(min_level);
   g_format = static_cast<int>(format);

@@ -4,6 +4,7 @@
 // Never pass secrets as fields: there is no redaction layer behind this.
 #pragma once
 
+#include <exception>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -32,6 +33,10 @@ class ScopedBatch {
   ScopedBatch& operator=(const ScopedBatch&) = delete;
 };
 void Write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
+
+// Logs (as an error) an exception that escaped a coroutine: every co_spawn's completion handler
+// calls this, so no failure is swallowed. No-op for a null pointer.
+void CoroutineFailure(const char* task, std::exception_ptr e);
 
 inline void Debug(std::string_view m, std::initializer_list<Field> f = {}) {
   if (Enabled(Level::kDebug)) Write(Level::kDebug, m, f);

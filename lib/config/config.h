@@ -110,6 +110,15 @@ struct SinkConfig {
   RetryOverride retry;
   std::variant<PushoverSinkConfig, HttpSinkConfig, FileSinkConfig> settings;
   int line = 0;  // 1-based position of the sink's key, for messages
+
+  // False for a sink that cannot deliver at all (a Pushover sink without token or user): routes
+  // skip it at ingest instead of queueing deliveries that could never be attempted.
+  bool active() const {
+    if (const auto* p = std::get_if<PushoverSinkConfig>(&settings)) {
+      return !p->token.empty() && !p->user.empty();
+    }
+    return true;
+  }
 };
 
 // One destination of a route: a sink plus per-route templated fields

@@ -33,18 +33,6 @@ namespace {
 
 constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
 
-// Logs an exception that escaped a coroutine; nothing else may be thrown across co_spawn.
-void LogCoroutineFailure(const char* what, std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    log::Error("coroutine failed", {{"task", what}, {"error", ex.what()}});
-  } catch (...) {
-    log::Error("coroutine failed", {{"task", what}, {"error", "unknown exception"}});
-  }
-}
-
 Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
   std::string host, port;
   if (!address.empty() && address[0] == '[') {
@@ -148,7 +136,7 @@ struct HttpServer::Impl {
       ++active_connections;
       net::co_spawn(state->executor, Session(std::move(socket), l, state),
                     [this, l, state](std::exception_ptr e) {
-                      LogCoroutineFailure("http session", e);
+                      log::CoroutineFailure("http session", e);
                       --l->active;
                       std::lock_guard lock(sessions_mu);
                       sessions.erase(state.get());
@@ -350,14 +338,14 @@ void HttpServer::Every(std::chrono::milliseconds period, std::function<void()> f
           fn();
         }
       },
-      [](std::exception_ptr e) { LogCoroutineFailure("periodic task", e); });
+      [](std::exception_ptr e) { log::CoroutineFailure("periodic task", e); });
 }
 
 void HttpServer::Start() {
   if (impl_->started.exchange(true)) return;
   for (auto& l : impl_->listeners) {
     net::co_spawn(impl_->ioc(), impl_->AcceptLoop(l.get()),
-                  [](std::exception_ptr e) { LogCoroutineFailure("accept loop", e); });
+                  [](std::exception_ptr e) { log::CoroutineFailure("accept loop", e); });
   }
   for (auto& ctx : impl_->contexts) {
     impl_->threads.emplace_back([ctx = ctx.get()] {

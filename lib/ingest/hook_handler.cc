@@ -7,6 +7,8 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "json/json_doc.h"
+#include "routing/router.h"
+#include "rules/event_view.h"
 
 namespace switchyard::ingest {
 namespace {
@@ -48,8 +50,9 @@ http::Response Unavailable503(std::string_view message) {
 
 HookHandler::HookHandler(const config::ConfigHolder& config, storage::EventStore& store,
                          metrics::Metrics& metrics, Clock& clock,
-                         const std::atomic<bool>& stopping)
-    : config_(config), store_(store), metrics_(metrics), clock_(clock), stopping_(stopping) {}
+                         const std::atomic<bool>& stopping, std::function<void()> on_deliveries)
+    : config_(config), store_(store), metrics_(metrics), clock_(clock), stopping_(stopping),
+      on_deliveries_(std::move(on_deliveries)) {}
 
 void HookHandler::Handle(http::Request request, http::Respond respond) {
   std::string_view path = request.Path();
@@ -155,11 +158,28 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
     return;
   }
 
-  // 3. Extract once what later stages need.
+  // 3. Extract once what later stages need, and route on the same parse.
   storage::StoredEvent event;
   event.source = name;
   event.resource = std::string(resource);
   if (auto action = doc.GetString({"action"})) event.action = std::string(*action);
+  std::vector<storage::NewDelivery> deliveries;
+  if (!cfg->routes.empty()) {
+    rules::EventMeta meta;
+    meta.source = name;
+    meta.resource = event.resource;
+    meta.action = event.action;
+    meta.headers = request.headers;
+    rules::PayloadEventView view(doc, meta);
+    for (const routing::RouteMatch& m :
+         routing::MatchRoutes(*cfg, {name, event.resource, event.action}, view)) {
+      if (!m.deferred) metrics_.RouteMatched(m.route->name);
+      for (const config::RouteTarget& t : m.route->to) {
+        const config::SinkConfig* sink = cfg->FindSink(t.sink);
+        if (sink && sink->active()) deliveries.push_back({m.route->name, t.sink, m.deferred});
+      }
+    }
+  }
   if (auto uuid = doc.GetString({"installation", "uuid"})) {
     event.installation_uuid = std::string(*uuid);
   }
@@ -173,7 +193,7 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
   // 4. Durable, then answer.
   auto started = request.started;
   std::string request_id(request.Header("request-id").substr(0, 64));
-  store_.Append(std::move(event), [this, name, resource = std::string(resource), request_id,
+  store_.Append(std::move(event), std::move(deliveries), [this, name, resource = std::string(resource), request_id,
                                    started, respond = std::move(respond)](
                                       Result<storage::AppendResult> result) {
     double seconds =
@@ -189,9 +209,14 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
       return;
     }
     const storage::AppendResult& r = result.value();
+    if (r.deliveries > 0 && on_deliveries_) on_deliveries_();
     metrics_.WebhookReceived(name, resource, r.duplicate ? "duplicate" : "accepted");
     log::Info(r.duplicate ? "webhook duplicate" : "webhook accepted",
-              {{"source", name}, {"resource", resource}, {"id", r.id}, {"request_id", request_id}});
+              {{"source", name},
+               {"resource", resource},
+               {"id", r.id},
+               {"request_id", request_id},
+               {"deliveries", std::to_string(r.deliveries)}});
     if (r.duplicate) {
       respond(http::Response::Json(200, "{\"id\":\"" + r.id + "\",\"duplicate\":true}"));
     } else {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "common/clock.h"
@@ -20,8 +21,10 @@ namespace switchyard::ingest {
 class HookHandler : public http::Handler {
  public:
   // All references must outlive the handler. `stopping` turns new webhooks into 503.
+  // `on_deliveries` runs (on the store's writer thread) after an event with deliveries is stored.
   HookHandler(const config::ConfigHolder& config, storage::EventStore& store,
-              metrics::Metrics& metrics, Clock& clock, const std::atomic<bool>& stopping);
+              metrics::Metrics& metrics, Clock& clock, const std::atomic<bool>& stopping,
+              std::function<void()> on_deliveries = {});
 
   void Handle(http::Request request, http::Respond respond) override;
 
@@ -33,6 +36,7 @@ class HookHandler : public http::Handler {
   metrics::Metrics& metrics_;
   Clock& clock_;
   const std::atomic<bool>& stopping_;
+  std::function<void()> on_deliveries_;
 };
 
 }  // namespace switchyard::ingest

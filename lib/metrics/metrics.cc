@@ -91,8 +91,70 @@ struct Metrics::Impl {
           .Help("Build information; the value is always 1.")
           .Register(*registry);
 
+  prometheus::Family<prometheus::Counter>& route_matches =
+      prometheus::BuildCounter()
+          .Name("switchyard_route_matches_total")
+          .Help("Events a route matched (deferred routes count once decided).")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& deliveries =
+      prometheus::BuildCounter()
+          .Name("switchyard_deliveries_total")
+          .Help("Delivery attempts by sink and outcome (success, retry, dead, filtered).")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& delivery_duration =
+      prometheus::BuildHistogram()
+          .Name("switchyard_delivery_duration_seconds")
+          .Help("Duration of one delivery attempt, by sink.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& queue_pending =
+      prometheus::BuildGauge()
+          .Name("switchyard_queue_pending")
+          .Help("Deliveries waiting (due now or scheduled for a retry), by sink.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& dlq_entries =
+      prometheus::BuildGauge()
+          .Name("switchyard_dlq_entries")
+          .Help("Dead letters kept, by sink.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& circuit_open =
+      prometheus::BuildGauge()
+          .Name("switchyard_sink_circuit_open")
+          .Help("1 while a sink's circuit breaker is open (deliveries paused), else 0.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& pushover_remaining =
+      prometheus::BuildGauge()
+          .Name("switchyard_pushover_quota_remaining")
+          .Help("Pushover messages left this month (X-Limit-App-Remaining), by sink.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& pushover_limit =
+      prometheus::BuildGauge()
+          .Name("switchyard_pushover_quota_limit")
+          .Help("Pushover monthly message limit (X-Limit-App-Limit), by sink.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& pushover_reset =
+      prometheus::BuildGauge()
+          .Name("switchyard_pushover_quota_reset_timestamp_seconds")
+          .Help("When the Pushover quota resets (X-Limit-App-Reset), by sink.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& reloads =
+      prometheus::BuildCounter()
+          .Name("switchyard_config_reloads_total")
+          .Help("Config reloads by outcome (success, failure).")
+          .Register(*registry);
+
   SeriesCache<prometheus::Counter> received_cache{received};
   SeriesCache<prometheus::Counter> rejected_cache{rejected};
+  SeriesCache<prometheus::Counter> route_cache{route_matches};
+  SeriesCache<prometheus::Counter> delivery_cache{deliveries};
+  SeriesCache<prometheus::Gauge> pending_cache{queue_pending};
+  SeriesCache<prometheus::Gauge> dlq_cache{dlq_entries};
+  SeriesCache<prometheus::Gauge> circuit_cache{circuit_open};
+  SeriesCache<prometheus::Gauge> remaining_cache{pushover_remaining};
+  SeriesCache<prometheus::Gauge> limit_cache{pushover_limit};
+  SeriesCache<prometheus::Gauge> reset_cache{pushover_reset};
+  SeriesCache<prometheus::Counter> reload_cache{reloads};
+  std::mutex histo_mu;
+  std::map<std::string, prometheus::Histogram*, std::less<>> delivery_histograms;  // GUARDED_BY
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
@@ -112,6 +174,70 @@ void Metrics::DeclareSources(const std::vector<std::string>& sources) {
       impl_->rejected_cache.Get({{"source", s}, {"reason", reason}});
     }
   }
+}
+
+void Metrics::DeclareSinks(const std::vector<std::string>& sinks) {
+  for (const auto& s : sinks) {
+    for (auto outcome : {"success", "retry", "dead", "filtered"}) {
+      impl_->delivery_cache.Get({{"sink", s}, {"outcome", outcome}});
+    }
+    impl_->pending_cache.Get({{"sink", s}});
+    impl_->dlq_cache.Get({{"sink", s}});
+    impl_->circuit_cache.Get({{"sink", s}});
+    ObserveDeliverySeconds(s, -1);  // creates the series; negative observations are not recorded
+  }
+  for (auto outcome : {"success", "failure"}) impl_->reload_cache.Get({{"outcome", outcome}});
+}
+
+void Metrics::DeclareRoutes(const std::vector<std::string>& routes) {
+  for (const auto& r : routes) impl_->route_cache.Get({{"route", r}});
+}
+
+void Metrics::RouteMatched(std::string_view route) {
+  impl_->route_cache.Get({{"route", std::string(route)}}).Increment();
+}
+
+void Metrics::Delivery(std::string_view sink, std::string_view outcome) {
+  impl_->delivery_cache.Get({{"sink", std::string(sink)}, {"outcome", std::string(outcome)}})
+      .Increment();
+}
+
+void Metrics::ObserveDeliverySeconds(std::string_view sink, double seconds) {
+  prometheus::Histogram* h;
+  {
+    std::lock_guard lock(impl_->histo_mu);
+    auto it = impl_->delivery_histograms.find(sink);
+    if (it == impl_->delivery_histograms.end()) {
+      h = &impl_->delivery_duration.Add(
+          {{"sink", std::string(sink)}},
+          prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                  2.5, 5, 10, 30});
+      impl_->delivery_histograms.emplace(std::string(sink), h);
+    } else {
+      h = it->second;
+    }
+  }
+  if (seconds >= 0) h->Observe(seconds);
+}
+
+void Metrics::SetQueueDepth(std::string_view sink, double pending, double dead) {
+  impl_->pending_cache.Get({{"sink", std::string(sink)}}).Set(pending);
+  impl_->dlq_cache.Get({{"sink", std::string(sink)}}).Set(dead);
+}
+
+void Metrics::SetCircuitOpen(std::string_view sink, bool open) {
+  impl_->circuit_cache.Get({{"sink", std::string(sink)}}).Set(open ? 1 : 0);
+}
+
+void Metrics::SetPushoverQuota(std::string_view sink, double remaining, double limit,
+                               double reset) {
+  impl_->remaining_cache.Get({{"sink", std::string(sink)}}).Set(remaining);
+  impl_->limit_cache.Get({{"sink", std::string(sink)}}).Set(limit);
+  impl_->reset_cache.Get({{"sink", std::string(sink)}}).Set(reset);
+}
+
+void Metrics::ConfigReload(std::string_view outcome) {
+  impl_->reload_cache.Get({{"outcome", std::string(outcome)}}).Increment();
 }
 
 std::string_view Metrics::ResourceLabel(std::string_view resource) {

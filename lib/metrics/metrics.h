@@ -20,6 +20,8 @@ class Metrics {
 
   // Pre-creates zero-valued series for the configured names (call on start and on reload).
   void DeclareSources(const std::vector<std::string>& sources);
+  void DeclareSinks(const std::vector<std::string>& sinks);
+  void DeclareRoutes(const std::vector<std::string>& routes);
 
   // outcome: "accepted" | "duplicate" | "rejected".
   void WebhookReceived(std::string_view source, std::string_view resource,
@@ -28,6 +30,16 @@ class Metrics {
   void WebhookRejected(std::string_view source, std::string_view reason);
   void ObserveIngestSeconds(double seconds);
   void StorageGroupCommit(size_t events);
+
+  void RouteMatched(std::string_view route);
+  // outcome: "success" | "retry" | "dead" | "filtered".
+  void Delivery(std::string_view sink, std::string_view outcome);
+  void ObserveDeliverySeconds(std::string_view sink, double seconds);
+  void SetQueueDepth(std::string_view sink, double pending, double dead);
+  void SetCircuitOpen(std::string_view sink, bool open);
+  void SetPushoverQuota(std::string_view sink, double remaining, double limit, double reset);
+  // outcome: "success" | "failure".
+  void ConfigReload(std::string_view outcome);
 
   // Renders every series in Prometheus text format 0.0.4.
   std::string Serialize() const;

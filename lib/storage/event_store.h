@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "storage/delivery_queue.h"
 #include "storage/event.h"
 
 namespace switchyard::storage {
@@ -32,6 +33,7 @@ struct StoreOptions {
 struct AppendResult {
   std::string id;          // the stored event's id (the first one's, for a duplicate)
   bool duplicate = false;  // same source + identical body within the dedupe window
+  size_t deliveries = 0;   // deliveries created (0 for a duplicate)
 };
 
 struct StoreStats {
@@ -44,11 +46,13 @@ class EventStore {
  public:
   virtual ~EventStore() = default;
 
-  // Stores `event` durably (assigning its id) unless it duplicates one stored within the dedupe
-  // window. `done` runs exactly once, on the store's writer thread, after the outcome is durable;
-  // it must not block. Errors: kUnavailable (storage cannot accept now: disk full, I/O error,
-  // overloaded, closing) — the caller answers 503 and the sender retries.
-  virtual void Append(StoredEvent event, std::function<void(Result<AppendResult>)> done) = 0;
+  // Stores `event` durably (assigning its id) together with `deliveries` (all in one atomic
+  // batch), unless it duplicates one stored within the dedupe window (then nothing is written).
+  // `done` runs exactly once, on the store's writer thread, after the outcome is durable; it must
+  // not block. Errors: kUnavailable (storage cannot accept now: disk full, I/O error, overloaded,
+  // closing) — the caller answers 503 and the sender retries.
+  virtual void Append(StoredEvent event, std::vector<NewDelivery> deliveries,
+                      std::function<void(Result<AppendResult>)> done) = 0;
 
   // Reads one event by id. Blocking; not for I/O threads.
   virtual Result<std::optional<StoredEvent>> Get(const std::string& id) = 0;
@@ -62,8 +66,11 @@ class EventStore {
   virtual void Close() = 0;
 };
 
+// The RocksDB store: events and the delivery queue share one database (and one atomic batch).
+class Store : public EventStore, public DeliveryQueue {};
+
 // Opens (creating if needed) the RocksDB store at options.path. Refuses a corrupted store with
 // kCorruption and a message naming the problem; never resets data.
-Result<std::unique_ptr<EventStore>> OpenEventStore(const StoreOptions& options, Clock& clock);
+Result<std::unique_ptr<Store>> OpenStore(const StoreOptions& options, Clock& clock);
 
 }  // namespace switchyard::storage

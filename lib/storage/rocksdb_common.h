@@ -17,6 +17,9 @@ namespace switchyard::storage {
 
 inline constexpr char kEventsCf[] = "events";
 inline constexpr char kDedupeCf[] = "dedupe";
+inline constexpr char kDeliveriesCf[] = "deliveries";  // delivery id -> DeliveryRecord
+inline constexpr char kScheduleCf[] = "schedule";      // sink \0 be64(due) id -> ""
+inline constexpr char kDeadCf[] = "dead";              // delivery id -> "" (index of dead letters)
 
 rocksdb::ColumnFamilyOptions BaseColumnFamilyOptions();
 

@@ -1,0 +1,55 @@
+#include "cli/admin_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace switchyard::cli {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+Result<AdminReply> CallAdmin(const std::string& address, const std::string& token,
+                             const std::string& method, const std::string& target,
+                             const std::string& body, std::chrono::milliseconds timeout) {
+  std::string host = address, port;
+  if (auto colon = address.rfind(':'); colon != std::string::npos) {
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+  }
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  net::io_context ioc;
+  net::ip::tcp::resolver resolver(ioc);
+  beast::tcp_stream stream(ioc);
+  beast::error_code ec;
+  auto results = resolver.resolve(host, port, ec);
+  if (ec) return Unavailable("cannot resolve admin address " + address + ": " + ec.message());
+  stream.expires_after(timeout);
+  stream.connect(results, ec);
+  if (ec) {
+    return Unavailable("cannot reach the daemon's admin listener at " + address + ": " +
+                       ec.message() + " (is switchyard running with this config?)");
+  }
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+  req.set(bhttp::field::host, host);
+  req.set(bhttp::field::user_agent, "switchyard-cli");
+  if (!token.empty()) req.set(bhttp::field::authorization, "Bearer " + token);
+  if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
+  req.body() = body;
+  req.prepare_payload();
+  bhttp::write(stream, req, ec);
+  if (ec) return Unavailable("sending to the admin listener failed: " + ec.message());
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64 << 20);
+  bhttp::read(stream, buffer, parser, ec);
+  if (ec) return Unavailable("reading the admin listener's answer failed: " + ec.message());
+  return AdminReply{static_cast<int>(parser.get().result_int()), parser.get().body()};
+}
+
+}  // namespace switchyard::cli

@@ -1,0 +1,23 @@
+// A small blocking HTTP client for the CLI's calls to the daemon's admin listener.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/status.h"
+
+namespace switchyard::cli {
+
+struct AdminReply {
+  int status = 0;
+  std::string body;
+};
+
+// Sends one request to `address` ("HOST:PORT"), with "Authorization: Bearer <token>" when
+// `token` is set. kUnavailable if the daemon cannot be reached within `timeout`.
+Result<AdminReply> CallAdmin(const std::string& address, const std::string& token,
+                             const std::string& method, const std::string& target,
+                             const std::string& body,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace switchyard::cli

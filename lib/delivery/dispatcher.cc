@@ -1,0 +1,597 @@
+#include "delivery/dispatcher.h"
+
+#include <algorithm>
+#include <atomic>
+#include <span>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "common/blocking_pool.h"
+#include "common/log.h"
+#include "json/json_doc.h"
+#include "routing/router.h"
+#include "rules/event_view.h"
+
+namespace switchyard::delivery {
+
+std::chrono::milliseconds BackoffDelay(const config::RetryConfig& retry, uint32_t attempts,
+                                       double u) {
+  double base = static_cast<double>(retry.initial.count()) *
+                std::pow(retry.multiplier, static_cast<double>(attempts > 0 ? attempts - 1 : 0));
+  base = std::min(base, static_cast<double>(retry.max_delay.count()));
+  double factor = 1.0 + retry.jitter * (2.0 * u - 1.0);
+  double ms = std::clamp(base * factor, 0.0, static_cast<double>(retry.max_delay.count()));
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+namespace {
+
+// Titles Sentry puts in its payloads, in order of preference (pushover's default message).
+const std::vector<std::vector<std::string>> kTitlePaths = {
+    {"data", "issue", "title"},       {"data", "event", "title"},
+    {"data", "error", "title"},       {"data", "metric_alert", "title"},
+    {"data", "description_title"},    {"data", "comment"}};
+
+struct TokenBucket {
+  double tokens = 1;
+  std::chrono::steady_clock::time_point last{};
+  // Refills and reports whether one token is available (does not take it).
+  bool Available(const config::Rate& rate, std::chrono::steady_clock::time_point now) {
+    if (rate.per_second <= 0) return true;
+    if (last.time_since_epoch().count() == 0) {
+      tokens = rate.burst;
+    } else {
+      double elapsed = std::chrono::duration<double>(now - last).count();
+      tokens = std::min(rate.burst, tokens + elapsed * rate.per_second);
+    }
+    last = now;
+    return tokens >= 1;
+  }
+  void Take(const config::Rate& rate) {
+    if (rate.per_second > 0) tokens -= 1;
+  }
+};
+
+struct SinkState {
+  std::string name;
+  std::shared_ptr<sinks::Sink> sink;  // shared: in-flight attempts keep a replaced sink alive
+  config::SinkConfig config;
+  config::RetryConfig retry;
+  bool blocking = false;  // file sink: Deliver on the blocking pool
+  size_t in_flight = 0;
+  std::set<std::string> in_flight_ids;
+  TokenBucket bucket;
+  // Circuit breaker.
+  uint32_t consecutive_failures = 0;
+  bool open = false;
+  bool half_open_probe = false;  // one attempt allowed while half-open
+  std::string probe_id;          // the delivery of that attempt
+  int64_t reopen_at_ms = 0;
+  std::chrono::milliseconds cooldown{0};
+  bool logged_inactive = false;
+  bool removed = false;  // no longer configured; kept only until its in-flight attempts finish
+};
+
+sinks::Outcome PermanentOutcome(std::string error) {
+  sinks::Outcome o;
+  o.kind = sinks::Outcome::Kind::kPermanent;
+  o.error = std::move(error);
+  return o;
+}
+
+struct Completion {
+  storage::DeliveryRecord record;
+  sinks::Outcome outcome;
+  bool filtered = false;
+  std::chrono::steady_clock::time_point started;
+};
+
+}  // namespace
+
+struct Dispatcher::Impl {
+  const config::ConfigHolder& config;
+  storage::Store& store;
+  SinkFactory factory;
+  Enricher* enricher;
+  metrics::Metrics& metrics;
+  Clock& clock;
+  DispatcherOptions options;
+
+  std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Completion> completions;  // GUARDED_BY(mu)
+  bool wake = false;                   // GUARDED_BY(mu)
+  bool config_changed = false;         // GUARDED_BY(mu)
+  bool reopen = false;                 // GUARDED_BY(mu)
+  bool stopping = false;               // GUARDED_BY(mu)
+
+  // Dispatcher thread only.
+  std::map<std::string, SinkState> sinks;
+  std::shared_ptr<const config::Config> cfg;
+  std::atomic<size_t> in_flight_total{0};  // written by the dispatcher thread, read by Stop()
+  bool stop_acknowledged = false;
+  int64_t next_housekeeping_ms = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+  json::JsonDoc doc{256};
+  json::JsonDoc issue_doc{256};
+
+  Impl(const config::ConfigHolder& c, storage::Store& s, SinkFactory f, Enricher* e,
+       metrics::Metrics& m, Clock& cl, DispatcherOptions o)
+      : config(c), store(s), factory(std::move(f)), enricher(e), metrics(m), clock(cl),
+        options(std::move(o)) {}
+
+  double Jitter() {
+    if (options.jitter_source) return options.jitter_source();
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  }
+
+  // Builds the sinks of the current config. On failure nothing changes (old config and sinks
+  // keep running together).
+  Status BuildSinks() {
+    std::shared_ptr<const config::Config> next_cfg = config.Get();
+    std::map<std::string, SinkState> next;
+    for (const config::SinkConfig& sc : next_cfg->sinks) {
+      auto sink = factory(sc);
+      if (!sink.ok()) return sink.status();
+      SinkState st;
+      st.name = sc.name;
+      st.sink = std::shared_ptr<sinks::Sink>(std::move(sink).value());
+      st.config = sc;
+      st.retry = sc.retry.ApplyTo(next_cfg->retry);
+      st.blocking = sc.type == "file";
+      if (auto old = sinks.find(sc.name); old != sinks.end()) {
+        // Keep live counters and breaker state across a reload.
+        st.in_flight = old->second.in_flight;
+        st.in_flight_ids = std::move(old->second.in_flight_ids);
+        st.consecutive_failures = old->second.consecutive_failures;
+        st.open = old->second.open;
+        st.reopen_at_ms = old->second.reopen_at_ms;
+        st.cooldown = old->second.cooldown;
+        st.half_open_probe = old->second.half_open_probe;
+        st.probe_id = old->second.probe_id;
+      }
+      next.emplace(sc.name, std::move(st));
+    }
+    // Sinks that disappeared keep their in-flight bookkeeping until those attempts finish.
+    for (auto& [name, st] : sinks) {
+      if (!next.count(name) && st.in_flight > 0) {
+        st.config.concurrency = 0;  // start nothing new
+        st.removed = true;
+        next.emplace(name, std::move(st));
+      }
+    }
+    std::vector<std::string> names;
+    for (const auto& s : next_cfg->sinks) names.push_back(s.name);
+    cfg = std::move(next_cfg);
+    sinks = std::move(next);
+    metrics.DeclareSinks(names);
+    return Status::Ok();
+  }
+
+  void Loop() {
+    for (;;) {
+      std::deque<Completion> done;
+      bool rebuild = false, reopen_files = false, stop = false;
+      {
+        std::unique_lock lock(mu);
+        cv.wait_for(lock, options.poll, [this] {
+          return wake || !completions.empty() || config_changed || reopen ||
+                 (stopping && !stop_acknowledged);
+        });
+        done.swap(completions);
+        rebuild = config_changed;
+        reopen_files = reopen;
+        stop = stopping;
+        wake = config_changed = reopen = false;
+      }
+      for (Completion& c : done) Record(std::move(c));
+      if (rebuild) {
+        if (Status s = BuildSinks(); !s.ok()) {
+          log::Error("sinks not rebuilt after reload", {{"error", s.message()}});
+        }
+      }
+      if (reopen_files) {
+        for (auto& [name, st] : sinks) st.sink->Reopen();
+      }
+      if (stop) {
+        stop_acknowledged = true;
+        if (in_flight_total == 0) return;
+        continue;  // only collect outcomes now
+      }
+      StartDue();
+      Housekeeping();
+    }
+  }
+
+  void StartDue() {
+    const int64_t now_ms = clock.NowMillis();
+    const auto steady_now = clock.SteadyNow();
+    for (auto& [name, st] : sinks) {
+      if (!st.sink->active()) {
+        if (!st.logged_inactive) {
+          log::Warn("sink inactive: Pushover token or user key is empty; routes skip it",
+                    {{"sink", name}});
+          st.logged_inactive = true;
+        }
+        continue;
+      }
+      size_t limit = st.config.concurrency > st.in_flight ? st.config.concurrency - st.in_flight
+                                                           : 0;
+      if (st.open) {
+        if (now_ms < st.reopen_at_ms || st.half_open_probe) continue;
+        limit = std::min<size_t>(limit, 1);  // half-open: one probe
+      }
+      if (limit == 0) continue;
+      limit = std::min(limit, options.max_scan);
+      std::vector<std::string> skip(st.in_flight_ids.begin(), st.in_flight_ids.end());
+      auto due = store.Due(name, now_ms, limit, skip);
+      if (!due.ok()) {
+        log::Error("reading due deliveries failed", {{"sink", name}, {"error", due.status().message()}});
+        continue;
+      }
+      for (storage::DeliveryRecord& d : due.value()) {
+        if (!st.bucket.Available(st.config.rate, steady_now)) break;
+        st.bucket.Take(st.config.rate);
+        if (st.open) {
+          st.half_open_probe = true;
+          st.probe_id = d.id;
+        }
+        StartAttempt(st, std::move(d));
+      }
+    }
+  }
+
+  // Renders the route's fields for this sink and calls the sink (or the enricher first).
+  void StartAttempt(SinkState& st, storage::DeliveryRecord d) {
+    auto started = clock.SteadyNow();
+    ++st.in_flight;
+    ++in_flight_total;
+    st.in_flight_ids.insert(d.id);
+    auto fail = [&](sinks::Outcome::Kind kind, std::string error) {
+      Completion c{std::move(d), {}, false, started};
+      c.outcome.kind = kind;
+      c.outcome.error = std::move(error);
+      Record(std::move(c));
+    };
+
+    auto event = store.Get(d.event_id);
+    if (!event.ok()) return fail(sinks::Outcome::Kind::kRetry, event.status().message());
+    if (!event.value()) {
+      return fail(sinks::Outcome::Kind::kPermanent, "event " + d.event_id + " no longer stored");
+    }
+    auto shared_event = std::make_shared<const storage::StoredEvent>(std::move(*event.value()));
+
+    const config::RouteConfig* route = nullptr;
+    for (const auto& r : cfg->routes) {
+      if (r.name == d.route) route = &r;
+    }
+    if (d.deferred) {
+      if (!route) return fail(sinks::Outcome::Kind::kPermanent, "route no longer configured");
+      if (!enricher) {
+        return fail(sinks::Outcome::Kind::kPermanent,
+                    "route needs enrichment (enrich: [issue]), which is not available");
+      }
+      std::string route_name = d.route;
+      enricher->FetchIssue(*shared_event, route_name,
+                           [this, d, shared_event, started](Result<std::string> issue) mutable {
+                             PostIssue(std::move(d), std::move(shared_event), std::move(issue),
+                                       started);
+                           });
+      return;
+    }
+    Deliver(st, std::move(d), std::move(shared_event), nullptr, started);
+  }
+
+  // An enrichment result arrives on another thread: continue on the dispatcher thread.
+  struct IssueReady {
+    storage::DeliveryRecord d;
+    std::shared_ptr<const storage::StoredEvent> event;
+    Result<std::string> issue;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::deque<IssueReady> issues;  // GUARDED_BY(mu)
+
+  // Declared last so it is destroyed first: its tasks call back into the members above.
+  BlockingPool blocking{1};
+
+  void PostIssue(storage::DeliveryRecord d, std::shared_ptr<const storage::StoredEvent> e,
+                 Result<std::string> issue, std::chrono::steady_clock::time_point started) {
+    // Decide and deliver on a worker (parsing the issue may take a moment; nothing here touches
+    // dispatcher-thread state except through the completion queue).
+    sinks::Outcome outcome;
+    if (!issue.ok()) {
+      outcome.kind = issue.status().retryable() ? sinks::Outcome::Kind::kRetry
+                                                : sinks::Outcome::Kind::kPermanent;
+      outcome.error = "enrichment failed: " + issue.status().message();
+      Complete({std::move(d), std::move(outcome), false, started});
+      return;
+    }
+    std::lock_guard lock(mu);
+    issues.push_back({std::move(d), std::move(e), std::move(issue), started});
+    wake = true;
+    cv.notify_one();
+  }
+
+  void Deliver(SinkState& st, storage::DeliveryRecord d,
+               std::shared_ptr<const storage::StoredEvent> event, const json::JsonDoc* issue,
+               std::chrono::steady_clock::time_point started) {
+    sinks::Delivery delivery;
+    delivery.id = d.id;
+    delivery.route = d.route;
+    delivery.attempt = static_cast<int>(d.attempts) + 1;
+    delivery.event = event;
+    if (doc.Parse(event->body).ok()) {
+      for (const auto& path : kTitlePaths) {
+        if (auto t = doc.GetString(std::span<const std::string>(path)); t && !t->empty()) {
+          delivery.default_title = std::string(*t);
+          break;
+        }
+      }
+      rules::EventMeta meta;
+      meta.source = event->source;
+      meta.resource = event->resource;
+      meta.action = event->action;
+      meta.headers = event->headers;
+      rules::PayloadEventView view(doc, meta, issue);
+      for (const auto& r : cfg->routes) {
+        if (r.name != d.route) continue;
+        for (const auto& t : r.to) {
+          if (t.sink != st.name) continue;
+          for (const auto& [field, tmpl] : t.fields) delivery.fields[field] = tmpl.Render(view);
+        }
+      }
+    }
+    std::shared_ptr<sinks::Sink> sink = st.sink;
+    auto finish = [this, d = std::move(d), started](sinks::Outcome outcome) mutable {
+      Complete({std::move(d), std::move(outcome), false, started});
+    };
+    if (st.blocking) {
+      blocking.Post([sink, delivery = std::move(delivery), finish = std::move(finish)]() mutable {
+        sink->Deliver(delivery, std::move(finish));
+      });
+    } else {
+      sink->Deliver(delivery, std::move(finish));
+    }
+  }
+
+  void Complete(Completion c) {
+    std::lock_guard lock(mu);
+    completions.push_back(std::move(c));
+    cv.notify_one();
+  }
+
+  void HandleIssues() {
+    std::deque<IssueReady> ready;
+    {
+      std::lock_guard lock(mu);
+      ready.swap(issues);
+    }
+    for (IssueReady& r : ready) {
+      auto it = sinks.find(r.d.sink);
+      const config::RouteConfig* route = nullptr;
+      for (const auto& x : cfg->routes) {
+        if (x.name == r.d.route) route = &x;
+      }
+      if (it == sinks.end() || !route) {
+        Record({std::move(r.d), PermanentOutcome("route or sink no longer configured"), false,
+                r.started});
+        continue;
+      }
+      if (!issue_doc.Parse(r.issue.value()).ok() || !doc.Parse(r.event->body).ok()) {
+        Record({std::move(r.d), PermanentOutcome("issue or event is not valid JSON"), false,
+                r.started});
+        continue;
+      }
+      rules::EventMeta meta;
+      meta.source = r.event->source;
+      meta.resource = r.event->resource;
+      meta.action = r.event->action;
+      meta.headers = r.event->headers;
+      rules::PayloadEventView view(doc, meta, &issue_doc);
+      if (!routing::RouteMatchesAfterEnrichment(*route, view)) {
+        Completion c{std::move(r.d), {}, true, r.started};
+        Record(std::move(c));
+        continue;
+      }
+      metrics.RouteMatched(route->name);
+      Deliver(it->second, std::move(r.d), std::move(r.event), &issue_doc, r.started);
+    }
+  }
+
+  // Applies one attempt's outcome to the queue. Dispatcher thread only.
+  void Record(Completion c) {
+    storage::DeliveryRecord& d = c.record;
+    auto it = sinks.find(d.sink);
+    if (it != sinks.end()) {
+      SinkState& st = it->second;
+      if (st.in_flight > 0) --st.in_flight;
+      st.in_flight_ids.erase(d.id);
+    }
+    // Stop() may zero the counter concurrently: never decrement below zero.
+    size_t n = in_flight_total.load();
+    while (n > 0 && !in_flight_total.compare_exchange_weak(n, n - 1)) {
+    }
+    cv.notify_all();  // Stop() may be waiting for in-flight attempts to drain
+    const int64_t now_ms = clock.NowMillis();
+    double seconds = std::chrono::duration<double>(clock.SteadyNow() - c.started).count();
+
+    SinkState* st = it != sinks.end() ? &it->second : nullptr;
+    // The half-open probe: its outcome decides the breaker. One that says nothing about the
+    // sink's health (filtered, permanent) lets the next probe go.
+    const bool probe = st && st->open && st->half_open_probe && st->probe_id == d.id;
+    if (probe && (c.filtered || c.outcome.kind == sinks::Outcome::Kind::kPermanent)) {
+      st->half_open_probe = false;
+    }
+
+    if (c.filtered) {
+      metrics.Delivery(d.sink, "filtered");
+      LogIfFailed(store.Complete(d), d);
+      return;
+    }
+    metrics.ObserveDeliverySeconds(d.sink, seconds);
+    ++d.attempts;
+    if (d.first_attempt_ms == 0) d.first_attempt_ms = now_ms;
+    d.last_attempt_ms = now_ms;
+    const sinks::Outcome& o = c.outcome;
+
+    if (o.kind == sinks::Outcome::Kind::kSuccess) {
+      metrics.Delivery(d.sink, "success");
+      if (st) BreakerSuccess(*st);
+      LogIfFailed(store.Complete(d), d);
+      return;
+    }
+    d.last_error = o.error.substr(0, 512);
+    const config::RetryConfig retry = st ? st->retry : cfg->retry;
+    bool dead = o.kind == sinks::Outcome::Kind::kPermanent;
+    if (!dead) {
+      if (st) BreakerFailure(*st, now_ms, probe);
+      dead = d.attempts >= retry.max_attempts || now_ms - d.created_ms >= retry.max_age.count();
+      if (dead && o.kind == sinks::Outcome::Kind::kRetry) {
+        d.last_error += d.attempts >= retry.max_attempts ? " (max_attempts reached)"
+                                                         : " (max_age reached)";
+      }
+    }
+    if (dead) {
+      metrics.Delivery(d.sink, "dead");
+      log::Warn("delivery dead-lettered", {{"id", d.id},
+                                           {"sink", d.sink},
+                                           {"route", d.route},
+                                           {"attempts", std::to_string(d.attempts)},
+                                           {"error", d.last_error}});
+      LogIfFailed(store.DeadLetter(d), d);
+      return;
+    }
+    metrics.Delivery(d.sink, "retry");
+    auto delay = BackoffDelay(retry, d.attempts, Jitter());
+    if (o.retry_after) delay = std::max(delay, std::min(*o.retry_after, retry.max_delay));
+    LogIfFailed(store.Reschedule(d, now_ms + delay.count()), d);
+  }
+
+  void BreakerSuccess(SinkState& st) {
+    if (st.open) log::Info("sink recovered; circuit closed", {{"sink", st.name}});
+    st.consecutive_failures = 0;
+    st.open = false;
+    st.half_open_probe = false;
+    st.cooldown = std::chrono::milliseconds(0);
+    metrics.SetCircuitOpen(st.name, false);
+  }
+
+  void BreakerFailure(SinkState& st, int64_t now_ms, bool probe) {
+    ++st.consecutive_failures;
+    // While open, only the probe's failure re-opens (doubling the cool-down); attempts that were
+    // already running when it opened must not extend it.
+    if (st.open && !probe) return;
+    if (!st.open && st.consecutive_failures < options.breaker_failures) return;
+    st.cooldown = st.cooldown.count() == 0
+                      ? options.breaker_cooldown
+                      : std::min(st.cooldown * 2, options.breaker_max_cooldown);
+    st.open = true;
+    st.half_open_probe = false;
+    st.reopen_at_ms = now_ms + st.cooldown.count();
+    metrics.SetCircuitOpen(st.name, true);
+    log::Warn("sink keeps failing; circuit open, deliveries paused",
+              {{"sink", st.name}, {"cooldown_ms", std::to_string(st.cooldown.count())}});
+  }
+
+  void LogIfFailed(const Status& s, const storage::DeliveryRecord& d) {
+    if (!s.ok()) log::Error("recording delivery outcome failed", {{"id", d.id}, {"error", s.message()}});
+  }
+
+  // Gauges, dead-letter retention, deliveries of sinks that are no longer configured. ~1/s.
+  void Housekeeping() {
+    HandleIssues();
+    const int64_t now_ms = clock.NowMillis();
+    if (now_ms < next_housekeeping_ms) return;
+    next_housekeeping_ms = now_ms + 1000;
+    // Removed sinks whose last attempts have finished: forget them, so that their remaining
+    // deliveries are dead-lettered below.
+    std::erase_if(sinks, [](const auto& entry) {
+      return entry.second.removed && entry.second.in_flight == 0;
+    });
+    storage::QueueCounts counts = store.Counts();
+    for (const auto& [name, c] : counts.sinks) {
+      metrics.SetQueueDepth(name, static_cast<double>(c.pending), static_cast<double>(c.dead));
+      if (c.pending > 0 && !sinks.count(name)) {
+        // The sink was removed from the config: dead-letter its deliveries (replayable once the
+        // sink is configured again) rather than keep them pending forever.
+        auto due = store.Due(name, INT64_MAX, options.max_scan, {});
+        if (due.ok()) {
+          for (storage::DeliveryRecord& d : due.value()) {
+            d.last_error = "sink \"" + name + "\" is not configured";
+            metrics.Delivery(name, "dead");
+            LogIfFailed(store.DeadLetter(d), d);
+          }
+        }
+      }
+    }
+    auto purged = store.PurgeDead(now_ms - cfg->storage.dlq_retention.count());
+    if (purged.ok() && purged.value() > 0) {
+      log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(*purged)}});
+    }
+  }
+};
+
+Dispatcher::Dispatcher(const config::ConfigHolder& config, storage::Store& store,
+                       SinkFactory factory, Enricher* enricher, metrics::Metrics& metrics,
+                       Clock& clock, DispatcherOptions options)
+    : impl_(std::make_unique<Impl>(config, store, std::move(factory), enricher, metrics, clock,
+                                   std::move(options))) {}
+
+Dispatcher::~Dispatcher() { Stop(std::chrono::milliseconds(0)); }
+
+Status Dispatcher::Start() {
+  if (Status s = impl_->BuildSinks(); !s.ok()) return s;
+  impl_->thread = std::thread([this] { impl_->Loop(); });
+  return Status::Ok();
+}
+
+void Dispatcher::Wake() {
+  std::lock_guard lock(impl_->mu);
+  impl_->wake = true;
+  impl_->cv.notify_one();
+}
+
+void Dispatcher::ConfigChanged() {
+  std::lock_guard lock(impl_->mu);
+  impl_->config_changed = true;
+  impl_->cv.notify_one();
+}
+
+void Dispatcher::ReopenFiles() {
+  std::lock_guard lock(impl_->mu);
+  impl_->reopen = true;
+  impl_->cv.notify_one();
+}
+
+void Dispatcher::Stop(std::chrono::milliseconds timeout) {
+  if (!impl_->thread.joinable()) return;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->cv.notify_one();
+  }
+  // The loop exits once nothing is in flight; give in-flight attempts `timeout` to finish.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(impl_->mu);
+      if (impl_->in_flight_total == 0 && impl_->completions.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->in_flight_total = 0;  // abandon the rest: they stay pending in the queue
+    impl_->cv.notify_one();
+  }
+  impl_->thread.join();
+}
+
+}  // namespace switchyard::delivery

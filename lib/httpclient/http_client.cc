@@ -1,0 +1,827 @@
+// HttpClient implementation: Boost.Beast over Asio C++20 coroutines.
+//
+// Threads: `options.threads` workers, each one thread running its own io_context (concurrency
+// hint 1) with no strands (strands + coroutines hit a heap-use-after-free in Boost 1.81, asio
+// #835). A request goes to the worker chosen by hashing its (scheme, host, port), so the
+// keep-alive pool of an origin lives on exactly one worker and everything about a request -- its
+// coroutine, its connection, the pool -- is touched only by that worker's thread.
+//
+// Errors: nothing throws across an API or coroutine boundary. Asio calls use error codes
+// (net::as_tuple(net::use_awaitable)); every co_spawn has a completion handler that logs an
+// escaped exception and still completes the request (kInternal).
+//
+// Request headers: the client sets Host, Content-Length (when there is a body, and for
+// POST/PUT/PATCH) and User-Agent ("switchyard/0.1", unless the caller gives one). A caller header
+// named Host, Content-Length or Transfer-Encoding is rejected (kInvalidArgument), as are names
+// that are not tokens and values containing CR, LF or NUL (header injection). No Content-Type is
+// added: the caller sets it (RFC 9110 8.3: omit it when the media type is unknown).
+//
+// Lifecycle: Shutdown() completes every pending request with kUnavailable on its worker, then
+// joins the workers; it must not be called from a client thread (i.e. from a callback: that would
+// join itself, so it logs and terminates). After Shutdown, Send() completes inline on the calling
+// thread with kUnavailable, as no client thread is left.
+//
+// Logging: URLs can carry secrets (webhook tokens in the path or query), so logs and error
+// messages name only scheme://host:port, never the target.
+#include "httpclient/http_client.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <cerrno>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "common/log.h"
+
+namespace switchyard::httpclient {
+
+std::string_view ClientResponse::Header(std::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return value;
+  }
+  return {};
+}
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
+constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
+constexpr int kMaxInterimResponses = 8;  // 1xx responses skipped before the final one
+constexpr std::string_view kUserAgent = "switchyard/0.1";
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// RFC 9110 token (header names, methods).
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (isalnum(c)) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsSafeFieldValue(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+// Where a request goes. `origin` ("https://host:port") names the pool and is the only part of
+// the URL that appears in logs and error messages.
+struct Target {
+  bool tls = false;
+  std::string host;  // lower-case name or IP literal (IPv6 without brackets)
+  uint16_t port = 0;
+  std::string target;       // origin-form: path?query, at least "/"
+  std::string host_header;  // host[:port], IPv6 in brackets, port omitted when default
+  std::string origin;
+};
+
+Result<Target> ParseUrl(std::string_view url) {
+  auto parsed = boost::urls::parse_uri(url);
+  if (!parsed) return InvalidArgument("invalid URL: " + parsed.error().message());
+  const boost::urls::url_view& u = *parsed;
+  Target t;
+  if (u.scheme_id() == boost::urls::scheme::http) {
+    t.tls = false;
+  } else if (u.scheme_id() == boost::urls::scheme::https) {
+    t.tls = true;
+  } else {
+    return InvalidArgument("invalid URL: scheme must be http or https");
+  }
+  if (!u.has_authority()) return InvalidArgument("invalid URL: no host");
+  if (u.has_userinfo()) {
+    return InvalidArgument("invalid URL: userinfo is not supported (use an Authorization header)");
+  }
+  std::string bracketed;
+  switch (u.host_type()) {
+    case boost::urls::host_type::ipv4:
+      t.host = u.host_ipv4_address().to_string();
+      bracketed = t.host;
+      break;
+    case boost::urls::host_type::ipv6:
+      t.host = u.host_ipv6_address().to_string();
+      bracketed = "[" + t.host + "]";
+      break;
+    case boost::urls::host_type::name: {
+      std::string_view name = u.encoded_host();
+      if (name.empty()) return InvalidArgument("invalid URL: no host");
+      if (name.find('%') != std::string_view::npos) {
+        return InvalidArgument("invalid URL: percent-encoded host");
+      }
+      t.host = Lower(name);
+      bracketed = t.host;
+      break;
+    }
+    default:
+      return InvalidArgument("invalid URL: unsupported host");
+  }
+  const uint16_t default_port = t.tls ? 443 : 80;
+  t.port = default_port;
+  if (u.has_port() && !u.port().empty()) {
+    // Parsed here: url_view::port_number() silently wraps values over 65535.
+    unsigned long port = 0;
+    for (char c : u.port()) {
+      port = port * 10 + static_cast<unsigned long>(c - '0');  // the grammar allows digits only
+      if (port > 65535) break;
+    }
+    if (port == 0 || port > 65535) return InvalidArgument("invalid URL: bad port");
+    t.port = static_cast<uint16_t>(port);
+  }
+  t.target = std::string(u.encoded_path());
+  if (t.target.empty()) t.target = "/";
+  if (t.target[0] != '/') return InvalidArgument("invalid URL: path must be absolute");
+  if (u.has_query()) {
+    t.target += '?';
+    t.target += u.encoded_query();
+  }
+  t.host_header = bracketed;
+  if (t.port != default_port) t.host_header += ":" + std::to_string(t.port);
+  t.origin = std::string(t.tls ? "https://" : "http://") + bracketed + ":" + std::to_string(t.port);
+  return t;
+}
+
+using BeastRequest = bhttp::request<bhttp::string_body>;
+
+Result<BeastRequest> BuildRequest(ClientRequest& in, const Target& t) {
+  if (!IsToken(in.method)) return InvalidArgument("invalid method");
+  BeastRequest req;
+  req.version(11);
+  bhttp::verb verb = bhttp::string_to_verb(in.method);
+  if (verb == bhttp::verb::unknown) {
+    req.method_string(in.method);
+  } else {
+    req.method(verb);
+  }
+  req.target(t.target);
+  req.set(bhttp::field::host, t.host_header);
+  bool has_user_agent = false;
+  for (const auto& [name, value] : in.headers) {
+    if (!IsToken(name)) return InvalidArgument("invalid header name");
+    if (!IsSafeFieldValue(value)) {
+      return InvalidArgument("header " + name + " has a CR, LF or NUL in its value");
+    }
+    const bhttp::field f = bhttp::string_to_field(name);
+    if (f == bhttp::field::host || f == bhttp::field::content_length ||
+        f == bhttp::field::transfer_encoding) {
+      return InvalidArgument("header " + name + " is set by the client");
+    }
+    if (f == bhttp::field::user_agent) has_user_agent = true;
+    req.insert(name, value);
+  }
+  if (!has_user_agent) req.set(bhttp::field::user_agent, kUserAgent);
+  if (!in.body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put ||
+      verb == bhttp::verb::patch) {
+    req.content_length(in.body.size());
+  }
+  req.body() = std::move(in.body);
+  return req;
+}
+
+// True if an idle connection still looks usable: open, peer has not closed (FIN), and no
+// unsolicited bytes are waiting (which would desynchronise the next response). Never blocks.
+bool LooksAlive(tcp::socket& socket) {
+  if (!socket.is_open()) return false;
+  char c;
+  ssize_t n = ::recv(socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n >= 0) return false;  // 0: peer closed; >0: unexpected data (or a TLS alert)
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+// One connection: plain TCP or TLS over TCP. The buffer holds bytes read past the previous
+// response and must persist across requests. Owned by exactly one request or by the pool.
+struct Connection {
+  std::unique_ptr<beast::tcp_stream> tcp;                     // set if plain
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;  // set if TLS
+  beast::flat_buffer buffer;
+  Clock::time_point idle_since;
+
+  beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *tcp; }
+  // Closes the socket (no TLS close_notify: peers handle a plain close). Pending operations
+  // complete with operation_aborted. Idempotent.
+  void Close() {
+    error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
+  }
+};
+
+// One request. Created by Send(); after the post, touched only on its worker's thread.
+struct Op {
+  Op(net::io_context& ioc, Target t, BeastRequest r, size_t max_bytes, Clock::time_point d,
+     std::chrono::milliseconds to, ClientCallback cb)
+      : target(std::move(t)),
+        request(std::move(r)),
+        max_response_bytes(max_bytes),
+        deadline(d),
+        timeout(to),
+        done(std::move(cb)),
+        resolver(ioc),
+        resolve_timer(ioc) {}
+
+  Target target;
+  BeastRequest request;
+  size_t max_response_bytes;
+  Clock::time_point deadline;
+  std::chrono::milliseconds timeout;
+  ClientCallback done;
+  bool completed = false;            // `done` has been called
+  bool aborted = false;              // shutdown: stop at the next step
+  std::unique_ptr<Connection> conn;  // connection in use (so Shutdown can close it)
+  tcp::resolver resolver;
+  net::steady_timer resolve_timer;  // bounds resolve by the deadline
+};
+
+// Calls the user's callback once; a throwing callback is logged, never propagated.
+void Complete(Op& op, Result<ClientResponse> result) {
+  if (op.completed) return;
+  op.completed = true;
+  ClientCallback done = std::move(op.done);
+  try {
+    done(std::move(result));
+  } catch (const std::exception& e) {
+    log::Error("http client callback threw", {{"error", e.what()}});
+  } catch (...) {
+    log::Error("http client callback threw", {{"error", "unknown exception"}});
+  }
+}
+
+std::string Ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+// Maps an I/O error during `step` ("connect", "write", ...) to the documented status codes.
+Status MapError(const error_code& ec, std::string_view step, const Op& op) {
+  const std::string where = std::string(step) + " " + op.target.origin;
+  if (ec == beast::error::timeout) {
+    return {StatusCode::kDeadlineExceeded, "timeout after " + Ms(op.timeout) + " (during " +
+                                               std::string(step) + " " + op.target.origin + ")"};
+  }
+  if (op.aborted || ec == net::error::operation_aborted) {
+    return Unavailable("client shutting down");
+  }
+  if (ec == bhttp::error::body_limit) {
+    return ResourceExhausted("response body from " + op.target.origin + " over " +
+                             std::to_string(op.max_response_bytes) + " bytes");
+  }
+  if (ec == bhttp::error::header_limit) {
+    return ResourceExhausted("response head from " + op.target.origin + " over " +
+                             std::to_string(kMaxHeaderBytes) + " bytes");
+  }
+  if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+      ec == net::error::eof || ec == ssl::error::stream_truncated) {
+    return Unavailable(where + ": peer closed the connection early");
+  }
+  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
+    return Internal("malformed response from " + op.target.origin + ": " + ec.message());
+  }
+  return Unavailable(where + " failed: " + ec.message());
+}
+
+// Outcome of one write+read on one connection.
+struct Attempt {
+  std::optional<Result<ClientResponse>> result;
+  bool keep_alive = false;  // the connection may be reused
+  bool stale = false;       // failed before any response byte: safe to retry on a new connection
+};
+
+// Writes op.request and reads the final response on `stream` (the TLS or TCP layer of conn).
+template <class Stream>
+net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool reused) {
+  Attempt a;
+  if (op.aborted) {
+    a.result = Unavailable("client shutting down");
+    co_return a;
+  }
+  conn.lowest().expires_at(op.deadline);
+  {
+    auto [ec, n] = co_await bhttp::async_write(stream, op.request, kNoThrow);
+    if (ec) {
+      a.stale = reused && ec != beast::error::timeout && !op.aborted;
+      a.result = MapError(ec, "write to", op);
+      co_return a;
+    }
+  }
+  const bool head = op.request.method() == bhttp::verb::head;
+  for (int interim = 0;; ++interim) {
+    if (op.aborted) {
+      a.result = Unavailable("client shutting down");
+      co_return a;
+    }
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.header_limit(kMaxHeaderBytes);
+    parser.body_limit(op.max_response_bytes);
+    if (head) parser.skip(true);
+    conn.lowest().expires_at(op.deadline);
+    auto [ec, n] = co_await bhttp::async_read(stream, conn.buffer, parser, kNoThrow);
+    if (ec == ssl::error::stream_truncated && parser.is_header_done() && parser.need_eof()) {
+      // Body delimited by connection close, and the TLS peer skipped close_notify.
+      ec = {};
+      parser.put_eof(ec);
+    }
+    if (ec) {
+      a.stale = reused && interim == 0 && ec != beast::error::timeout && !op.aborted &&
+                !parser.got_some() && conn.buffer.size() == 0;
+      a.result = MapError(ec, "read from", op);
+      co_return a;
+    }
+    auto& msg = parser.get();
+    const int status = static_cast<int>(msg.result_int());
+    if (status >= 100 && status < 200 && status != 101) {
+      if (interim + 1 >= kMaxInterimResponses) {
+        a.result = Internal("too many interim responses from " + op.target.origin);
+        co_return a;
+      }
+      continue;
+    }
+    ClientResponse r;
+    r.status = status;
+    r.headers.reserve(16);
+    for (const auto& field : msg) {
+      r.headers.emplace_back(Lower(field.name_string()), std::string(field.value()));
+    }
+    r.body = std::move(msg.body());
+    a.keep_alive = status != 101 && msg.keep_alive() && !parser.need_eof() &&
+                   op.request.keep_alive() && conn.buffer.size() == 0;
+    a.result = std::move(r);
+    co_return a;
+  }
+}
+
+// Holds the awaiting coroutine's completion handler while a resolve races the deadline timer.
+template <class Handler>
+struct ResolveRace {
+  explicit ResolveRace(Handler h) : handler(std::move(h)) {}
+  Handler handler;
+  bool finished = false;
+};
+
+// Resolves op->target.host, bounded by op->deadline (getaddrinfo itself cannot be interrupted; its
+// late result is dropped). Errors: beast::error::timeout, operation_aborted, resolver errors.
+//
+// The two handlers race; the first sets race->finished and resumes the caller. They capture a
+// raw Op*: the Op (owned by the awaiting request) lives until the caller has been resumed, and
+// the losing handler, which may run after the Op is gone, reads only `race`. Capturing
+// shared_ptr<Op> there lost a reference under g++ 12 (the Op was freed while a handler still
+// held it; ASan heap-use-after-free), which clang 14 does not do with the same code.
+net::awaitable<std::tuple<error_code, tcp::resolver::results_type>> Resolve(Op* op) {
+  error_code ec;
+  auto address = net::ip::make_address(op->target.host, ec);
+  if (!ec) {
+    co_return std::make_tuple(error_code{}, tcp::resolver::results_type::create(
+                                                tcp::endpoint(address, op->target.port),
+                                                op->target.host, std::to_string(op->target.port)));
+  }
+  auto result = co_await net::async_initiate<decltype(kNoThrow),
+                                             void(error_code, tcp::resolver::results_type)>(
+      [op](auto handler) {
+        using Race = ResolveRace<decltype(handler)>;
+        auto race = std::make_shared<Race>(std::move(handler));
+        op->resolve_timer.expires_at(op->deadline);
+        op->resolve_timer.async_wait([op, race](const error_code&) {
+          if (race->finished) return;
+          race->finished = true;
+          op->resolver.cancel();
+          auto h = std::move(race->handler);
+          h(op->aborted ? error_code(net::error::operation_aborted)
+                        : error_code(beast::error::timeout),
+            tcp::resolver::results_type{});
+        });
+        op->resolver.async_resolve(
+            op->target.host, std::to_string(op->target.port),
+            [op, race](const error_code& ec, tcp::resolver::results_type results) {
+              if (race->finished) return;
+              race->finished = true;
+              op->resolve_timer.cancel();
+              auto h = std::move(race->handler);
+              h(ec, std::move(results));
+            });
+      },
+      kNoThrow);
+  co_return result;
+}
+
+Status TlsHandshakeError(const error_code& ec, Connection& conn, const Op& op) {
+  if (ec == beast::error::timeout || op.aborted || ec == net::error::operation_aborted) {
+    return MapError(ec, "TLS handshake with", op);
+  }
+  const long verify = SSL_get_verify_result(conn.tls->native_handle());
+  const bool verify_failed =
+      verify != X509_V_OK || (ec.category() == net::error::get_ssl_category() &&
+                              ERR_GET_REASON(ec.value()) == SSL_R_CERTIFICATE_VERIFY_FAILED);
+  if (verify_failed) {
+    std::string why = verify != X509_V_OK ? X509_verify_cert_error_string(verify)
+                                          : "certificate does not match host name";
+    return Unavailable("TLS certificate verification failed for " + op.target.origin + ": " + why);
+  }
+  return Unavailable("TLS handshake with " + op.target.origin + " failed: " + ec.message());
+}
+
+// One thread, one io_context, the pool of the origins hashed to it, and its requests.
+// Everything except ioc() and the constructor runs on the worker's own thread.
+class Worker {
+ public:
+  Worker(const HttpClientOptions& options, ssl::context* ssl_ctx, const Status* tls_status)
+      : options_(options),
+        ssl_ctx_(ssl_ctx),
+        tls_status_(tls_status),
+        ioc_(1),
+        work_(net::make_work_guard(ioc_)),
+        sweeper_(ioc_) {}
+
+  net::io_context& ioc() { return ioc_; }
+
+  // Runs the io_context until it runs out of work (after Stop and ReleaseWork). On the worker
+  // thread.
+  void Run() {
+    for (;;) {
+      try {
+        ioc_.run();
+        return;
+      } catch (const std::exception& e) {  // handlers do not throw; belt and braces
+        log::Error("http client worker: handler threw", {{"error", e.what()}});
+      } catch (...) {
+        log::Error("http client worker: handler threw", {{"error", "unknown exception"}});
+      }
+    }
+  }
+
+  // Any thread: lets Run() return once the queued work is done.
+  void ReleaseWork() { work_.reset(); }
+
+  // Starts a request (posted by Send).
+  void Start(std::shared_ptr<Op> op) {
+    if (stopping_) {
+      Complete(*op, Unavailable("client shutting down"));
+      return;
+    }
+    active_.emplace(op.get(), op);
+    net::co_spawn(ioc_, RunOp(op), [this, op](std::exception_ptr e) {
+      log::CoroutineFailure("http client request", e);
+      if (e) {
+        if (op->conn) op->conn->Close();
+        Complete(*op, Internal("internal error in HTTP client"));
+      }
+      active_.erase(op.get());
+    });
+  }
+
+  // Shutdown: completes every pending request with kUnavailable, closes their connections and
+  // the pool, and stops the sweeper; the request coroutines then unwind on their own.
+  void Stop() {
+    stopping_ = true;
+    sweeper_.cancel();
+    for (auto& [key, conns] : idle_) {
+      for (auto& c : conns) c->Close();
+    }
+    idle_.clear();
+    std::vector<std::shared_ptr<Op>> ops;
+    ops.reserve(active_.size());
+    for (auto& [raw, op] : active_) ops.push_back(op);
+    for (auto& op : ops) {
+      op->aborted = true;
+      if (op->conn) op->conn->Close();
+      op->resolver.cancel();
+      op->resolve_timer.cancel();
+      Complete(*op, Unavailable("client shutting down"));
+    }
+  }
+
+ private:
+  net::awaitable<void> RunOp(std::shared_ptr<Op> op) {
+    Result<ClientResponse> result = co_await Exchange(op);
+    Complete(*op, std::move(result));
+  }
+
+  net::awaitable<Result<ClientResponse>> Exchange(std::shared_ptr<Op> op) {
+    if (op->target.tls && !tls_status_->ok()) co_return *tls_status_;
+    for (int attempt = 0;; ++attempt) {
+      if (op->aborted || stopping_) co_return Unavailable("client shutting down");
+      op->conn = TakeIdle(op->target.origin);
+      const bool reused = op->conn != nullptr;
+      if (!reused) {
+        Status s = co_await Connect(op);
+        if (!s.ok()) {
+          if (op->conn) op->conn->Close();
+          op->conn.reset();
+          co_return s;
+        }
+      }
+      Connection& conn = *op->conn;
+      // Not `a = tls ? co_await x : co_await y`: g++ 12 miscompiles co_await inside ?: (the
+      // result was bitwise-copied and freed twice under ASan).
+      Attempt a;
+      if (conn.tls) {
+        a = co_await Transfer(*conn.tls, conn, *op, reused);
+      } else {
+        a = co_await Transfer(*conn.tcp, conn, *op, reused);
+      }
+      if (a.result->ok()) {
+        if (a.keep_alive) {
+          ReturnIdle(op->target.origin, std::move(op->conn));
+        } else {
+          op->conn->Close();
+          op->conn.reset();
+        }
+        co_return std::move(*a.result);
+      }
+      op->conn->Close();
+      op->conn.reset();
+      if (a.stale && attempt == 0 && !op->aborted && Clock::now() < op->deadline) {
+        // The server closed the idle keep-alive connection before it saw the request (no
+        // response byte arrived): the one case where a request is sent again.
+        log::Debug("http client: stale keep-alive connection, retrying on a new one",
+                   {{"origin", op->target.origin}, {"error", a.result->status().message()}});
+        continue;
+      }
+      co_return std::move(*a.result);
+    }
+  }
+
+  // Resolves, connects and (for https) handshakes a new connection into op->conn.
+  net::awaitable<Status> Connect(std::shared_ptr<Op> op) {
+    auto [rec, endpoints] = co_await Resolve(op.get());
+    if (op->aborted) co_return Unavailable("client shutting down");
+    if (rec == beast::error::timeout) co_return MapError(rec, "resolve", *op);
+    if (rec) {
+      co_return Unavailable("cannot resolve " + op->target.origin + ": " + rec.message());
+    }
+    op->conn = std::make_unique<Connection>();
+    Connection& conn = *op->conn;
+    if (op->target.tls) {
+      conn.tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc_, *ssl_ctx_);
+    } else {
+      conn.tcp = std::make_unique<beast::tcp_stream>(ioc_);
+    }
+    conn.lowest().expires_at(op->deadline);
+    auto [cec, ep] = co_await conn.lowest().async_connect(endpoints, kNoThrow);
+    if (cec) co_return MapError(cec, "connect to", *op);
+    error_code ignored;
+    conn.lowest().socket().set_option(tcp::no_delay(true), ignored);
+    if (!op->target.tls) co_return Status::Ok();
+
+    if (op->aborted) co_return Unavailable("client shutting down");
+    SSL* ssl_handle = conn.tls->native_handle();
+    error_code not_ip;
+    net::ip::make_address(op->target.host, not_ip);
+    // SNI carries host names only (RFC 6066 3).
+    if (not_ip && !SSL_set_tlsext_host_name(ssl_handle, op->target.host.c_str())) {
+      co_return Unavailable("TLS setup for " + op->target.origin + " failed: cannot set SNI");
+    }
+    if (options_.verify_tls) {
+      conn.tls->set_verify_mode(ssl::verify_peer, ignored);
+      conn.tls->set_verify_callback(ssl::host_name_verification(op->target.host), ignored);
+    } else {
+      conn.tls->set_verify_mode(ssl::verify_none, ignored);
+    }
+    conn.lowest().expires_at(op->deadline);
+    auto [hec] = co_await conn.tls->async_handshake(ssl::stream_base::client, kNoThrow);
+    if (hec) co_return TlsHandshakeError(hec, conn, *op);
+    co_return Status::Ok();
+  }
+
+  // Pops the most recently used live connection for `origin`, discarding dead or expired ones.
+  std::unique_ptr<Connection> TakeIdle(const std::string& origin) {
+    auto it = idle_.find(origin);
+    if (it == idle_.end()) return nullptr;
+    auto& conns = it->second;
+    std::unique_ptr<Connection> found;
+    const auto now = Clock::now();
+    while (!conns.empty() && !found) {
+      std::unique_ptr<Connection> c = std::move(conns.back());
+      conns.pop_back();
+      if (now - c->idle_since < options_.idle_timeout && LooksAlive(c->lowest().socket())) {
+        found = std::move(c);
+      } else {
+        c->Close();
+      }
+    }
+    if (conns.empty()) idle_.erase(it);
+    return found;
+  }
+
+  void ReturnIdle(const std::string& origin, std::unique_ptr<Connection> conn) {
+    if (stopping_ || options_.max_idle_per_host == 0 || options_.idle_timeout.count() <= 0) {
+      conn->Close();
+      return;
+    }
+    auto& conns = idle_[origin];
+    while (conns.size() >= options_.max_idle_per_host) {  // evict the oldest
+      conns.front()->Close();
+      conns.erase(conns.begin());
+    }
+    conn->idle_since = Clock::now();
+    conns.push_back(std::move(conn));
+    ArmSweeper();
+  }
+
+  // Closes pooled connections idle for idle_timeout or closed by the peer. Armed only while the
+  // pool is non-empty, for the earliest expiry.
+  void ArmSweeper() {
+    if (sweeper_armed_ || stopping_ || idle_.empty()) return;
+    auto earliest = Clock::time_point::max();
+    for (const auto& [key, conns] : idle_) {
+      if (!conns.empty()) earliest = std::min(earliest, conns.front()->idle_since);
+    }
+    if (earliest == Clock::time_point::max()) return;
+    sweeper_armed_ = true;
+    sweeper_.expires_at(earliest + options_.idle_timeout);
+    sweeper_.async_wait([this](const error_code&) {
+      sweeper_armed_ = false;
+      if (stopping_) return;
+      Sweep();
+      ArmSweeper();
+    });
+  }
+
+  void Sweep() {
+    const auto now = Clock::now();
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      auto& conns = it->second;
+      std::erase_if(conns, [&](std::unique_ptr<Connection>& c) {
+        if (now - c->idle_since < options_.idle_timeout && LooksAlive(c->lowest().socket())) {
+          return false;
+        }
+        c->Close();
+        return true;
+      });
+      it = conns.empty() ? idle_.erase(it) : std::next(it);
+    }
+  }
+
+  const HttpClientOptions& options_;
+  ssl::context* ssl_ctx_;
+  const Status* tls_status_;
+  // Declared before everything holding I/O objects: destroyed last.
+  net::io_context ioc_;
+  net::executor_work_guard<net::io_context::executor_type> work_;
+  net::steady_timer sweeper_;
+  bool sweeper_armed_ = false;
+  bool stopping_ = false;
+  // Idle connections per origin, oldest first.
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle_;
+  std::unordered_map<Op*, std::shared_ptr<Op>> active_;
+};
+
+class ClientImpl final : public HttpClient {
+ public:
+  explicit ClientImpl(const HttpClientOptions& options)
+      : options_(options), ssl_ctx_(ssl::context::tls_client) {
+    ConfigureTls();
+    const int n = std::max(1, options_.threads);
+    for (int i = 0; i < n; ++i) {
+      workers_.push_back(std::make_unique<Worker>(options_, &ssl_ctx_, &tls_status_));
+    }
+    for (auto& w : workers_) {
+      threads_.emplace_back([w = w.get()] { w->Run(); });
+    }
+  }
+
+  ~ClientImpl() override {
+    Shutdown();
+    workers_.clear();  // io_contexts (and any leftover handlers) go before the SSL context
+  }
+
+  void Send(ClientRequest request, ClientCallback done) override {
+    Result<Target> target = ParseUrl(request.url);
+    Status error;
+    std::shared_ptr<Op> op;
+    Worker* worker = nullptr;
+    if (!target.ok()) {
+      error = target.status();
+    } else if (request.timeout.count() <= 0) {
+      error = InvalidArgument("timeout must be positive");
+    } else {
+      Result<BeastRequest> beast_request = BuildRequest(request, *target);
+      if (!beast_request.ok()) {
+        error = beast_request.status();
+      } else {
+        worker = workers_[std::hash<std::string>{}(target->origin) % workers_.size()].get();
+        op = std::make_shared<Op>(worker->ioc(), std::move(*target), std::move(*beast_request),
+                                  request.max_response_bytes, Clock::now() + request.timeout,
+                                  request.timeout, std::move(done));
+      }
+    }
+    if (!op) {  // bad request: still answered on a client thread
+      worker = workers_[next_worker_++ % workers_.size()].get();
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (!shut_down_) {
+        // Posted under mu_: every Send post precedes Shutdown's Stop post on the same worker.
+        if (op) {
+          net::post(worker->ioc(), [worker, op] { worker->Start(op); });
+        } else {
+          net::post(worker->ioc(), [done = std::move(done), error]() mutable {
+            try {
+              done(std::move(error));
+            } catch (...) {
+              log::Error("http client callback threw");
+            }
+          });
+        }
+        return;
+      }
+    }
+    // Shut down: no client thread is left to run the callback.
+    Status stopped = Unavailable("client shutting down");
+    if (op) {
+      Complete(*op, std::move(stopped));
+    } else {
+      done(std::move(stopped));
+    }
+  }
+
+  void Shutdown() override {
+    {
+      std::lock_guard lock(mu_);
+      if (shut_down_) return;
+      shut_down_ = true;
+    }
+    for (auto& t : threads_) {
+      if (t.get_id() == std::this_thread::get_id()) {
+        log::Error("HttpClient::Shutdown called from a client thread (a callback); aborting");
+        std::terminate();
+      }
+    }
+    for (auto& w : workers_) {
+      net::post(w->ioc(), [w = w.get()] { w->Stop(); });
+      w->ReleaseWork();
+    }
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void ConfigureTls() {
+    error_code ec;
+    ssl_ctx_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                             ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                             ssl::context::no_tlsv1_1,
+                         ec);
+    SSL_CTX_set_min_proto_version(ssl_ctx_.native_handle(), TLS1_2_VERSION);
+    if (options_.verify_tls) {
+      ssl_ctx_.set_default_verify_paths(ec);
+      if (ec) log::Warn("http client: cannot load the system CA store", {{"error", ec.message()}});
+      if (!options_.ca_file.empty()) {
+        ssl_ctx_.load_verify_file(options_.ca_file, ec);
+        if (ec) {
+          // Reported on every https request (kUnavailable: retried until the config is fixed).
+          tls_status_ =
+              Unavailable("cannot load ca_file " + options_.ca_file + ": " + ec.message());
+          log::Error("http client: cannot load ca_file",
+                     {{"path", options_.ca_file}, {"error", ec.message()}});
+        }
+      }
+    }
+  }
+
+  const HttpClientOptions options_;
+  ssl::context ssl_ctx_;  // configured in the constructor, then only read (thread-safe)
+  Status tls_status_;     // not OK if the TLS setup failed; fails https requests
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  std::atomic<size_t> next_worker_{0};
+  std::mutex mu_;
+  bool shut_down_ = false;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options) {
+  return std::make_unique<ClientImpl>(options);
+}
+
+}  // namespace switchyard::httpclient

@@ -1,0 +1,68 @@
+#include "routing/router.h"
+
+#include <algorithm>
+
+namespace switchyard::routing {
+namespace {
+
+bool InList(const std::vector<std::string>& list, std::string_view value) {
+  return list.empty() || std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// Evaluates `match` (all) and `match_any` (at least one). With skip_issue, matchers reading
+// $issue.* are treated as unknown: they neither fail `match` nor satisfy `match_any`, and
+// *unknown is set when the outcome depends on them.
+bool Evaluate(const config::RouteConfig& route, const rules::EventView& event, bool skip_issue,
+              bool* unknown) {
+  for (const auto& m : route.match) {
+    if (skip_issue && m.path().NeedsIssue()) {
+      *unknown = true;
+      continue;
+    }
+    if (!m.Matches(event)) return false;
+  }
+  if (route.match_any.empty()) return true;
+  bool any_issue = false;
+  for (const auto& m : route.match_any) {
+    if (skip_issue && m.path().NeedsIssue()) {
+      any_issue = true;
+      continue;
+    }
+    if (m.Matches(event)) return true;
+  }
+  if (any_issue) {
+    *unknown = true;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool RouteNeedsIssue(const config::RouteConfig& route) {
+  auto needs = [](const rules::Matcher& m) { return m.path().NeedsIssue(); };
+  return std::any_of(route.match.begin(), route.match.end(), needs) ||
+         std::any_of(route.match_any.begin(), route.match_any.end(), needs);
+}
+
+std::vector<RouteMatch> MatchRoutes(const config::Config& config, const EventKeys& keys,
+                                    const rules::EventView& event) {
+  std::vector<RouteMatch> out;
+  for (const config::RouteConfig& route : config.routes) {
+    if (route.source && *route.source != keys.source) continue;
+    if (!InList(route.resources, keys.resource)) continue;
+    if (!InList(route.actions, keys.action)) continue;
+    bool unknown = false;
+    if (!Evaluate(route, event, /*skip_issue=*/true, &unknown)) continue;
+    out.push_back({&route, unknown});
+    if (route.stop && !unknown) break;
+  }
+  return out;
+}
+
+bool RouteMatchesAfterEnrichment(const config::RouteConfig& route, const rules::EventView& event) {
+  bool unknown = false;
+  return Evaluate(route, event, /*skip_issue=*/false, &unknown);
+}
+
+}  // namespace switchyard::routing

@@ -1,0 +1,141 @@
+#include "sinks/http_sink.h"
+
+#include <string_view>
+
+#include "httpclient/http_client.h"
+#include "sinks/sink_util.h"
+
+namespace switchyard::sinks {
+namespace {
+
+using httpclient::ClientResponse;
+
+constexpr std::string_view kOurHeaders[] = {
+    "Idempotency-Key",    "X-Switchyard-Source", "X-Switchyard-Resource", "X-Switchyard-Action",
+    "X-Switchyard-Route", "Content-Length",      "Transfer-Encoding",
+};
+
+bool IsOurs(std::string_view name) {
+  for (std::string_view ours : kOurHeaders) {
+    if (EqualsIgnoreCase(name, ours)) return true;
+  }
+  return false;
+}
+
+// Values that must never appear in an error string: configured header values (Authorization
+// and friends) and the URL's userinfo and query.
+std::vector<std::string> SecretsOf(const config::HttpSinkConfig& config) {
+  std::vector<std::string> secrets;
+  for (const auto& [name, value] : config.headers) {
+    if (value.size() >= 4) secrets.push_back(value);
+  }
+  const std::string& url = config.url;
+  if (size_t q = url.find('?'); q != std::string::npos && url.size() - q > 1) {
+    secrets.push_back(url.substr(q + 1));
+  }
+  if (size_t scheme = url.find("://"); scheme != std::string::npos) {
+    const size_t start = scheme + 3;
+    const size_t end = url.find_first_of("/?#", start);
+    const std::string_view authority =
+        std::string_view(url).substr(start, end == std::string::npos ? end : end - start);
+    if (size_t at = authority.rfind('@'); at != std::string_view::npos && at > 0) {
+      secrets.emplace_back(authority.substr(0, at));
+    }
+  }
+  return secrets;
+}
+
+// Header values from the payload (e.g. the action) must not be able to inject header lines: control
+// characters other than tab become spaces.
+std::string SafeHeaderValue(std::string_view value) {
+  std::string out(value);
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7F) c = ' ';
+  }
+  return out;
+}
+
+class HttpSink final : public Sink {
+ public:
+  HttpSink(const config::HttpSinkConfig& config, httpclient::HttpClient& client)
+      : config_(config),
+        secrets_(std::make_shared<std::vector<std::string>>(SecretsOf(config))),
+        client_(client) {}
+
+  void Deliver(const Delivery& delivery, DeliverCallback done) override {
+    if (delivery.event == nullptr) {
+      done(Outcome{Outcome::Kind::kPermanent, "delivery has no event", 0, std::nullopt});
+      return;
+    }
+    httpclient::ClientRequest request;
+    bool built = false;
+    try {
+      request = BuildRequest(delivery);
+      built = true;
+    } catch (const std::exception&) {  // allocation failure
+    }
+    if (!built) {
+      done(Outcome{Outcome::Kind::kRetry, "internal error", 0, std::nullopt});
+      return;
+    }
+    auto callback = [secrets = secrets_, done = std::move(done)](Result<ClientResponse> result) {
+      Outcome out;
+      try {
+        if (result.ok()) {
+          out = ClassifyHttpStatus(result->status, FindHeader(result->headers, "retry-after"),
+                                   std::chrono::system_clock::now());
+        } else {
+          out = ClassifyTransportError(result.status());
+          out.error = Redact(std::move(out.error), *secrets);
+        }
+      } catch (const std::exception&) {
+        out = Outcome{Outcome::Kind::kRetry, "internal error", 0, std::nullopt};
+      }
+      done(std::move(out));
+    };
+    client_.Send(std::move(request), std::move(callback));
+  }
+
+ private:
+  httpclient::ClientRequest BuildRequest(const Delivery& delivery) const {
+    const storage::StoredEvent& event = *delivery.event;
+    httpclient::ClientRequest request;
+    request.method = config_.method.empty() ? "POST" : config_.method;
+    request.url = config_.url;
+    request.timeout = config_.timeout;
+    request.max_response_bytes = kHttpSinkMaxResponseBytes;
+    const auto templated = delivery.fields.find("body");
+    const bool has_template = templated != delivery.fields.end();
+    bool configured_content_type = false;
+    for (const auto& [name, value] : config_.headers) {
+      if (IsOurs(name)) continue;
+      if (EqualsIgnoreCase(name, "Content-Type")) {
+        if (!has_template) continue;  // the raw payload is always application/json
+        configured_content_type = true;
+      }
+      request.headers.emplace_back(name, value);
+    }
+    if (!configured_content_type) request.headers.emplace_back("Content-Type", "application/json");
+    request.headers.emplace_back("Idempotency-Key", SafeHeaderValue(delivery.id));
+    request.headers.emplace_back("X-Switchyard-Source", SafeHeaderValue(event.source));
+    request.headers.emplace_back("X-Switchyard-Resource", SafeHeaderValue(event.resource));
+    request.headers.emplace_back("X-Switchyard-Action", SafeHeaderValue(event.action));
+    request.headers.emplace_back("X-Switchyard-Route", SafeHeaderValue(delivery.route));
+    request.body = has_template ? templated->second : event.body;
+    return request;
+  }
+
+  const config::HttpSinkConfig config_;
+  const std::shared_ptr<const std::vector<std::string>> secrets_;
+  httpclient::HttpClient& client_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sink> NewHttpSink(const config::HttpSinkConfig& config,
+                                  httpclient::HttpClient& client) {
+  return std::make_unique<HttpSink>(config, client);
+}
+
+}  // namespace switchyard::sinks

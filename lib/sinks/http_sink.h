@@ -1,0 +1,29 @@
+// The HTTP sink: one request per delivery to a configured URL (CONTRACT.md §3 "Sinks").
+//
+// Request: `method` (default POST) to `url` with the configured headers and `timeout`.
+// Body: fields["body"] when the route sets one (sent with Content-Type: application/json unless a
+// configured header sets Content-Type), else the original webhook body byte for byte with
+// Content-Type: application/json (this one always wins over a configured Content-Type, since the
+// bytes are the validated JSON payload).
+// Every request carries Idempotency-Key: <delivery id> (the same across retries) and
+// X-Switchyard-Source / -Resource / -Action / -Route. These are ours: a configured header with one
+// of these names (any case) is dropped. Configured Content-Length and Transfer-Encoding are
+// dropped too (framing belongs to the client).
+// Outcome: ClassifyHttpStatus / ClassifyTransportError; response bodies are not read beyond
+// 64 KiB (a larger one fails as a transport error and is retried).
+#pragma once
+
+#include <memory>
+
+#include "config/config.h"
+#include "sinks/sink.h"
+
+namespace switchyard::sinks {
+
+inline constexpr size_t kHttpSinkMaxResponseBytes = 64 * 1024;
+
+// `client` must outlive the sink. The sink itself may be destroyed while requests are in flight.
+std::unique_ptr<Sink> NewHttpSink(const config::HttpSinkConfig& config,
+                                  httpclient::HttpClient& client);
+
+}  // namespace switchyard::sinks

@@ -1,0 +1,80 @@
+// DeliveryQueue: the durable retry queue. A delivery is one (event × route × sink). Deliveries are
+// created in the same atomic WriteBatch as their event (EventStore::Append), so nothing falls
+// between accept and route. The dispatcher reads due deliveries per sink in due-time order and
+// records each attempt's outcome here.
+//
+// Threads: all methods are blocking RocksDB calls; call them off the I/O threads (the dispatcher
+// thread, the admin worker). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace switchyard::storage {
+
+// Requested at ingest: deliver the event to `sink` for `route`.
+struct NewDelivery {
+  std::string route;
+  std::string sink;
+  bool deferred = false;  // the route's match depends on $issue.*: decide after enrichment
+};
+
+struct DeliveryRecord {
+  std::string id;  // ULID, stable across retries
+  std::string event_id;
+  std::string route;
+  std::string sink;
+  bool deferred = false;
+  bool dead = false;
+  uint32_t attempts = 0;
+  int64_t created_ms = 0;
+  int64_t first_attempt_ms = 0;  // 0 = never attempted
+  int64_t last_attempt_ms = 0;
+  int64_t due_ms = 0;  // next attempt (pending), or when it died (dead)
+  std::string last_error;
+};
+
+struct QueueCounts {
+  struct PerSink {
+    uint64_t pending = 0;
+    uint64_t dead = 0;
+  };
+  uint64_t pending = 0;
+  uint64_t dead = 0;
+  std::map<std::string, PerSink> sinks;
+};
+
+class DeliveryQueue {
+ public:
+  virtual ~DeliveryQueue() = default;
+
+  // Up to `limit` pending deliveries of `sink` with due_ms <= now_ms, in due order, skipping the
+  // ids in `skip` (in flight). Reads only the live part of the sink's schedule.
+  virtual Result<std::vector<DeliveryRecord>> Due(const std::string& sink, int64_t now_ms,
+                                                  size_t limit,
+                                                  const std::vector<std::string>& skip) = 0;
+  // Delivered (or filtered): removes the delivery.
+  virtual Status Complete(const DeliveryRecord& d) = 0;
+  // Failed, will retry: stores attempts/error and moves it to `next_due_ms` in the schedule.
+  virtual Status Reschedule(const DeliveryRecord& d, int64_t next_due_ms) = 0;
+  // Permanent failure or out of attempts/age: moves it to the dead letters.
+  virtual Status DeadLetter(const DeliveryRecord& d) = 0;
+
+  virtual Result<std::vector<DeliveryRecord>> ListDead(size_t limit) = 0;
+  // Moves dead letters back to pending, due now, attempts reset. Returns how many were replayed.
+  virtual Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms) = 0;
+  // Deletes dead letters. Returns how many were dropped.
+  virtual Result<size_t> Drop(const std::vector<std::string>& ids) = 0;
+  // Removes dead letters that died before `cutoff_ms`. Returns how many.
+  virtual Result<size_t> PurgeDead(int64_t cutoff_ms) = 0;
+
+  virtual QueueCounts Counts() const = 0;
+  virtual Result<std::optional<DeliveryRecord>> GetDelivery(const std::string& id) = 0;
+};
+
+}  // namespace switchyard::storage

@@ -1,0 +1,574 @@
+// RocksDB implementation of Store (EventStore + DeliveryQueue).
+//
+// Layout (column families):
+//   events:     <ULID event id>                  -> EncodeEvent(event)
+//   dedupe:     <source> 0x00 <sha256(body)>     -> fixed64le(received_at_ms) <ULID event id>
+//   deliveries: <ULID delivery id>               -> EncodeDelivery(record)
+//   schedule:   <sink> 0x00 be64(due_ms) <id>    -> "" (pending deliveries, due order per sink)
+//   dead:       <ULID delivery id>               -> "" (index of dead letters)
+// An event, its dedupe entry and its deliveries are written in one WriteBatch, so either all
+// exist or none. Expired dedupe entries are ignored on lookup and dropped by a compaction filter.
+// Schedule scans start at a per-sink in-memory watermark (no live key of the sink is below it),
+// so the tombstones of completed deliveries are not walked again (RocksDB's queue caveat).
+//
+// Threads: Append() may be called from any thread; it only enqueues. One writer thread owns all
+// writes: it drains the queue into one WriteBatch (group commit), writes it with the configured
+// sync, then runs the callbacks. Dedupe checks happen on the writer thread too, so two identical
+// bodies in flight at once can never both be stored.
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
+#include <rocksdb/write_batch.h>
+
+#include <sys/statvfs.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include "common/crypto.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "storage/event_store.h"
+#include "storage/delivery_record.h"
+#include "storage/rocksdb_common.h"
+
+namespace switchyard::storage {
+namespace {
+
+int64_t DecodeFixed64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return static_cast<int64_t>(v);
+}
+
+class DedupeExpiryFilter final : public rocksdb::CompactionFilter {
+ public:
+  DedupeExpiryFilter(Clock& clock, std::chrono::milliseconds window)
+      : clock_(clock), window_(window) {}
+  bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value, std::string*,
+              bool*) const override {
+    if (value.size() < 8) return true;
+    return DecodeFixed64(value.data()) + window_.count() < clock_.NowMillis();
+  }
+  const char* Name() const override { return "switchyard.DedupeExpiryFilter"; }
+
+ private:
+  Clock& clock_;
+  std::chrono::milliseconds window_;
+};
+
+struct PendingAppend {
+  StoredEvent event;
+  std::vector<NewDelivery> deliveries;
+  std::function<void(Result<AppendResult>)> done;
+};
+
+class RocksDbStore final : public Store {
+ public:
+  RocksDbStore(StoreOptions options, Clock& clock)
+      : options_(std::move(options)), clock_(clock), dedupe_filter_(clock, options_.dedupe_window) {}
+
+  ~RocksDbStore() override { Close(); }
+
+  Status Open() {
+    rocksdb::ColumnFamilyOptions dedupe_opts = BaseColumnFamilyOptions();
+    dedupe_opts.compaction_filter = &dedupe_filter_;
+    // Event bodies are LZ4-compressed in the record already; compressing SSTs again costs CPU
+    // on every flush for little gain. Only the bottommost level (cold data) is compressed.
+    rocksdb::ColumnFamilyOptions events_opts = BaseColumnFamilyOptions();
+    events_opts.compression = rocksdb::kNoCompression;
+    events_opts.bottommost_compression = rocksdb::kLZ4Compression;
+    // Queue families are delete-heavy: compact files that are mostly tombstones early.
+    rocksdb::ColumnFamilyOptions queue_opts = BaseColumnFamilyOptions();
+    queue_opts.table_properties_collector_factories.emplace_back(
+        rocksdb::NewCompactOnDeletionCollectorFactory(/*window=*/10000, /*trigger=*/5000,
+                                                      /*ratio=*/0.5));
+    auto result = OpenDatabase(options_.path, {{kEventsCf, events_opts},
+                                               {kDedupeCf, dedupe_opts},
+                                               {kDeliveriesCf, queue_opts},
+                                               {kScheduleCf, queue_opts},
+                                               {kDeadCf, queue_opts}});
+    if (!result.ok()) return result.status();
+    db_ = std::move(result.value());
+    events_cf_ = db_->Handle(kEventsCf);
+    dedupe_cf_ = db_->Handle(kDedupeCf);
+    deliveries_cf_ = db_->Handle(kDeliveriesCf);
+    schedule_cf_ = db_->Handle(kScheduleCf);
+    dead_cf_ = db_->Handle(kDeadCf);
+    if (Status s = LoadCounts(); !s.ok()) return s;
+    writer_ = std::thread([this] { WriterLoop(); });
+    return Status::Ok();
+  }
+
+  void Append(StoredEvent event, std::vector<NewDelivery> deliveries,
+              std::function<void(Result<AppendResult>)> done) override {
+    bool closing;
+    {
+      std::lock_guard lock(mu_);
+      closing = closing_;
+      if (!closing && queue_.size() < options_.max_pending_appends) {
+        queue_.push_back({std::move(event), std::move(deliveries), std::move(done)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    done(Unavailable(closing ? "storage is closing" : "storage write queue is full"));
+  }
+
+  Result<std::optional<StoredEvent>> Get(const std::string& id) override {
+    std::string value;
+    rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), events_cf_, id, &value);
+    if (s.IsNotFound()) return std::optional<StoredEvent>();
+    if (!s.ok()) return Unavailable("reading event: " + s.ToString());
+    auto decoded = DecodeEvent(value);
+    if (!decoded.ok()) return decoded.status();
+    return std::optional<StoredEvent>(std::move(decoded).value());
+  }
+
+  Status Health() const override {
+    std::lock_guard lock(health_mu_);
+    return health_;
+  }
+
+  StoreStats Stats() const override {
+    std::lock_guard lock(health_mu_);
+    return stats_;
+  }
+
+  void Close() override {
+    {
+      std::lock_guard lock(mu_);
+      if (closing_) return;
+      closing_ = true;
+      cv_.notify_all();
+    }
+    if (writer_.joinable()) writer_.join();
+    if (db_) db_->Close();
+  }
+
+  // DeliveryQueue
+
+  Result<std::vector<DeliveryRecord>> Due(const std::string& sink, int64_t now_ms, size_t limit,
+                                          const std::vector<std::string>& skip) override {
+    std::vector<DeliveryRecord> out;
+    int64_t start;
+    uint64_t epoch;
+    {
+      std::lock_guard lock(counts_mu_);
+      auto it = watermark_.find(sink);
+      start = it == watermark_.end() ? 0 : it->second;
+      epoch = watermark_epoch_;
+    }
+    std::string lower = ScheduleBound(sink, start);
+    // now_ms + 1 overflows for "everything" (INT64_MAX): then bound by the end of the sink's keys.
+    std::string upper = now_ms == INT64_MAX ? std::string(sink) + '\x01'
+                                            : ScheduleBound(sink, now_ms + 1);
+    rocksdb::Slice lower_slice(lower), upper_slice(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lower_slice;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(ro, schedule_cf_));
+    bool first = true;
+    for (it->Seek(lower_slice); it->Valid() && out.size() < limit; it->Next()) {
+      std::string key_sink, id;
+      int64_t due = 0;
+      if (!ParseScheduleKey(it->key().ToStringView(), &key_sink, &due, &id)) continue;
+      if (first) {
+        std::lock_guard lock(counts_mu_);
+        auto& w = watermark_[sink];
+        // Nothing live of this sink below the first key found, unless a key was written since
+        // this scan started (the iterator may not see it): then leave the watermark alone.
+        if (epoch == watermark_epoch_ && due > w) w = due;
+        first = false;
+      }
+      if (std::find(skip.begin(), skip.end(), id) != skip.end()) continue;
+      std::string value;
+      rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), deliveries_cf_, id, &value);
+      if (s.IsNotFound()) continue;  // completed concurrently
+      if (!s.ok()) return Unavailable("reading delivery: " + s.ToString());
+      auto d = DecodeDelivery(value);
+      if (!d.ok()) {
+        log::Error("skipping corrupt delivery record", {{"id", id}});
+        continue;
+      }
+      out.push_back(std::move(d).value());
+    }
+    if (!it->status().ok()) return Unavailable("scanning schedule: " + it->status().ToString());
+    return out;
+  }
+
+  Status Complete(const DeliveryRecord& d) override {
+    rocksdb::WriteBatch wb;
+    wb.Delete(deliveries_cf_, d.id);
+    wb.Delete(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id));
+    Status s = WriteQueue(wb);
+    if (s.ok()) AdjustCounts(d.sink, -1, 0);
+    return s;
+  }
+
+  Status Reschedule(const DeliveryRecord& d, int64_t next_due_ms) override {
+    DeliveryRecord next = d;
+    next.due_ms = next_due_ms;
+    rocksdb::WriteBatch wb;
+    wb.Delete(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id));
+    wb.Put(schedule_cf_, ScheduleKey(d.sink, next_due_ms, d.id), rocksdb::Slice());
+    wb.Put(deliveries_cf_, d.id, EncodeDelivery(next));
+    Status s = WriteQueue(wb);
+    if (s.ok()) {
+      std::lock_guard lock(counts_mu_);
+      LowerWatermarkLocked(d.sink, next_due_ms);
+    }
+    return s;
+  }
+
+  Status DeadLetter(const DeliveryRecord& d) override {
+    DeliveryRecord dead = d;
+    dead.dead = true;
+    dead.due_ms = clock_.NowMillis();
+    rocksdb::WriteBatch wb;
+    wb.Delete(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id));
+    wb.Put(deliveries_cf_, d.id, EncodeDelivery(dead));
+    wb.Put(dead_cf_, d.id, rocksdb::Slice());
+    Status s = WriteQueue(wb);
+    if (s.ok()) AdjustCounts(d.sink, -1, +1);
+    return s;
+  }
+
+  Result<std::vector<DeliveryRecord>> ListDead(size_t limit) override {
+    std::vector<DeliveryRecord> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
+    for (it->SeekToFirst(); it->Valid() && out.size() < limit; it->Next()) {
+      auto d = GetDelivery(it->key().ToString());
+      if (!d.ok()) return d.status();
+      if (d.value() && d.value()->dead) out.push_back(std::move(*d.value()));
+    }
+    return out;
+  }
+
+  Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms) override {
+    std::vector<std::string> targets = ids;
+    if (all) {
+      targets.clear();
+      std::unique_ptr<rocksdb::Iterator> it(
+          db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) targets.push_back(it->key().ToString());
+    }
+    size_t replayed = 0;
+    for (const std::string& id : targets) {
+      auto d = GetDelivery(id);
+      if (!d.ok()) return d.status();
+      if (!d.value() || !d.value()->dead) continue;
+      DeliveryRecord r = std::move(*d.value());
+      r.dead = false;
+      r.attempts = 0;
+      r.created_ms = now_ms;  // max_age counts from the replay
+      r.due_ms = now_ms;
+      r.last_error.clear();
+      rocksdb::WriteBatch wb;
+      wb.Delete(dead_cf_, id);
+      wb.Put(deliveries_cf_, id, EncodeDelivery(r));
+      wb.Put(schedule_cf_, ScheduleKey(r.sink, r.due_ms, id), rocksdb::Slice());
+      if (Status s = WriteQueue(wb); !s.ok()) return s;
+      AdjustCounts(r.sink, +1, -1);
+      {
+        std::lock_guard lock(counts_mu_);
+        LowerWatermarkLocked(r.sink, now_ms);
+      }
+      ++replayed;
+    }
+    return replayed;
+  }
+
+  Result<size_t> Drop(const std::vector<std::string>& ids) override {
+    size_t dropped = 0;
+    for (const std::string& id : ids) {
+      auto d = GetDelivery(id);
+      if (!d.ok()) return d.status();
+      if (!d.value() || !d.value()->dead) continue;
+      rocksdb::WriteBatch wb;
+      wb.Delete(dead_cf_, id);
+      wb.Delete(deliveries_cf_, id);
+      if (Status s = WriteQueue(wb); !s.ok()) return s;
+      AdjustCounts(d.value()->sink, 0, -1);
+      ++dropped;
+    }
+    return dropped;
+  }
+
+  Result<size_t> PurgeDead(int64_t cutoff_ms) override {
+    std::vector<std::string> old;
+    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto d = GetDelivery(it->key().ToString());
+      if (d.ok() && d.value() && d.value()->due_ms < cutoff_ms) old.push_back(d.value()->id);
+    }
+    return Drop(old);
+  }
+
+  QueueCounts Counts() const override {
+    std::lock_guard lock(counts_mu_);
+    return counts_;
+  }
+
+  Result<std::optional<DeliveryRecord>> GetDelivery(const std::string& id) override {
+    std::string value;
+    rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), deliveries_cf_, id, &value);
+    if (s.IsNotFound()) return std::optional<DeliveryRecord>();
+    if (!s.ok()) return Unavailable("reading delivery: " + s.ToString());
+    auto d = DecodeDelivery(value);
+    if (!d.ok()) return d.status();
+    return std::optional<DeliveryRecord>(std::move(d).value());
+  }
+
+ private:
+  // Queue updates are not fsync'd: losing one in a machine crash only repeats a delivery
+  // (at-least-once), never loses one; the WAL still makes them survive a process crash.
+  Status WriteQueue(rocksdb::WriteBatch& wb) {
+    rocksdb::WriteOptions wo;
+    wo.sync = false;
+    rocksdb::Status s = db_->db()->Write(wo, &wb);
+    if (!s.ok()) return Unavailable("queue write failed: " + s.ToString());
+    return Status::Ok();
+  }
+
+  // Counts never go below zero (a repeated Complete/DeadLetter must not wrap them).
+  void AdjustCounts(const std::string& sink, int pending, int dead) {
+    auto add = [](uint64_t& v, int d) { v = d < 0 && v < static_cast<uint64_t>(-d) ? 0 : v + d; };
+    std::lock_guard lock(counts_mu_);
+    auto& c = counts_.sinks[sink];
+    add(c.pending, pending);
+    add(c.dead, dead);
+    add(counts_.pending, pending);
+    add(counts_.dead, dead);
+  }
+
+  // REQUIRES: counts_mu_ held.
+  void LowerWatermarkLocked(const std::string& sink, int64_t due_ms) {
+    ++watermark_epoch_;  // a Due scan running now may not see this key: it must not raise
+    auto it = watermark_.find(sink);
+    if (it != watermark_.end() && due_ms < it->second) it->second = due_ms;
+  }
+
+  // Counts pending and dead deliveries per sink (one scan at open).
+  Status LoadCounts() {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->db()->NewIterator(rocksdb::ReadOptions(), deliveries_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto d = DecodeDelivery(it->value().ToStringView());
+      if (!d.ok()) return Corruption("delivery record " + it->key().ToString() + ": " +
+                                     d.status().message());
+      auto& c = counts_.sinks[d->sink];
+      if (d->dead) {
+        ++c.dead;
+        ++counts_.dead;
+      } else {
+        ++c.pending;
+        ++counts_.pending;
+      }
+    }
+    if (!it->status().ok()) return Unavailable("scanning deliveries: " + it->status().ToString());
+    return Status::Ok();
+  }
+
+  void WriterLoop() {
+    std::vector<PendingAppend> batch;
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+        if (queue_.empty() && closing_) return;
+        size_t bytes = 0;
+        while (!queue_.empty() && batch.size() < options_.max_batch_events &&
+               bytes < options_.max_batch_bytes) {
+          bytes += queue_.front().event.body.size();
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      CommitBatch(batch);
+      batch.clear();
+    }
+  }
+
+  void CommitBatch(std::vector<PendingAppend>& batch) {
+    const int64_t now = clock_.NowMillis();
+    const bool dedupe = options_.dedupe_window.count() > 0;
+    std::vector<AppendResult> results(batch.size());
+    std::unordered_map<std::string, std::string> in_batch;  // dedupe key -> id
+    std::vector<DeliveryRecord> new_deliveries;
+    rocksdb::WriteBatch wb;
+    Status lookup_error;
+
+    for (size_t i = 0; i < batch.size(); ++i) {
+      StoredEvent& e = batch[i].event;
+      std::string key;
+      if (dedupe) {
+        auto digest = crypto::Sha256(e.body);
+        key.reserve(e.source.size() + 1 + digest.size());
+        key.append(e.source).push_back('\0');
+        key.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+        if (auto it = in_batch.find(key); it != in_batch.end()) {
+          results[i] = {it->second, true};
+          continue;
+        }
+        std::string value;
+        rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), dedupe_cf_, key, &value);
+        if (s.ok() && value.size() > 8 &&
+            DecodeFixed64(value.data()) + options_.dedupe_window.count() >= now) {
+          results[i] = {value.substr(8), true};
+          continue;
+        }
+        if (!s.ok() && !s.IsNotFound()) {
+          lookup_error = Unavailable("dedupe lookup failed: " + s.ToString());
+          break;
+        }
+      }
+      e.id = NewUlid(now);
+      e.received_at_ms = e.received_at_ms ? e.received_at_ms : now;
+      wb.Put(events_cf_, e.id, EncodeEvent(e));
+      for (const NewDelivery& nd : batch[i].deliveries) {
+        DeliveryRecord d;
+        d.id = NewUlid(now);
+        d.event_id = e.id;
+        d.route = nd.route;
+        d.sink = nd.sink;
+        d.deferred = nd.deferred;
+        d.created_ms = now;
+        d.due_ms = now;
+        wb.Put(deliveries_cf_, d.id, EncodeDelivery(d));
+        wb.Put(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id), rocksdb::Slice());
+        new_deliveries.push_back(std::move(d));
+      }
+      if (dedupe) {
+        std::string value(8, '\0');
+        uint64_t ts = static_cast<uint64_t>(e.received_at_ms);
+        std::memcpy(value.data(), &ts, 8);
+        value += e.id;
+        wb.Put(dedupe_cf_, key, value);
+        in_batch.emplace(std::move(key), e.id);
+      }
+      results[i] = {e.id, false, batch[i].deliveries.size()};
+    }
+
+    Status status = lookup_error;
+    if (status.ok() && wb.Count() > 0) status = CheckFreeSpace(wb.GetDataSize());
+    if (status.ok() && wb.Count() > 0) status = Write(wb);
+
+    {
+      std::lock_guard lock(health_mu_);
+      health_ = status;
+      if (status.ok()) {
+        ++stats_.group_commits;
+        for (const auto& r : results) stats_.events_written += !r.duplicate;
+      } else {
+        ++stats_.write_failures;
+      }
+    }
+    if (status.ok()) {
+      size_t events = 0;
+      for (const auto& r : results) events += !r.duplicate;
+      if (options_.on_group_commit) options_.on_group_commit(events);
+      std::lock_guard lock(counts_mu_);
+      for (const DeliveryRecord& d : new_deliveries) {
+        ++counts_.pending;
+        ++counts_.sinks[d.sink].pending;
+        LowerWatermarkLocked(d.sink, d.due_ms);
+      }
+    }
+    log::ScopedBatch log_batch;  // the callbacks' log lines leave in one write(2)
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (status.ok()) {
+        batch[i].done(std::move(results[i]));
+      } else {
+        batch[i].done(status);
+      }
+    }
+  }
+
+  // Fails while the filesystem has less than min_free_bytes (plus this batch) free. Checked per
+  // group commit, so a filling disk is refused before RocksDB ever sees ENOSPC.
+  Status CheckFreeSpace(size_t batch_bytes) {
+    if (options_.min_free_bytes == 0) return Status::Ok();
+    struct statvfs fs;
+    if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // cannot tell; try
+    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes >= options_.min_free_bytes + batch_bytes) {
+      if (low_space_) log::Info("storage has free space again", {{"path", options_.path}});
+      low_space_ = false;
+      return Status::Ok();
+    }
+    if (!low_space_) {
+      log::Error("storage nearly full; refusing new webhooks until space returns",
+                 {{"path", options_.path},
+                  {"free_bytes", std::to_string(free_bytes)},
+                  {"min_free_bytes", std::to_string(options_.min_free_bytes)}});
+    }
+    low_space_ = true;
+    return Unavailable("storage nearly full (" + std::to_string(free_bytes) + " bytes free)");
+  }
+
+  Status Write(rocksdb::WriteBatch& wb) {
+    if (needs_resume_) {
+      // After a failed write RocksDB stays read-only until resumed (e.g. once disk space returns).
+      rocksdb::Status rs = db_->db()->Resume();
+      if (!rs.ok()) return Unavailable("storage is not writable: " + rs.ToString());
+      log::Info("storage recovered after write failure");
+      needs_resume_ = false;
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    rocksdb::Status s = db_->db()->Write(wo, &wb);
+    if (s.ok()) return Status::Ok();
+    needs_resume_ = true;
+    log::Error("storage write failed", {{"error", s.ToString()}});
+    return Unavailable("storage write failed: " + s.ToString());
+  }
+
+  const StoreOptions options_;
+  Clock& clock_;
+  DedupeExpiryFilter dedupe_filter_;  // must outlive db_
+  std::unique_ptr<Database> db_;
+  rocksdb::ColumnFamilyHandle* events_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* dedupe_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* deliveries_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* schedule_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* dead_cf_ = nullptr;
+
+  mutable std::mutex counts_mu_;
+  QueueCounts counts_;                                // GUARDED_BY(counts_mu_)
+  std::map<std::string, int64_t> watermark_;          // GUARDED_BY(counts_mu_)
+  uint64_t watermark_epoch_ = 0;                      // GUARDED_BY(counts_mu_)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<PendingAppend> queue_;  // GUARDED_BY(mu_)
+  bool closing_ = false;             // GUARDED_BY(mu_)
+  std::thread writer_;
+  bool needs_resume_ = false;  // writer thread only
+  bool low_space_ = false;     // writer thread only
+
+  mutable std::mutex health_mu_;
+  Status health_;     // GUARDED_BY(health_mu_)
+  StoreStats stats_;  // GUARDED_BY(health_mu_)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenStore(const StoreOptions& options, Clock& clock) {
+  auto store = std::make_unique<RocksDbStore>(options, clock);
+  Status s = store->Open();
+  if (!s.ok()) return s;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace switchyard::storage

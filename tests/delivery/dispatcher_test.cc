@@ -1,0 +1,1068 @@
+// Dispatcher: a real store in a temp dir, a FakeClock, scriptable fake sinks. Time-dependent
+// behaviour (backoff, breaker cool-down, rate) moves with the FakeClock; the tests wait for
+// conditions with a deadline instead of sleeping for a fixed time. Checks that something does
+// NOT happen give the dispatcher a few poll intervals (Settle) to do it wrongly.
+#include "delivery/dispatcher.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "config/config.h"
+#include "config/config_holder.h"
+#include "metrics/metrics.h"
+#include "sinks/sink.h"
+#include "storage/event_store.h"
+#include "support/temp_dir.h"
+
+namespace switchyard::delivery {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::milliseconds;
+using std::chrono::minutes;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+using Kind = sinks::Outcome::Kind;
+
+std::string ReadPayload(const std::string& name) {
+  return switchyard::testing::ReadFile(std::string(SWITCHYARD_PAYLOADS_DIR) + "/" + name);
+}
+
+sinks::Outcome Success() { return {}; }
+sinks::Outcome Retry(std::string error = "HTTP 503",
+                     std::optional<milliseconds> retry_after = std::nullopt) {
+  sinks::Outcome o;
+  o.kind = Kind::kRetry;
+  o.error = std::move(error);
+  o.http_status = 503;
+  o.retry_after = retry_after;
+  return o;
+}
+sinks::Outcome Permanent(std::string error = "HTTP 400") {
+  sinks::Outcome o;
+  o.kind = Kind::kPermanent;
+  o.error = std::move(error);
+  o.http_status = 400;
+  return o;
+}
+
+// Waits until `pred` holds (checking every millisecond), at most `timeout`.
+template <typename Pred>
+bool Eventually(Pred pred, milliseconds timeout = seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return pred();
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return true;
+}
+
+constexpr milliseconds kPoll{10};
+// Long enough for several dispatcher rounds: for checks that something does not happen.
+void Settle() { std::this_thread::sleep_for(kPoll * 8); }
+
+// A sink that records every delivery and answers with scripted outcomes (then the default).
+// Modes: kImmediate calls `done` inside Deliver; kHold keeps the calls until the test releases
+// them; kAsync completes each call on its own thread after a short random pause.
+class FakeSink {
+ public:
+  enum class Mode { kImmediate, kHold, kAsync };
+
+  ~FakeSink() { JoinThreads(); }
+
+  void SetMode(Mode m) {
+    std::lock_guard lock(mu_);
+    mode_ = m;
+  }
+  void SetDefault(sinks::Outcome o) {
+    std::lock_guard lock(mu_);
+    default_ = std::move(o);
+  }
+  void Script(std::vector<sinks::Outcome> outcomes) {
+    std::lock_guard lock(mu_);
+    for (auto& o : outcomes) script_.push_back(std::move(o));
+  }
+  void SetActive(bool active) {
+    std::lock_guard lock(mu_);
+    active_ = active;
+  }
+  bool active() const {
+    std::lock_guard lock(mu_);
+    return active_;
+  }
+
+  void Deliver(const sinks::Delivery& d, sinks::DeliverCallback done) {
+    std::unique_lock lock(mu_);
+    deliveries_.push_back(d);
+    ++in_flight_;
+    max_in_flight_ = std::max(max_in_flight_, in_flight_);
+    sinks::Outcome o = default_;
+    if (!script_.empty()) {
+      o = std::move(script_.front());
+      script_.pop_front();
+    }
+    switch (mode_) {
+      case Mode::kImmediate:
+        --in_flight_;
+        lock.unlock();
+        done(std::move(o));
+        return;
+      case Mode::kHold:
+        held_.push_back({std::move(o), std::move(done)});
+        return;
+      case Mode::kAsync: {
+        int pause_us = 200 + static_cast<int>(deliveries_.size() % 7) * 300;
+        threads_.emplace_back([this, o = std::move(o), done = std::move(done), pause_us]() mutable {
+          std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+          {
+            std::lock_guard inner(mu_);
+            --in_flight_;
+          }
+          done(std::move(o));
+        });
+        return;
+      }
+    }
+  }
+
+  // Completes the oldest held call with its scripted outcome, or `override` when given.
+  bool ReleaseOne(std::optional<sinks::Outcome> override = std::nullopt) {
+    Held h;
+    {
+      std::lock_guard lock(mu_);
+      if (held_.empty()) return false;
+      h = std::move(held_.front());
+      held_.pop_front();
+      --in_flight_;
+    }
+    h.done(override ? std::move(*override) : std::move(h.outcome));
+    return true;
+  }
+  void ReleaseAll(std::optional<sinks::Outcome> override = std::nullopt) {
+    while (ReleaseOne(override)) {
+    }
+  }
+
+  void JoinThreads() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      threads.swap(threads_);
+    }
+    for (auto& t : threads) t.join();
+  }
+
+  size_t calls() const {
+    std::lock_guard lock(mu_);
+    return deliveries_.size();
+  }
+  size_t held() const {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  size_t max_in_flight() const {
+    std::lock_guard lock(mu_);
+    return max_in_flight_;
+  }
+  std::vector<sinks::Delivery> deliveries() const {
+    std::lock_guard lock(mu_);
+    return deliveries_;
+  }
+  sinks::Delivery last() const {
+    std::lock_guard lock(mu_);
+    return deliveries_.empty() ? sinks::Delivery{} : deliveries_.back();
+  }
+
+ private:
+  struct Held {
+    sinks::Outcome outcome;
+    sinks::DeliverCallback done;
+  };
+  mutable std::mutex mu_;
+  Mode mode_ = Mode::kImmediate;
+  bool active_ = true;
+  sinks::Outcome default_;
+  std::deque<sinks::Outcome> script_;
+  std::vector<sinks::Delivery> deliveries_;
+  std::deque<Held> held_;
+  size_t in_flight_ = 0;
+  size_t max_in_flight_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+// What the dispatcher owns: forwards to the test's FakeSink (which outlives reloads).
+class SinkProxy : public sinks::Sink {
+ public:
+  explicit SinkProxy(std::shared_ptr<FakeSink> fake) : fake_(std::move(fake)) {}
+  void Deliver(const sinks::Delivery& d, sinks::DeliverCallback done) override {
+    fake_->Deliver(d, std::move(done));
+  }
+  bool active() const override { return fake_->active(); }
+
+ private:
+  std::shared_ptr<FakeSink> fake_;
+};
+
+// Answers FetchIssue on its own thread with a fixed result.
+class FakeEnricher : public Enricher {
+ public:
+  explicit FakeEnricher(Result<std::string> answer) : answer_(std::move(answer)) {}
+  ~FakeEnricher() override { Join(); }
+  void FetchIssue(const storage::StoredEvent& event, const std::string& route,
+                  std::function<void(Result<std::string>)> done) override {
+    std::lock_guard lock(mu_);
+    ++calls_;
+    last_event_id_ = event.id;
+    last_route_ = route;
+    threads_.emplace_back([answer = answer_, done = std::move(done)]() mutable { done(answer); });
+  }
+  void Join() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      threads.swap(threads_);
+    }
+    for (auto& t : threads) t.join();
+  }
+  int calls() const {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+  std::string last_route() const {
+    std::lock_guard lock(mu_);
+    return last_route_;
+  }
+
+ private:
+  Result<std::string> answer_;
+  mutable std::mutex mu_;
+  int calls_ = 0;
+  std::string last_event_id_, last_route_;
+  std::vector<std::thread> threads_;
+};
+
+constexpr char kSources[] = "sources:\n  sentry: {type: sentry}\n";
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::StoreOptions o;
+    o.path = dir_.path() + "/store";
+    o.sync = false;
+    o.min_free_bytes = 0;
+    o.dedupe_window = milliseconds(0);  // tests append identical payloads
+    auto s = storage::OpenStore(o, clock_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+
+  void TearDown() override {
+    // Nothing may still hold a completion callback once the dispatcher is gone.
+    for (auto& [name, fake] : fakes_) {
+      fake->SetMode(FakeSink::Mode::kImmediate);
+      fake->SetDefault(Success());
+      fake->ReleaseAll();
+    }
+    if (dispatcher_) dispatcher_->Stop(seconds(5));
+    for (auto& [name, fake] : fakes_) fake->JoinThreads();
+    if (enricher_) enricher_->Join();
+    dispatcher_.reset();
+    if (store_) store_->Close();
+  }
+
+  static DispatcherOptions Options() {
+    DispatcherOptions o;
+    o.poll = kPoll;
+    o.breaker_failures = 5;
+    o.breaker_cooldown = seconds(10);
+    o.breaker_max_cooldown = minutes(5);
+    o.jitter_source = [] { return 0.5; };  // factor 1: no jitter
+    return o;
+  }
+
+  static std::shared_ptr<const config::Config> Parse(const std::string& yaml) {
+    config::LoadResult r = config::LoadConfigFromString(kSources + yaml, "routes.yaml");
+    std::string errors;
+    for (const auto& e : r.errors) errors += e.ToString() + "\n";
+    EXPECT_TRUE(r.errors.empty()) << errors;
+    return r.config;
+  }
+
+  FakeSink& Fake(const std::string& name) {
+    auto& f = fakes_[name];
+    if (!f) f = std::make_shared<FakeSink>();
+    return *f;
+  }
+
+  void Start(const std::string& yaml, DispatcherOptions options = Options()) {
+    auto cfg = Parse(yaml);
+    ASSERT_TRUE(cfg);
+    holder_ = std::make_unique<config::ConfigHolder>(cfg);
+    auto factory = [this](const config::SinkConfig& sc) -> Result<std::unique_ptr<sinks::Sink>> {
+      std::lock_guard lock(factory_mu_);
+      auto& f = fakes_[sc.name];
+      if (!f) f = std::make_shared<FakeSink>();
+      return std::unique_ptr<sinks::Sink>(std::make_unique<SinkProxy>(f));
+    };
+    dispatcher_ = std::make_unique<Dispatcher>(*holder_, *store_, factory, enricher_.get(),
+                                               metrics_, clock_, std::move(options));
+    Status s = dispatcher_->Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  void Reload(const std::string& yaml) {
+    auto cfg = Parse(yaml);
+    ASSERT_TRUE(cfg);
+    holder_->Set(cfg);
+    dispatcher_->ConfigChanged();
+  }
+
+  // Stores an event with one delivery per (route, sink); returns the event id.
+  std::string Add(const std::string& route, const std::string& sink, bool deferred = false,
+                  const std::string& body = ReadPayload("issue.created.json"),
+                  const std::string& resource = "issue") {
+    storage::StoredEvent e;
+    e.source = "sentry";
+    e.resource = resource;
+    e.action = "created";
+    e.body = body;
+    std::promise<Result<storage::AppendResult>> p;
+    store_->Append(std::move(e), {{route, sink, deferred}},
+                   [&p](Result<storage::AppendResult> r) { p.set_value(std::move(r)); });
+    auto r = p.get_future().get();
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (dispatcher_) dispatcher_->Wake();
+    return r.ok() ? r->id : "";
+  }
+
+  std::optional<storage::DeliveryRecord> Record(const std::string& id) {
+    auto d = store_->GetDelivery(id);
+    EXPECT_TRUE(d.ok());
+    return d.ok() ? d.value() : std::nullopt;
+  }
+
+  // Waits until delivery `id` has recorded `attempts` attempts (and is still pending).
+  storage::DeliveryRecord WaitAttempts(const std::string& id, uint32_t attempts) {
+    std::optional<storage::DeliveryRecord> r;
+    EXPECT_TRUE(Eventually([&] {
+      r = Record(id);
+      return r && r->attempts == attempts && !r->dead;
+    })) << "delivery " << id << " never reached " << attempts << " attempts";
+    return r.value_or(storage::DeliveryRecord{});
+  }
+
+  std::vector<storage::DeliveryRecord> WaitDead(size_t n) {
+    std::vector<storage::DeliveryRecord> dead;
+    EXPECT_TRUE(Eventually([&] {
+      auto l = store_->ListDead(100);
+      if (l.ok()) dead = l.value();
+      return dead.size() >= n;
+    })) << "expected " << n << " dead letters, have " << dead.size();
+    return dead;
+  }
+
+  uint64_t Pending(const std::string& sink) {
+    auto c = store_->Counts();
+    auto it = c.sinks.find(sink);
+    return it == c.sinks.end() ? 0 : it->second.pending;
+  }
+
+  bool WaitCalls(const std::string& sink, size_t n) {
+    bool ok = Eventually([&] { return Fake(sink).calls() >= n; });
+    EXPECT_TRUE(ok) << sink << " got " << Fake(sink).calls() << " calls, expected " << n;
+    return ok;
+  }
+  bool WaitHeld(const std::string& sink, size_t n) {
+    bool ok = Eventually([&] { return Fake(sink).held() >= n; });
+    EXPECT_TRUE(ok) << sink << " holds " << Fake(sink).held() << " calls, expected " << n;
+    return ok;
+  }
+
+  // Completes the one attempt held by "ops" (concurrency 1) with `o` and waits until the
+  // dispatcher has recorded it, so that the clock may move on.
+  void ReleaseHeld(sinks::Outcome o) {
+    ASSERT_TRUE(WaitHeld("ops", 1));
+    const std::string id = Fake("ops").last().id;
+    auto before = Record(id);
+    ASSERT_TRUE(before);
+    ASSERT_TRUE(Fake("ops").ReleaseOne(std::move(o)));
+    ASSERT_TRUE(Eventually([&] {
+      auto r = Record(id);
+      return !r || r->dead || r->attempts > before->attempts;
+    }));
+  }
+
+  // Pending deliveries of `sink` that have been attempted at least once.
+  size_t Attempted(const std::string& sink) {
+    auto due = store_->Due(sink, INT64_MAX - 1, 100000, {});
+    size_t n = 0;
+    if (due.ok()) {
+      for (const auto& d : *due) n += d.attempts > 0;
+    }
+    return n;
+  }
+
+  // Waits for `n` dead letters, moving the clock on by a second per check (housekeeping runs
+  // about once a second of clock time).
+  std::vector<storage::DeliveryRecord> WaitDeadAdvancing(size_t n) {
+    std::vector<storage::DeliveryRecord> dead;
+    EXPECT_TRUE(Eventually([&] {
+      clock_.Advance(seconds(1));
+      auto l = store_->ListDead(100);
+      if (l.ok()) dead = l.value();
+      return dead.size() >= n;
+    })) << "expected " << n << " dead letters, have " << dead.size();
+    return dead;
+  }
+
+  int64_t now() const { return clock_.NowMillis(); }
+
+  switchyard::testing::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<storage::Store> store_;
+  metrics::Metrics metrics_;
+  std::mutex factory_mu_;
+  std::map<std::string, std::shared_ptr<FakeSink>> fakes_;
+  std::unique_ptr<FakeEnricher> enricher_;
+  std::unique_ptr<config::ConfigHolder> holder_;
+  std::unique_ptr<Dispatcher> dispatcher_;  // last: stopped and destroyed first
+};
+
+constexpr char kOps[] = R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 4}
+routes:
+  - name: r
+    to: [ops]
+)yaml";
+
+TEST_F(DispatcherTest, DeliversWithTheRoutesRenderedFieldsAndTheDefaultTitle) {
+  Start(R"yaml(sinks:
+  phone: {type: pushover}
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: to-phone
+    to:
+      - sink: phone
+        title: '{{ data.issue.title | upper }}'
+        message: 'culprit {{ data.issue.culprit }} in {{ data.issue.project.slug }}'
+        url_title: Issue Details
+      - sink: ops
+  - name: other-route
+    to:
+      - sink: phone
+        title: 'not this one'
+)yaml");
+  const std::string payload = ReadPayload("issue.created.json");
+  std::string event_id = Add("to-phone", "phone");
+  ASSERT_TRUE(WaitCalls("phone", 1));
+  sinks::Delivery d = Fake("phone").last();
+  EXPECT_FALSE(d.id.empty());
+  EXPECT_EQ(d.route, "to-phone");
+  EXPECT_EQ(d.attempt, 1);
+  ASSERT_TRUE(d.event);
+  EXPECT_EQ(d.event->id, event_id);
+  EXPECT_EQ(d.event->body, payload);
+  EXPECT_EQ(d.event->source, "sentry");
+  EXPECT_EQ(d.event->resource, "issue");
+  EXPECT_EQ(d.fields["title"], "REFERENCEERROR: BLOOOPY IS NOT DEFINED");
+  EXPECT_EQ(d.fields["message"], "culprit ?(runner) in front-end");
+  EXPECT_EQ(d.fields["url_title"], "Issue Details");
+  EXPECT_EQ(d.fields.size(), 3u) << "only the fields this route sets for this sink";
+  EXPECT_EQ(d.default_title, "ReferenceError: blooopy is not defined");
+
+  // Delivered: removed from the queue.
+  EXPECT_TRUE(Eventually([&] { return Pending("phone") == 0 && !Record(d.id); }));
+  EXPECT_EQ(Fake("ops").calls(), 0u) << "only the stored (route, sink) pair is delivered";
+  EXPECT_EQ(Fake("phone").calls(), 1u);
+  EXPECT_THAT(metrics_.Serialize(), HasSubstr("outcome=\"success\""));
+}
+
+TEST_F(DispatcherTest, DefaultTitleFollowsThePayloadKind) {
+  Start(kOps);
+  Add("r", "ops", false, ReadPayload("event_alert.triggered.json"), "event_alert");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  EXPECT_EQ(Fake("ops").last().default_title, "ReferenceError: heck is not defined");
+  EXPECT_TRUE(Fake("ops").last().fields.empty());
+  Add("r", "ops", false, R"({"data":{}})");
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  EXPECT_EQ(Fake("ops").last().default_title, "");
+  // A body that is not JSON is still delivered as is.
+  Add("r", "ops", false, "not json");
+  ASSERT_TRUE(WaitCalls("ops", 3));
+  EXPECT_EQ(Fake("ops").last().event->body, "not json");
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+}
+
+TEST_F(DispatcherTest, ARetryIsRescheduledWithExponentialBackoffAndWaitsForTheClock) {
+  Fake("ops").Script({Retry("HTTP 503"), Retry("HTTP 502"), Success()});
+  Start(kOps);
+  const int64_t t0 = now();
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const std::string id = Fake("ops").last().id;
+
+  storage::DeliveryRecord r1 = WaitAttempts(id, 1);
+  EXPECT_EQ(r1.due_ms, t0 + 1000);  // initial
+  EXPECT_EQ(r1.last_error, "HTTP 503");
+  EXPECT_EQ(r1.first_attempt_ms, t0);
+  EXPECT_EQ(r1.last_attempt_ms, t0);
+
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 1u) << "not redelivered before it is due";
+  clock_.Advance(milliseconds(999));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 1u) << "not redelivered 1 ms before it is due";
+  clock_.Advance(milliseconds(1));
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  EXPECT_EQ(Fake("ops").last().id, id) << "same delivery id across retries";
+  EXPECT_EQ(Fake("ops").last().attempt, 2);
+
+  storage::DeliveryRecord r2 = WaitAttempts(id, 2);
+  EXPECT_EQ(r2.due_ms, t0 + 1000 + 2000);  // initial × multiplier
+  EXPECT_EQ(r2.last_error, "HTTP 502");
+  EXPECT_EQ(r2.first_attempt_ms, t0);
+  EXPECT_EQ(r2.last_attempt_ms, t0 + 1000);
+
+  clock_.Advance(milliseconds(1999));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 2u);
+  clock_.Advance(milliseconds(1));
+  ASSERT_TRUE(WaitCalls("ops", 3));
+  EXPECT_EQ(Fake("ops").last().attempt, 3);
+  EXPECT_TRUE(Eventually([&] { return !Record(id) && Pending("ops") == 0; }));
+  EXPECT_THAT(metrics_.Serialize(), HasSubstr("outcome=\"retry\""));
+}
+
+TEST_F(DispatcherTest, RetryAfterLongerThanTheBackoffWinsAndIsCappedAtMaxDelay) {
+  Fake("ops").Script({Retry("HTTP 429", seconds(30)),   // > backoff 1 s: wins
+                      Retry("HTTP 429", hours(1)),      // > max_delay 10 m: capped
+                      Retry("HTTP 429", milliseconds(100)),  // < backoff 4 s: backoff wins
+                      Success()});
+  Start(kOps);
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const std::string id = Fake("ops").last().id;
+
+  int64_t t = now();
+  EXPECT_EQ(WaitAttempts(id, 1).due_ms, t + 30000);
+  clock_.Advance(seconds(30));
+  ASSERT_TRUE(WaitCalls("ops", 2));
+
+  t = now();
+  EXPECT_EQ(WaitAttempts(id, 2).due_ms, t + 600000);
+  clock_.Advance(minutes(10));
+  ASSERT_TRUE(WaitCalls("ops", 3));
+
+  t = now();
+  EXPECT_EQ(WaitAttempts(id, 3).due_ms, t + 4000);
+  clock_.Advance(seconds(4));
+  ASSERT_TRUE(WaitCalls("ops", 4));
+  EXPECT_TRUE(Eventually([&] { return !Record(id); }));
+}
+
+TEST_F(DispatcherTest, APermanentFailureIsADeadLetterAtOnce) {
+  Fake("ops").Script({Permanent("HTTP 400: bad request")});
+  Start(kOps);
+  Add("r", "ops");
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_TRUE(dead[0].dead);
+  EXPECT_EQ(dead[0].attempts, 1u);
+  EXPECT_EQ(dead[0].last_error, "HTTP 400: bad request");
+  EXPECT_EQ(dead[0].sink, "ops");
+  EXPECT_EQ(dead[0].route, "r");
+  EXPECT_EQ(Pending("ops"), 0u);
+  EXPECT_EQ(store_->Counts().dead, 1u);
+  clock_.Advance(hours(1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 1u) << "a dead letter is never retried";
+  EXPECT_THAT(metrics_.Serialize(), HasSubstr("outcome=\"dead\""));
+}
+
+TEST_F(DispatcherTest, ReachingMaxAttemptsIsADeadLetterWithTheReason) {
+  Fake("ops").SetDefault(Retry("HTTP 503"));
+  Start(R"yaml(sinks:
+  ops:
+    type: http
+    url: "http://127.0.0.1:1/"
+    retry: {max_attempts: 3}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const std::string id = Fake("ops").last().id;
+  for (uint32_t n = 1; n < 3; ++n) {
+    WaitAttempts(id, n);
+    clock_.Advance(minutes(10));
+    ASSERT_TRUE(WaitCalls("ops", n + 1));
+  }
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].id, id);
+  EXPECT_EQ(dead[0].attempts, 3u);
+  EXPECT_EQ(dead[0].last_error, "HTTP 503 (max_attempts reached)");
+  clock_.Advance(hours(1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 3u);
+}
+
+TEST_F(DispatcherTest, ReachingMaxAgeIsADeadLetterWithTheReason) {
+  Fake("ops").SetDefault(Retry("timeout"));
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+retry: {initial: 10s, max_age: 5s}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const std::string id = Fake("ops").last().id;
+  EXPECT_EQ(WaitAttempts(id, 1).due_ms, now() + 10000);
+  clock_.Advance(seconds(10));
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].attempts, 2u);
+  EXPECT_EQ(dead[0].last_error, "timeout (max_age reached)");
+}
+
+TEST_F(DispatcherTest, PerSinkConcurrencyIsNeverExceeded) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 3}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  for (int i = 0; i < 10; ++i) Add("r", "ops");
+  ASSERT_TRUE(WaitHeld("ops", 3));
+  Settle();
+  EXPECT_EQ(Fake("ops").held(), 3u);
+  EXPECT_EQ(Fake("ops").calls(), 3u);
+  // Each completion frees exactly one slot.
+  ASSERT_TRUE(Fake("ops").ReleaseOne(Success()));
+  ASSERT_TRUE(WaitCalls("ops", 4));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 4u);
+  EXPECT_EQ(Fake("ops").held(), 3u);
+  // Drain the rest, releasing whatever is held.
+  EXPECT_TRUE(Eventually([&] {
+    Fake("ops").ReleaseAll(Success());
+    return Pending("ops") == 0;
+  }));
+  EXPECT_EQ(Fake("ops").calls(), 10u);
+  EXPECT_EQ(Fake("ops").max_in_flight(), 3u);
+}
+
+TEST_F(DispatcherTest, ConcurrencyHoldsWithSinksCompletingOnOtherThreads) {
+  Fake("ops").SetMode(FakeSink::Mode::kAsync);
+  Fake("slow").SetMode(FakeSink::Mode::kAsync);
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 2}
+  slow: {type: http, url: "http://127.0.0.1:1/", concurrency: 5}
+routes:
+  - name: r
+    to: [ops, slow]
+)yaml");
+  for (int i = 0; i < 40; ++i) {
+    Add("r", "ops");
+    Add("r", "slow");
+  }
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0 && Pending("slow") == 0; }));
+  EXPECT_EQ(Fake("ops").calls(), 40u);
+  EXPECT_EQ(Fake("slow").calls(), 40u);
+  EXPECT_LE(Fake("ops").max_in_flight(), 2u);
+  EXPECT_LE(Fake("slow").max_in_flight(), 5u);
+  std::set<std::string> ids;
+  for (const auto& d : Fake("ops").deliveries()) ids.insert(d.id);
+  EXPECT_EQ(ids.size(), 40u) << "each delivery exactly once";
+}
+
+TEST_F(DispatcherTest, RateLimitStartsNoMoreThanTheBurstUntilTokensRefill) {
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 16, rate: 2/s}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  for (int i = 0; i < 6; ++i) Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 2u) << "burst of 2, then no tokens while the clock stands";
+  clock_.Advance(milliseconds(500));  // one token
+  ASSERT_TRUE(WaitCalls("ops", 3));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 3u);
+  clock_.Advance(seconds(10));  // refills to the burst, not beyond
+  ASSERT_TRUE(WaitCalls("ops", 5));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 5u);
+  clock_.Advance(seconds(1));
+  ASSERT_TRUE(WaitCalls("ops", 6));
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+}
+
+constexpr char kSerialOps[] = R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 1}
+routes:
+  - name: r
+    to: [ops]
+)yaml";
+
+// Drives `failures` consecutive retry outcomes through a concurrency-1 sink in hold mode.
+#define FAIL_SERIALLY(failures)                                   \
+  for (int i = 0; i < (failures); ++i) {                          \
+    ASSERT_NO_FATAL_FAILURE(ReleaseHeld(Retry("connection refused"))); \
+  }
+
+TEST_F(DispatcherTest, CircuitOpensAfterFiveRetriesThenSendsOneProbeAndClosesOnSuccess) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(kSerialOps);
+  for (int i = 0; i < 8; ++i) Add("r", "ops");
+  FAIL_SERIALLY(5);
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 5u) << "open: no attempts although deliveries are due";
+  EXPECT_EQ(Fake("ops").held(), 0u);
+  EXPECT_THAT(metrics_.Serialize(), HasSubstr("switchyard_sink_circuit_open{sink=\"ops\"} 1"));
+
+  clock_.Advance(milliseconds(9999));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 5u) << "still cooling down";
+
+  clock_.Advance(milliseconds(1));  // half-open
+  ASSERT_TRUE(WaitHeld("ops", 1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 6u) << "exactly one probe while half-open";
+  EXPECT_EQ(Fake("ops").held(), 1u);
+
+  Fake("ops").SetMode(FakeSink::Mode::kImmediate);
+  ASSERT_TRUE(Fake("ops").ReleaseOne(Success()));
+  // Closed: everything due drains (the 5 rescheduled ones are due by now too).
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+  EXPECT_EQ(Fake("ops").calls(), 6u + 7u);
+  EXPECT_THAT(metrics_.Serialize(), HasSubstr("switchyard_sink_circuit_open{sink=\"ops\"} 0"));
+}
+
+TEST_F(DispatcherTest, AFailedProbeReopensTheCircuitForTwiceTheCooldown) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(kSerialOps);
+  for (int i = 0; i < 8; ++i) Add("r", "ops");
+  FAIL_SERIALLY(5);
+  clock_.Advance(seconds(10));
+  ReleaseHeld(Retry("still down"));  // the probe fails
+  clock_.Advance(seconds(10));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 6u) << "cool-down doubled to 20 s";
+  clock_.Advance(seconds(10));
+  ASSERT_TRUE(WaitHeld("ops", 1));
+  EXPECT_EQ(Fake("ops").calls(), 7u);
+}
+
+TEST_F(DispatcherTest, AProbeEndingInAPermanentFailureLetsTheNextProbeGo) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(kSerialOps);
+  for (int i = 0; i < 8; ++i) Add("r", "ops");
+  FAIL_SERIALLY(5);
+  clock_.Advance(seconds(10));
+  ReleaseHeld(Permanent("HTTP 400"));
+  // The permanent failure says nothing about the outage: another probe may go at once.
+  ASSERT_TRUE(WaitHeld("ops", 1));
+  EXPECT_EQ(Fake("ops").calls(), 7u);
+  Fake("ops").SetMode(FakeSink::Mode::kImmediate);
+  ASSERT_TRUE(Fake("ops").ReleaseOne(Success()));
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+  EXPECT_EQ(WaitDead(1).size(), 1u);
+}
+
+TEST_F(DispatcherTest, AttemptsInFlightWhenTheCircuitOpensDoNotExtendTheCooldown) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 8}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  for (int i = 0; i < 8; ++i) Add("r", "ops");
+  ASSERT_TRUE(WaitHeld("ops", 8));
+  // Opens at the 5th failure; 3 more were already running. All 8 are rescheduled 1 s ahead.
+  Fake("ops").ReleaseAll(Retry("HTTP 503"));
+  ASSERT_TRUE(Eventually([&] { return Attempted("ops") == 8; }));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 8u);
+  clock_.Advance(seconds(10));  // the configured cool-down, not 80 s
+  ASSERT_TRUE(WaitHeld("ops", 1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 9u) << "one probe";
+}
+
+TEST_F(DispatcherTest, PermanentFailuresDoNotOpenTheCircuit) {
+  Fake("ops").SetDefault(Permanent("HTTP 422"));
+  Start(kOps);
+  for (int i = 0; i < 8; ++i) Add("r", "ops");
+  EXPECT_EQ(WaitDead(8).size(), 8u);
+  EXPECT_EQ(Fake("ops").calls(), 8u);
+}
+
+TEST_F(DispatcherTest, ADeliveryForASinkRemovedByAReloadBecomesADeadLetterNamingIt) {
+  Fake("gone").SetActive(false);  // its deliveries wait while it is configured
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+  gone: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r
+    to: [ops, gone]
+)yaml");
+  Add("r", "gone");
+  Add("r", "gone");
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  Settle();
+  EXPECT_EQ(Pending("gone"), 2u);
+  EXPECT_EQ(Fake("gone").calls(), 0u);
+
+  Reload(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  auto dead = WaitDeadAdvancing(2);
+  ASSERT_EQ(dead.size(), 2u);
+  for (const auto& d : dead) {
+    EXPECT_EQ(d.sink, "gone");
+    EXPECT_THAT(d.last_error, HasSubstr("\"gone\""));
+    EXPECT_THAT(d.last_error, HasSubstr("not configured"));
+  }
+  EXPECT_EQ(Pending("gone"), 0u);
+  EXPECT_EQ(Fake("gone").calls(), 0u);
+  // The remaining sink keeps working after the reload.
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 2));
+}
+
+TEST_F(DispatcherTest, ASinkRemovedWhileAnAttemptIsInFlightDeadLettersTheRestAfterwards) {
+  Fake("gone").SetMode(FakeSink::Mode::kHold);
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+  gone: {type: http, url: "http://127.0.0.1:1/", concurrency: 1}
+routes:
+  - name: r
+    to: [ops, gone]
+)yaml");
+  Add("r", "gone");
+  Add("r", "gone");
+  ASSERT_TRUE(WaitHeld("gone", 1));
+  Reload(kOps);
+  clock_.Advance(seconds(2));
+  Settle();
+  EXPECT_EQ(Pending("gone"), 2u) << "kept while an attempt is in flight";
+  // The in-flight attempt finishes on the old sink and is recorded.
+  ASSERT_TRUE(Fake("gone").ReleaseOne(Success()));
+  ASSERT_TRUE(Eventually([&] { return Pending("gone") == 1; }));
+  auto dead = WaitDeadAdvancing(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_THAT(dead[0].last_error, HasSubstr("\"gone\""));
+  EXPECT_TRUE(Eventually([&] { return Pending("gone") == 0; }));
+  EXPECT_EQ(Fake("gone").calls(), 1u) << "nothing new starts on a removed sink";
+}
+
+TEST_F(DispatcherTest, AReloadThatKeepsASinkKeepsDelivering) {
+  Start(kOps);
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  Reload(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:2/", concurrency: 2}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+}
+
+constexpr char kEnrichRoute[] = R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: enriched
+    source: sentry
+    enrich: [issue]
+    match: ['$issue.project.slug = "pump-station"']
+    to:
+      - sink: ops
+        body: '{{ $issue.title }}'
+)yaml";
+
+TEST_F(DispatcherTest, ADeferredDeliveryWithoutAnEnricherIsADeadLetterSayingWhy) {
+  Start(kEnrichRoute);
+  Add("enriched", "ops", /*deferred=*/true);
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].attempts, 1u);
+  EXPECT_THAT(dead[0].last_error, HasSubstr("enrich"));
+  EXPECT_EQ(Fake("ops").calls(), 0u);
+  EXPECT_EQ(Pending("ops"), 0u);
+}
+
+TEST_F(DispatcherTest, ADeferredDeliveryIsDeliveredWhenTheFetchedIssueMatches) {
+  enricher_ = std::make_unique<FakeEnricher>(ReadPayload("api.issue-details.GET.example.json"));
+  Start(kEnrichRoute);
+  Add("enriched", "ops", /*deferred=*/true);
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  EXPECT_EQ(Fake("ops").last().fields["body"], "This is an example Python exception");
+  EXPECT_EQ(enricher_->calls(), 1);
+  EXPECT_EQ(enricher_->last_route(), "enriched");
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+}
+
+TEST_F(DispatcherTest, ADeferredDeliveryIsDroppedWhenTheFetchedIssueDoesNotMatch) {
+  enricher_ = std::make_unique<FakeEnricher>(std::string(R"({"project":{"slug":"backend"}})"));
+  Start(kEnrichRoute);
+  Add("enriched", "ops", /*deferred=*/true);
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 0u);
+  auto dead = store_->ListDead(10);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(dead->empty()) << "filtered, not failed";
+  EXPECT_THAT(metrics_.Serialize(), HasSubstr("outcome=\"filtered\""));
+}
+
+TEST_F(DispatcherTest, ARetryableEnrichmentFailureIsRetried) {
+  enricher_ = std::make_unique<FakeEnricher>(Unavailable("sentry api: HTTP 502"));
+  Start(kEnrichRoute);
+  Add("enriched", "ops", /*deferred=*/true);
+  EXPECT_TRUE(Eventually([&] { return enricher_->calls() >= 1; }));
+  storage::DeliveryRecord r;
+  EXPECT_TRUE(Eventually([&] {
+    auto due = store_->Due("ops", INT64_MAX - 1, 10, {});
+    if (!due.ok() || due->empty()) return false;
+    r = (*due)[0];
+    return r.attempts == 1;
+  }));
+  EXPECT_EQ(r.due_ms, now() + 1000);
+  EXPECT_THAT(r.last_error, HasSubstr("enrichment failed"));
+  EXPECT_THAT(r.last_error, HasSubstr("HTTP 502"));
+  EXPECT_EQ(Fake("ops").calls(), 0u);
+}
+
+TEST_F(DispatcherTest, FileSinksAreCalledOffTheDispatcherThread) {
+  Start(R"yaml(sinks:
+  archive: {type: file, path: ./x.jsonl}
+routes:
+  - name: r
+    to: [archive]
+)yaml");
+  Add("r", "archive");
+  Add("r", "archive");
+  ASSERT_TRUE(WaitCalls("archive", 2));
+  EXPECT_TRUE(Eventually([&] { return Pending("archive") == 0; }));
+}
+
+TEST_F(DispatcherTest, StopLeavesAttemptsStillRunningPendingInTheQueue) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(kOps);
+  Add("r", "ops");
+  ASSERT_TRUE(WaitHeld("ops", 1));
+  const std::string id = Fake("ops").last().id;
+  auto t = std::chrono::steady_clock::now();
+  dispatcher_->Stop(milliseconds(50));
+  EXPECT_LT(std::chrono::steady_clock::now() - t, seconds(5));
+  auto r = Record(id);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->attempts, 0u);
+  EXPECT_FALSE(r->dead);
+  // A late completion (the dispatcher object still exists) is harmless.
+  Fake("ops").ReleaseAll(Success());
+  dispatcher_.reset();
+  r = Record(id);
+  ASSERT_TRUE(r) << "not recorded after Stop: retried after a restart";
+}
+
+TEST_F(DispatcherTest, StopWaitsForInFlightAttemptsToBeRecorded) {
+  Fake("ops").SetMode(FakeSink::Mode::kAsync);
+  Start(kOps);
+  for (int i = 0; i < 4; ++i) Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  dispatcher_->Stop(seconds(5));
+  Fake("ops").JoinThreads();
+  uint64_t pending = Pending("ops");
+  EXPECT_EQ(pending + Fake("ops").calls(), 4u)
+      << "every started attempt was recorded; the rest stay pending";
+}
+
+// --- BackoffDelay ----------------------------------------------------------------------------
+
+config::RetryConfig Retry1s() {
+  config::RetryConfig r;
+  r.initial = seconds(1);
+  r.multiplier = 2;
+  r.max_delay = minutes(10);
+  r.jitter = 0.2;
+  return r;
+}
+
+TEST(BackoffDelayTest, GrowsByTheMultiplierFromTheInitialDelay) {
+  config::RetryConfig r = Retry1s();
+  EXPECT_EQ(BackoffDelay(r, 1, 0.5), milliseconds(1000));
+  EXPECT_EQ(BackoffDelay(r, 2, 0.5), milliseconds(2000));
+  EXPECT_EQ(BackoffDelay(r, 3, 0.5), milliseconds(4000));
+  EXPECT_EQ(BackoffDelay(r, 10, 0.5), milliseconds(512000));
+  r.initial = milliseconds(100);
+  r.multiplier = 1.5;
+  EXPECT_EQ(BackoffDelay(r, 3, 0.5), milliseconds(225));
+  r.multiplier = 1;
+  EXPECT_EQ(BackoffDelay(r, 7, 0.5), milliseconds(100));
+}
+
+TEST(BackoffDelayTest, IsCappedAtMaxDelay) {
+  config::RetryConfig r = Retry1s();
+  EXPECT_EQ(BackoffDelay(r, 11, 0.5), minutes(10));  // 1024 s > 600 s
+  EXPECT_EQ(BackoffDelay(r, 100, 0.5), minutes(10));
+  EXPECT_EQ(BackoffDelay(r, 5000, 0.5), minutes(10));  // pow overflows to inf
+  r.max_delay = milliseconds(1500);
+  EXPECT_EQ(BackoffDelay(r, 2, 0.5), milliseconds(1500));
+}
+
+TEST(BackoffDelayTest, JitterStaysWithinItsBounds) {
+  config::RetryConfig r = Retry1s();
+  EXPECT_EQ(BackoffDelay(r, 1, 0.0), milliseconds(800));
+  EXPECT_EQ(BackoffDelay(r, 1, 1.0), milliseconds(1200));
+  EXPECT_EQ(BackoffDelay(r, 3, 0.0), milliseconds(3200));
+  EXPECT_EQ(BackoffDelay(r, 3, 1.0), milliseconds(4800));
+  for (double u = 0; u < 1; u += 0.01) {
+    auto d = BackoffDelay(r, 2, u);
+    EXPECT_GE(d, milliseconds(1600)) << u;
+    EXPECT_LE(d, milliseconds(2400)) << u;
+  }
+  // At the cap, jitter may shorten the delay but never exceeds max_delay.
+  EXPECT_EQ(BackoffDelay(r, 20, 0.0), milliseconds(480000));
+  EXPECT_EQ(BackoffDelay(r, 20, 1.0), minutes(10));
+  r.jitter = 0;
+  EXPECT_EQ(BackoffDelay(r, 2, 0.0), milliseconds(2000));
+  EXPECT_EQ(BackoffDelay(r, 2, 1.0), milliseconds(2000));
+}
+
+TEST(BackoffDelayTest, ZeroAttemptsIsTreatedAsTheFirst) {
+  EXPECT_EQ(BackoffDelay(Retry1s(), 0, 0.5), milliseconds(1000));
+}
+
+}  // namespace
+}  // namespace switchyard::delivery
