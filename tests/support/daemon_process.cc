@@ -54,9 +54,10 @@ std::optional<int> WaitPid(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-RunResult RunCli(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+RunResult RunCli(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                 const std::vector<std::string>& env) {
   TempDir tmp;
-  pid_t pid = SpawnProcess(args, {}, tmp.File("out"), tmp.File("err"), false);
+  pid_t pid = SpawnProcess(args, env, tmp.File("out"), tmp.File("err"), false);
   auto code = WaitPid(pid, timeout);
   if (!code) {
     kill(pid, SIGKILL);

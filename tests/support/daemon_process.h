@@ -21,7 +21,8 @@ struct RunResult {
 
 // Runs `switchyard ARGS...` to completion (with a deadline) and captures stdout/stderr.
 RunResult RunCli(const std::vector<std::string>& args,
-                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                 std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                 const std::vector<std::string>& env = {});
 
 class DaemonProcess {
  public:

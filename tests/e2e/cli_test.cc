@@ -1,0 +1,120 @@
+// End-to-end tests of the command line: the real binary, exit codes and messages.
+#include <gtest/gtest.h>
+
+#include "support/daemon_process.h"
+#include "support/temp_dir.h"
+
+namespace switchyard::testing {
+namespace {
+
+TEST(CliTest, CheckAcceptsTheRepositoryDefaultConfigWithoutSecrets) {
+  auto r = RunCli({"check", "-c", std::string(SWITCHYARD_SOURCE_DIR) + "/routes.yaml"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("OK"), std::string::npos);
+}
+
+TEST(CliTest, CheckReportsEachKindOfErrorAtItsLineAndColumn) {
+  TempDir dir;
+  const std::string path = dir.File("bad.yaml");
+  dir.Write("bad.yaml",
+            "server:\n"
+            "  listn: 127.0.0.1:8080\n"          // 2:3 unknown key
+            "  threads: many\n"                   // 3:12 wrong type
+            "storage:\n"
+            "  dedupe_window: 5 minutes\n"        // 5:18 bad duration
+            "sinks:\n"
+            "  phone:\n"
+            "    type: pushover\n"
+            "    rate: fast\n"                    // 9:11 bad rate
+            "  phone:\n"                          // 10:3 duplicate key
+            "    type: file\n"
+            "    path: /tmp/x\n"
+            "routes:\n"
+            "  - name: r\n"
+            "    match: ['data.x ~= \"y\"']\n"   // 15 bad matcher
+            "    to: [pager]\n");                 // 16:10 dangling reference
+  auto r = RunCli({"check", "-c", path});
+  EXPECT_EQ(r.exit_code, 1);
+  auto has = [&](const std::string& prefix) {
+    return r.err.find(path + ":" + prefix) != std::string::npos;
+  };
+  EXPECT_TRUE(has("2:3: ")) << r.err;
+  EXPECT_TRUE(has("3:12: ")) << r.err;
+  EXPECT_TRUE(has("5:18: ")) << r.err;
+  EXPECT_TRUE(has("9:11: ")) << r.err;
+  EXPECT_TRUE(has("10:3: ")) << r.err;
+  EXPECT_TRUE(has("15:")) << r.err;
+  EXPECT_TRUE(has("16:10: ")) << r.err;
+  EXPECT_NE(r.err.find("pager"), std::string::npos);
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(CliTest, CheckReportsAYamlSyntaxErrorWithPosition) {
+  TempDir dir;
+  dir.Write("c.yaml", "server:\n  listen: [unclosed\n");
+  auto r = RunCli({"check", "-c", dir.File("c.yaml")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(dir.File("c.yaml") + ":"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, CheckOfAMissingFileIsAUserError) {
+  auto r = RunCli({"check", "-c", "/nonexistent/switchyard.yaml"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/switchyard.yaml:1:1:"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, ConfigPathComesFromTheEnvironmentWhenNotGiven) {
+  TempDir dir;
+  dir.Write("c.yaml", "server:\n  threads: 1\n");
+  auto r = RunCli({"check"}, std::chrono::seconds(30), {"SWITCHYARD_CONFIG=" + dir.File("c.yaml")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(dir.File("c.yaml")), std::string::npos);
+}
+
+TEST(CliTest, UnknownCommandAndBadArgumentsAreUserErrors) {
+  EXPECT_EQ(RunCli({"frobnicate"}).exit_code, 1);
+  EXPECT_EQ(RunCli({"dlq", "explode"}).exit_code, 1);
+  EXPECT_EQ(RunCli({}).exit_code, 1);
+}
+
+TEST(CliTest, VersionPrintsTheVersion) {
+  auto r = RunCli({"version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("switchyard ", 0), 0u);
+}
+
+TEST(CliTest, RunWithABadConfigExitsOneWithTheErrors) {
+  TempDir dir;
+  dir.Write("c.yaml", "server:\n  nope: 1\n");
+  auto r = RunCli({"run", "-c", dir.File("c.yaml")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(":2:3:"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, RunOnAPortInUseIsARuntimeFailure) {
+  TempDir dir;
+  DaemonProcess first(dir.path());
+  first.Start("server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n  path: " +
+              dir.path() + "/var1\n");
+  dir.Write("c.yaml", "server:\n  listen: 127.0.0.1:" + std::to_string(first.port()) +
+                          "\n  admin_listen: 127.0.0.1:0\nstorage:\n  path: " + dir.path() +
+                          "/var2\n");
+  auto r = RunCli({"run", "-c", dir.File("c.yaml")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("cannot listen"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, SecondDaemonOnTheSameStoreIsRefusedClearly) {
+  TempDir dir;
+  DaemonProcess first(dir.path());
+  first.Start("server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n  path: " +
+              dir.path() + "/var\n");
+  dir.Write("c.yaml", "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n"
+                      "  path: " + dir.path() + "/var\n");
+  auto r = RunCli({"run", "-c", dir.File("c.yaml")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("in use by another process"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace switchyard::testing
