@@ -278,8 +278,11 @@ class RocksDbStore final : public Store {
       wb.Delete(dead_cf_, id);
       wb.Put(deliveries_cf_, id, EncodeDelivery(r));
       wb.Put(schedule_cf_, ScheduleKey(r.sink, r.due_ms, id), rocksdb::Slice());
-      if (Status s = WriteQueue(wb); !s.ok()) return s;
-      AdjustCounts(r.sink, +1, -1);
+      AdjustCounts(r.sink, +1, -1);  // before the write: see CommitBatch
+      if (Status s = WriteQueue(wb); !s.ok()) {
+        AdjustCounts(r.sink, -1, +1);
+        return s;
+      }
       {
         std::lock_guard lock(counts_mu_);
         LowerWatermarkLocked(r.sink, now_ms);
@@ -352,6 +355,9 @@ class RocksDbStore final : public Store {
     add(counts_.dead, dead);
   }
 
+  // Called after a key of `sink` with `due_ms` became visible. Must follow the write: lowered
+  // before it, a Due scan whose iterator predates the write could raise the watermark again
+  // past the key and strand it. The epoch bump stops a scan already running from raising.
   // REQUIRES: counts_mu_ held.
   void LowerWatermarkLocked(const std::string& sink, int64_t due_ms) {
     ++watermark_epoch_;  // a Due scan running now may not see this key: it must not raise
@@ -462,7 +468,15 @@ class RocksDbStore final : public Store {
 
     Status status = lookup_error;
     if (status.ok() && wb.Count() > 0) status = CheckFreeSpace(wb.GetDataSize());
-    if (status.ok() && wb.Count() > 0) status = Write(wb);
+    if (status.ok() && wb.Count() > 0) {
+      // Count the new deliveries before they become visible: the dispatcher may deliver and
+      // Complete() one the moment the write lands, and its decrement must find it counted.
+      for (const DeliveryRecord& d : new_deliveries) AdjustCounts(d.sink, +1, 0);
+      status = Write(wb);
+      if (!status.ok()) {
+        for (const DeliveryRecord& d : new_deliveries) AdjustCounts(d.sink, -1, 0);
+      }
+    }
 
     {
       std::lock_guard lock(health_mu_);
@@ -478,12 +492,9 @@ class RocksDbStore final : public Store {
       size_t events = 0;
       for (const auto& r : results) events += !r.duplicate;
       if (options_.on_group_commit) options_.on_group_commit(events);
+      // Lowering the watermark must follow the write (see LowerWatermarkLocked).
       std::lock_guard lock(counts_mu_);
-      for (const DeliveryRecord& d : new_deliveries) {
-        ++counts_.pending;
-        ++counts_.sinks[d.sink].pending;
-        LowerWatermarkLocked(d.sink, d.due_ms);
-      }
+      for (const DeliveryRecord& d : new_deliveries) LowerWatermarkLocked(d.sink, d.due_ms);
     }
     log::ScopedBatch log_batch;  // the callbacks' log lines leave in one write(2)
     for (size_t i = 0; i < batch.size(); ++i) {
