@@ -1,6 +1,7 @@
 #include "routing/router.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace switchyard::routing {
 namespace {
@@ -37,6 +38,24 @@ bool Evaluate(const config::RouteConfig& route, const rules::EventView& event, b
   return false;
 }
 
+// Memoizes lookups by path text for one evaluation of the route set: many routes match on the
+// same few paths (data.issue.project.name, ...), so each is resolved in the document once.
+class MemoView final : public rules::EventView {
+ public:
+  explicit MemoView(const rules::EventView& inner) : inner_(inner) {}
+  std::string Lookup(const rules::Path& path) const override {
+    auto it = cache_.find(path.text);
+    if (it != cache_.end()) return it->second;
+    return cache_.emplace(path.text, inner_.Lookup(path)).first->second;
+  }
+  std::string LookupJson(const rules::Path& path) const override { return inner_.LookupJson(path); }
+  bool Has(const rules::Path& path) const override { return inner_.Has(path); }
+
+ private:
+  const rules::EventView& inner_;
+  mutable std::unordered_map<std::string, std::string> cache_;
+};
+
 }  // namespace
 
 bool RouteNeedsIssue(const config::RouteConfig& route) {
@@ -46,8 +65,9 @@ bool RouteNeedsIssue(const config::RouteConfig& route) {
 }
 
 std::vector<RouteMatch> MatchRoutes(const config::Config& config, const EventKeys& keys,
-                                    const rules::EventView& event) {
+                                    const rules::EventView& raw_event) {
   std::vector<RouteMatch> out;
+  MemoView event(raw_event);
   for (const config::RouteConfig& route : config.routes) {
     if (route.source && *route.source != keys.source) continue;
     if (!InList(route.resources, keys.resource)) continue;

@@ -2,6 +2,7 @@
 
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
 
 #include <filesystem>
 #include <set>
@@ -14,6 +15,7 @@ rocksdb::ColumnFamilyOptions BaseColumnFamilyOptions() {
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf.compression = rocksdb::kLZ4Compression;
+  cf.write_buffer_size = 16u << 20;
   return cf;
 }
 
@@ -45,6 +47,9 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   db_opts.max_open_files = 512;  // bounded: systemd's default soft NOFILE limit is 1024
   db_opts.paranoid_checks = true;
   db_opts.keep_log_file_num = 5;
+  // One memory budget for the memtables of every column family (RAM holds a window of the
+  // queue, not the queue): flushes start when the total reaches it.
+  db_opts.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(64u << 20);
 
   std::set<std::string> wanted;
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
