@@ -15,6 +15,16 @@ namespace bhttp = boost::beast::http;
 Result<AdminReply> CallAdmin(const std::string& address, const std::string& token,
                              const std::string& method, const std::string& target,
                              const std::string& body, std::chrono::milliseconds timeout) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
+  if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
+  return CallHttp(address, method, target, headers, body, timeout);
+}
+
+Result<AdminReply> CallHttp(const std::string& address, const std::string& method,
+                            const std::string& target,
+                            const std::vector<std::pair<std::string, std::string>>& headers,
+                            const std::string& body, std::chrono::milliseconds timeout) {
   std::string host = address, port;
   if (auto colon = address.rfind(':'); colon != std::string::npos) {
     host = address.substr(0, colon);
@@ -32,23 +42,22 @@ Result<AdminReply> CallAdmin(const std::string& address, const std::string& toke
   stream.expires_after(timeout);
   stream.connect(results, ec);
   if (ec) {
-    return Unavailable("cannot reach the daemon's admin listener at " + address + ": " +
-                       ec.message() + " (is switchyard running with this config?)");
+    return Unavailable("cannot reach " + address + ": " + ec.message() +
+                       " (is switchyard running with this config?)");
   }
   bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
   req.set(bhttp::field::host, host);
   req.set(bhttp::field::user_agent, "switchyard-cli");
-  if (!token.empty()) req.set(bhttp::field::authorization, "Bearer " + token);
-  if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
+  for (const auto& [name, value] : headers) req.set(name, value);
   req.body() = body;
   req.prepare_payload();
   bhttp::write(stream, req, ec);
-  if (ec) return Unavailable("sending to the admin listener failed: " + ec.message());
+  if (ec) return Unavailable("sending to " + address + " failed: " + ec.message());
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 << 20);
   bhttp::read(stream, buffer, parser, ec);
-  if (ec) return Unavailable("reading the admin listener's answer failed: " + ec.message());
+  if (ec) return Unavailable("reading the answer from " + address + " failed: " + ec.message());
   return AdminReply{static_cast<int>(parser.get().result_int()), parser.get().body()};
 }
 

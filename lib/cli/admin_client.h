@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -19,5 +21,12 @@ Result<AdminReply> CallAdmin(const std::string& address, const std::string& toke
                              const std::string& method, const std::string& target,
                              const std::string& body,
                              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// The same for any plain-HTTP endpoint, with extra request headers.
+Result<AdminReply> CallHttp(const std::string& address, const std::string& method,
+                            const std::string& target,
+                            const std::vector<std::pair<std::string, std::string>>& headers,
+                            const std::string& body,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace switchyard::cli

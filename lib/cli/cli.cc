@@ -10,6 +10,10 @@
 
 #include "app/daemon.h"
 #include "cli/admin_client.h"
+#include "cli/samples.h"
+#include "common/clock.h"
+#include "common/crypto.h"
+#include "common/ids.h"
 #include "config/config.h"
 
 namespace switchyard::cli {
@@ -102,6 +106,85 @@ int RunDlq(const std::string& config_path, const std::string& action,
   return 0;
 }
 
+// Posts a signed sample webhook, as Sentry would, to the daemon (or to --url).
+int RunSendTest(const std::string& config_path, const std::string& source_name,
+                const std::string& what, const std::string& url) {
+  auto loaded = config::LoadConfig(config_path);
+  if (!loaded.config) {
+    for (const auto& e : loaded.errors) fprintf(stderr, "%s\n", e.ToString().c_str());
+    return 1;
+  }
+  const config::Config& cfg = *loaded.config;
+  const config::SourceConfig* source = cfg.FindSource(source_name);
+  if (!source) {
+    fprintf(stderr, "switchyard: no source \"%s\" in %s\n", source_name.c_str(),
+            config_path.c_str());
+    return 1;
+  }
+  if (source->client_secret.empty()) {
+    fprintf(stderr, "switchyard: source \"%s\" has no client_secret to sign with\n",
+            source_name.c_str());
+    return 1;
+  }
+  auto dot = what.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == what.size()) {
+    fprintf(stderr, "switchyard: expected RESOURCE.ACTION, e.g. issue.created\n");
+    return 1;
+  }
+  std::string resource = what.substr(0, dot), action = what.substr(dot + 1);
+  auto sample = SampleBody(resource);
+  if (!sample) {
+    std::string known;
+    for (const auto& r : SampleResources()) known += (known.empty() ? "" : ", ") + r;
+    fprintf(stderr, "switchyard: no sample for resource \"%s\" (known: %s)\n", resource.c_str(),
+            known.c_str());
+    return 1;
+  }
+  // The requested action, and a fresh marker so a repeated test is not taken for a duplicate.
+  boost::json::value body = boost::json::parse(*sample);
+  body.as_object()["action"] = action;
+  body.as_object()["switchyard_test"] = NewUlid(SystemClock().NowMillis());
+  std::string raw = boost::json::serialize(body);
+
+  std::string address, target = "/hooks/" + source_name;
+  if (url.empty()) {
+    address = cfg.server.listen;
+    if (address.ends_with(":0")) {
+      fprintf(stderr, "switchyard: server.listen uses port 0; pass --url\n");
+      return 1;
+    }
+  } else {
+    if (!url.starts_with("http://")) {
+      fprintf(stderr, "switchyard: --url must be an http:// URL (put TLS in front, not here)\n");
+      return 1;
+    }
+    std::string rest = url.substr(7);
+    auto slash = rest.find('/');
+    address = rest.substr(0, slash);
+    if (slash != std::string::npos) target = rest.substr(slash);
+    if (address.find(':') == std::string::npos) address += ":80";
+  }
+  crypto::Sha256Digest mac;
+  if (!crypto::HmacSha256(source->client_secret, raw, &mac)) {
+    fprintf(stderr, "switchyard: cannot compute the signature\n");
+    return 2;
+  }
+  auto reply = CallHttp(address, "POST", target,
+                        {{"Content-Type", "application/json"},
+                         {"Request-ID", NewUlid(SystemClock().NowMillis())},
+                         {"Sentry-Hook-Resource", resource},
+                         {"Sentry-Hook-Timestamp", std::to_string(SystemClock().NowMillis() / 1000)},
+                         {"Sentry-Hook-Signature", crypto::HexLower(mac)}},
+                        raw);
+  if (!reply.ok()) {
+    fprintf(stderr, "switchyard: %s\n", reply.status().message().c_str());
+    return 2;
+  }
+  printf("%s.%s -> %d %s\n", resource.c_str(), action.c_str(), reply->status, reply->body.c_str());
+  if (reply->status >= 200 && reply->status < 300) return 0;
+  return reply->status >= 500 ? 2 : 1;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -120,6 +203,11 @@ int Main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "run the daemon in the foreground");
   auto* check = app.add_subcommand("check", "validate the config file");
   auto* version = app.add_subcommand("version", "print the version");
+  auto* send_test = app.add_subcommand("send-test", "post a signed sample webhook to the daemon");
+  std::string st_source, st_what, st_url;
+  send_test->add_option("source", st_source, "source name from the config")->required();
+  send_test->add_option("what", st_what, "RESOURCE.ACTION, e.g. issue.created")->required();
+  send_test->add_option("--url", st_url, "where to post (default: http://<server.listen>/hooks/<source>)");
   auto* dlq = app.add_subcommand("dlq", "list, replay or drop dead letters (via the admin listener)");
   std::string dlq_action;
   std::vector<std::string> dlq_ids;
@@ -146,6 +234,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (check->parsed()) return app::CheckConfig(config_path);
+  if (send_test->parsed()) return RunSendTest(config_path, st_source, st_what, st_url);
   if (dlq->parsed()) return RunDlq(config_path, dlq_action, dlq_ids, dlq_all, dlq_json, dlq_admin);
   if (run->parsed()) return app::RunDaemon(config_path);
   return 1;

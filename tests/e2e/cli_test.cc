@@ -1,4 +1,7 @@
 // End-to-end tests of the command line: the real binary, exit codes and messages.
+#include <algorithm>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "support/daemon_process.h"
@@ -114,6 +117,47 @@ TEST(CliTest, SecondDaemonOnTheSameStoreIsRefusedClearly) {
   auto r = RunCli({"run", "-c", dir.File("c.yaml")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("in use by another process"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace switchyard::testing
+
+namespace switchyard::testing {
+namespace {
+
+TEST(SendTestTest, PostsASignedSampleThatTheDaemonAcceptsAndRoutes) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  daemon.Start("server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n  path: " +
+               dir.path() + "/var\nsources:\n  sentry:\n    type: sentry\n    client_secret: st-secret\n"
+               "sinks:\n  archive:\n    type: file\n    path: " + dir.path() + "/events.jsonl\n"
+               "routes:\n  - name: all\n    to: [archive]\n");
+  const std::string url = "http://127.0.0.1:" + std::to_string(daemon.port()) + "/hooks/sentry";
+  for (int i = 0; i < 2; ++i) {  // twice: a repeated test is not taken for a duplicate
+    auto r = RunCli({"send-test", "-c", daemon.config_path(), "sentry", "issue.resolved", "--url", url});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("-> 202"), std::string::npos) << r.out;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::string lines;
+  while (std::chrono::steady_clock::now() < deadline) {
+    lines = ReadFile(dir.path() + "/events.jsonl");
+    if (std::count(lines.begin(), lines.end(), '\n') >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling the sink's file
+  }
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 2);
+  EXPECT_NE(lines.find("\"resource\":\"issue\",\"action\":\"resolved\""), std::string::npos) << lines;
+}
+
+TEST(SendTestTest, UnknownResourceOrSourceIsAUserError) {
+  TempDir dir;
+  dir.Write("c.yaml", "sources:\n  sentry:\n    type: sentry\n    client_secret: x\n");
+  auto r = RunCli({"send-test", "-c", dir.File("c.yaml"), "sentry", "nothing.created", "--url",
+                   "http://127.0.0.1:9/hooks/sentry"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("known: installation, issue"), std::string::npos) << r.err;
+  auto s = RunCli({"send-test", "-c", dir.File("c.yaml"), "other", "issue.created"});
+  EXPECT_EQ(s.exit_code, 1);
 }
 
 }  // namespace
