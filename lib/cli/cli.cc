@@ -90,7 +90,8 @@ int RunDlq(const std::string& config_path, const std::string& action,
   }
   auto reply = CallAdmin(admin, server.admin_token, method, target, body);
   if (!reply.ok()) {
-    fprintf(stderr, "switchyard: %s\n", reply.status().message().c_str());
+    fprintf(stderr, "switchyard: the daemon's admin listener: %s\n",
+            reply.status().message().c_str());
     return 2;
   }
   if (reply->status == 401) {

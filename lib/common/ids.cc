@@ -38,6 +38,16 @@ std::string NewUlid(int64_t now_ms) {
   return out;
 }
 
+std::string UlidLowerBound(int64_t ms) {
+  std::string out(26, '0');
+  uint64_t t = static_cast<uint64_t>(ms < 0 ? 0 : ms) & ((1ULL << 48) - 1);
+  for (int i = 9; i >= 0; --i) {
+    out[i] = kCrockford[t & 31];
+    t >>= 5;
+  }
+  return out;
+}
+
 int64_t UlidMillis(const std::string& id) {
   if (id.size() != 26) return -1;
   int64_t t = 0;

@@ -11,6 +11,9 @@ namespace switchyard {
 // Returns a new ULID for time `now_ms`. Random bits come from a per-thread CSPRNG-seeded engine.
 std::string NewUlid(int64_t now_ms);
 
+// The smallest ULID of millisecond `ms` (for range bounds over time-ordered keys).
+std::string UlidLowerBound(int64_t ms);
+
 // Extracts the millisecond timestamp of a ULID; -1 if `id` is not a ULID.
 int64_t UlidMillis(const std::string& id);
 

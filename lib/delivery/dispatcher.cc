@@ -118,6 +118,7 @@ struct Dispatcher::Impl {
   std::atomic<size_t> in_flight_total{0};  // written by the dispatcher thread, read by Stop()
   bool stop_acknowledged = false;
   int64_t next_housekeeping_ms = 0;
+  int64_t next_event_purge_ms = 0;
   std::mt19937_64 rng{std::random_device{}()};
   json::JsonDoc doc{256};
   json::JsonDoc issue_doc{256};
@@ -534,6 +535,16 @@ struct Dispatcher::Impl {
     auto purged = store.PurgeDead(now_ms - cfg->storage.dlq_retention.count());
     if (purged.ok() && purged.value() > 0) {
       log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(*purged)}});
+    }
+    // Events: once no delivery can still need them. A delivery dies at the latest max_age after
+    // its event arrived (or when attempted after that), and stays a dead letter dlq_retention;
+    // a day's margin covers a paused (circuit-open) sink.
+    if (now_ms >= next_event_purge_ms) {
+      next_event_purge_ms = now_ms + 60000;
+      int64_t max_age = cfg->retry.max_age.count();
+      for (const auto& [name, st] : sinks) max_age = std::max(max_age, st.retry.max_age.count());
+      const int64_t keep = max_age + cfg->storage.dlq_retention.count() + 86400000;
+      LogIfFailed(store.PurgeEventsBefore(now_ms - keep), storage::DeliveryRecord{});
     }
   }
 };

@@ -73,6 +73,10 @@ class DeliveryQueue {
   // Removes dead letters that died before `cutoff_ms`. Returns how many.
   virtual Result<size_t> PurgeDead(int64_t cutoff_ms) = 0;
 
+  // Deletes stored events received before `cutoff_ms` (one range tombstone: event ids are
+  // time-ordered ULIDs). The caller picks a cutoff no pending or dead delivery can still need.
+  virtual Status PurgeEventsBefore(int64_t cutoff_ms) = 0;
+
   virtual QueueCounts Counts() const = 0;
   virtual Result<std::optional<DeliveryRecord>> GetDelivery(const std::string& id) = 0;
 };

@@ -318,6 +318,14 @@ class RocksDbStore final : public Store {
     return Drop(old);
   }
 
+  Status PurgeEventsBefore(int64_t cutoff_ms) override {
+    std::string end = UlidLowerBound(cutoff_ms);
+    rocksdb::WriteOptions wo;
+    rocksdb::Status s = db_->db()->DeleteRange(wo, events_cf_, rocksdb::Slice(), end);
+    if (!s.ok()) return Unavailable("purging old events: " + s.ToString());
+    return Status::Ok();
+  }
+
   QueueCounts Counts() const override {
     std::lock_guard lock(counts_mu_);
     return counts_;

@@ -213,6 +213,21 @@ TEST_F(StoreTest, CountsStayExactWhenDeliveriesCompleteAsSoonAsTheyAreWritten) {
   EXPECT_EQ(store_->Counts().pending, 0u);
 }
 
+TEST_F(StoreTest, PurgeEventsBeforeRemovesOnlyOlderEvents) {
+  auto old_event = AppendSync(MakeEvent("{\"age\":\"old\"}"), {});
+  ASSERT_TRUE(old_event.ok());
+  clock_.Advance(hours(2));
+  auto new_event = AppendSync(MakeEvent("{\"age\":\"new\"}"), {});
+  ASSERT_TRUE(new_event.ok());
+  ASSERT_TRUE(store_->PurgeEventsBefore(now() - 3600 * 1000).ok());
+  auto gone = store_->Get(old_event->id);
+  auto kept = store_->Get(new_event->id);
+  ASSERT_TRUE(gone.ok() && kept.ok());
+  EXPECT_FALSE(gone.value().has_value());
+  ASSERT_TRUE(kept.value().has_value());
+  EXPECT_EQ(kept.value()->body, "{\"age\":\"new\"}");
+}
+
 TEST_F(StoreTest, AppendWithoutDeliveriesStoresOnlyTheEvent) {
   auto r = AppendSync(MakeEvent("{}"), {});
   ASSERT_TRUE(r.ok());
