@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -59,6 +60,19 @@ Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
     return InvalidArgument("bad listen port \"" + port + "\"");
   }
   return tcp::endpoint(ip, static_cast<uint16_t>(p));
+}
+
+// The answer to a failed read of a request (head or body), if it deserves one before closing:
+// 431 head too large, 413 body too large, 400 malformed framing. Timeouts, resets and EOF get none.
+std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system::error_code& ec) {
+  if (ec == bhttp::error::header_limit) return std::pair{431, std::string("request head too large")};
+  if (ec == bhttp::error::body_limit) {
+    return std::pair{413, std::string("body larger than max_body_bytes")};
+  }
+  if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
+    return std::pair{400, "malformed request: " + ec.message()};
+  }
+  return std::nullopt;
 }
 
 // Session state visible to Shutdown. Each io_context is run by exactly one thread, so everything
@@ -220,20 +234,11 @@ struct HttpServer::Impl {
       parser.body_limit(opt.max_body_bytes);
       {
         auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
-        if (ec == bhttp::error::header_limit) {
-          co_await WriteError(stream, 431, "request head too large", opt.write_timeout);
+        if (auto error = ReadErrorResponse(ec)) {
+          co_await WriteError(stream, error->first, error->second, opt.write_timeout);
           break;
         }
-        if (ec == bhttp::error::body_limit) {
-          co_await WriteError(stream, 413, "body larger than max_body_bytes", opt.write_timeout);
-          break;
-        }
-        if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
-          co_await WriteError(stream, 400, std::string("malformed request: ") + ec.message(),
-                              opt.write_timeout);
-          break;
-        }
-        if (ec) break;  // timeout (slowloris), reset, EOF
+        if (ec) break;  // timeout (slowloris), reset, EOF: nothing to answer
       }
       auto started = std::chrono::steady_clock::now();
 
@@ -248,16 +253,11 @@ struct HttpServer::Impl {
       stream.expires_after(opt.body_timeout);
       {
         auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
-        if (ec == bhttp::error::body_limit) {
-          co_await WriteError(stream, 413, "body larger than max_body_bytes", opt.write_timeout);
+        if (auto error = ReadErrorResponse(ec)) {
+          co_await WriteError(stream, error->first, error->second, opt.write_timeout);
           break;
         }
-        if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
-          co_await WriteError(stream, 400, std::string("malformed request: ") + ec.message(),
-                              opt.write_timeout);
-          break;
-        }
-        if (ec) break;
+        if (ec) break;  // timeout (slowloris), reset, EOF: nothing to answer
       }
 
       auto msg = parser.release();
