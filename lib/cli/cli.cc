@@ -10,6 +10,7 @@
 
 #include "app/daemon.h"
 #include "cli/admin_client.h"
+#include "cli/manifest.h"
 #include "cli/samples.h"
 #include "common/clock.h"
 #include "common/crypto.h"
@@ -204,6 +205,7 @@ int Main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "run the daemon in the foreground");
   auto* check = app.add_subcommand("check", "validate the config file");
   auto* version = app.add_subcommand("version", "print the version");
+  auto* manifest = app.add_subcommand("manifest", "print the Sentry integration settings (JSON)");
   auto* send_test = app.add_subcommand("send-test", "post a signed sample webhook to the daemon");
   std::string st_source, st_what, st_url;
   send_test->add_option("source", st_source, "source name from the config")->required();
@@ -235,6 +237,18 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (check->parsed()) return app::CheckConfig(config_path);
+  if (manifest->parsed()) {
+    auto loaded = config::LoadConfig(config_path);
+    if (!loaded.config) {
+      for (const auto& e : loaded.errors) fprintf(stderr, "%s\n", e.ToString().c_str());
+      return 1;
+    }
+    std::string warning;
+    std::string json = BuildManifest(*loaded.config, &warning);
+    if (!warning.empty()) fprintf(stderr, "switchyard: %s\n", warning.c_str());
+    printf("%s", json.c_str());
+    return 0;
+  }
   if (send_test->parsed()) return RunSendTest(config_path, st_source, st_what, st_url);
   if (dlq->parsed()) return RunDlq(config_path, dlq_action, dlq_ids, dlq_all, dlq_json, dlq_admin);
   if (run->parsed()) return app::RunDaemon(config_path);

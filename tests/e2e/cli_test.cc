@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <thread>
 
+#include <boost/json.hpp>
 #include <gtest/gtest.h>
 
 #include "support/daemon_process.h"
@@ -158,6 +159,50 @@ TEST(SendTestTest, UnknownResourceOrSourceIsAUserError) {
   EXPECT_NE(r.err.find("known: installation, issue"), std::string::npos) << r.err;
   auto s = RunCli({"send-test", "-c", dir.File("c.yaml"), "other", "issue.created"});
   EXPECT_EQ(s.exit_code, 1);
+}
+
+}  // namespace
+}  // namespace switchyard::testing
+
+namespace switchyard::testing {
+namespace {
+
+TEST(ManifestTest, DerivesUrlsSubscriptionsAlertActionAndPermissionsFromTheConfig) {
+  TempDir dir;
+  dir.Write("c.yaml",
+            "server:\n  public_url: https://hooks.example.com/\n"
+            "sources:\n  sentry:\n    type: sentry\n    client_secret: x\n"
+            "  internal:\n    type: sentry\n    client_secret: y\n    token: t0ken\n    org: acme\n"
+            "sinks:\n  a:\n    type: file\n    path: /dev/null\n"
+            "routes:\n"
+            "  - name: issues\n    source: sentry\n    resource: [issue, comment]\n    to: [a]\n"
+            "  - name: alerts\n    source: sentry\n    resource: event_alert\n    enrich: [issue]\n"
+            "    match: ['$issue.project.slug = \"backend\"']\n    to: [a]\n"
+            "  - name: internal-errors\n    source: internal\n    resource: error\n    to: [a]\n");
+  auto r = RunCli({"manifest", "-c", dir.File("c.yaml")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  auto v = boost::json::parse(r.out).as_object();
+  auto& sentry = v.at("sources").at("sentry").as_object();
+  EXPECT_EQ(sentry.at("webhook_url").as_string(), "https://hooks.example.com/hooks/sentry");
+  EXPECT_EQ(sentry.at("redirect_url").as_string(), "https://hooks.example.com/setup/sentry");
+  EXPECT_EQ(boost::json::serialize(sentry.at("webhooks")), "[\"comment\",\"issue\"]");
+  EXPECT_TRUE(sentry.at("alert_rule_action").as_bool());
+  EXPECT_EQ(sentry.at("permissions").at("Issue & Event").as_string(), "Read");
+  auto& internal = v.at("sources").at("internal").as_object();
+  EXPECT_FALSE(internal.contains("redirect_url"));
+  EXPECT_EQ(boost::json::serialize(internal.at("webhooks")), "[\"error\"]");
+  EXPECT_FALSE(internal.at("alert_rule_action").as_bool());
+  EXPECT_EQ(r.out.find("t0ken"), std::string::npos);  // never a secret
+}
+
+TEST(ManifestTest, WarnsWhenPublicUrlIsNotSet) {
+  TempDir dir;
+  dir.Write("c.yaml", "sources:\n  sentry:\n    type: sentry\n");
+  auto r = RunCli({"manifest", "-c", dir.File("c.yaml")});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.err.find("public_url"), std::string::npos);
+  EXPECT_NE(r.out.find("http://127.0.0.1:8080/hooks/sentry"), std::string::npos) << r.out;
 }
 
 }  // namespace
