@@ -1,6 +1,6 @@
 // Built-in sample webhooks for `switchyard send-test`: the example payloads of Sentry's
 // integration-platform documentation (getsentry/sentry-docs), compacted as Sentry sends them.
-// Generated from ../shared/sentry-payloads; data only.
+// Generated from tests/fixtures/sentry-payloads; data only.
 #include "cli/samples.h"
 
 #include <string_view>

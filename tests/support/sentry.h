@@ -1,4 +1,4 @@
-// Sentry-side helpers for tests: the real example payloads (../shared/sentry-payloads), compacted
+// Sentry-side helpers for tests: the real example payloads (tests/fixtures/sentry-payloads), compacted
 // as Sentry sends them, and signed as Sentry signs them.
 #pragma once
 
