@@ -85,6 +85,15 @@ sinks::Outcome PermanentOutcome(std::string error) {
   return o;
 }
 
+rules::EventMeta MetaOf(const storage::StoredEvent& e) {
+  rules::EventMeta meta;
+  meta.source = e.source;
+  meta.resource = e.resource;
+  meta.action = e.action;
+  meta.headers = e.headers;
+  return meta;
+}
+
 struct Completion {
   storage::DeliveryRecord record;
   sinks::Outcome outcome;
@@ -127,6 +136,14 @@ struct Dispatcher::Impl {
        metrics::Metrics& m, Clock& cl, DispatcherOptions o)
       : config(c), store(s), factory(std::move(f)), enricher(e), metrics(m), clock(cl),
         options(std::move(o)) {}
+
+  // The route of the current config named `name`, or null.
+  const config::RouteConfig* FindRoute(const std::string& name) const {
+    for (const auto& r : cfg->routes) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  }
 
   double Jitter() {
     if (options.jitter_source) return options.jitter_source();
@@ -269,10 +286,7 @@ struct Dispatcher::Impl {
     }
     auto shared_event = std::make_shared<const storage::StoredEvent>(std::move(*event.value()));
 
-    const config::RouteConfig* route = nullptr;
-    for (const auto& r : cfg->routes) {
-      if (r.name == d.route) route = &r;
-    }
+    const config::RouteConfig* route = FindRoute(d.route);
     if (d.deferred) {
       if (!route) return fail(sinks::Outcome::Kind::kPermanent, "route no longer configured");
       if (!enricher) {
@@ -287,7 +301,7 @@ struct Dispatcher::Impl {
                            });
       return;
     }
-    Deliver(st, std::move(d), std::move(shared_event), nullptr, started);
+    Deliver(st, std::move(d), std::move(shared_event), nullptr, /*doc_holds_event=*/false, started);
   }
 
   // An enrichment result arrives on another thread: continue on the dispatcher thread.
@@ -320,30 +334,27 @@ struct Dispatcher::Impl {
     cv.notify_one();
   }
 
+  // Renders the route's fields for this sink and starts the attempt. `doc_holds_event` says
+  // `doc` already holds this event's parse (enriched routes), so it is not parsed twice.
   void Deliver(SinkState& st, storage::DeliveryRecord d,
                std::shared_ptr<const storage::StoredEvent> event, const json::JsonDoc* issue,
-               std::chrono::steady_clock::time_point started) {
+               bool doc_holds_event, std::chrono::steady_clock::time_point started) {
     sinks::Delivery delivery;
     delivery.id = d.id;
     delivery.route = d.route;
     delivery.attempt = static_cast<int>(d.attempts) + 1;
     delivery.event = event;
-    if (doc.Parse(event->body).ok()) {
+    if (doc_holds_event || doc.Parse(event->body).ok()) {
       for (const auto& path : kTitlePaths) {
         if (auto t = doc.GetString(std::span<const std::string>(path)); t && !t->empty()) {
           delivery.default_title = std::string(*t);
           break;
         }
       }
-      rules::EventMeta meta;
-      meta.source = event->source;
-      meta.resource = event->resource;
-      meta.action = event->action;
-      meta.headers = event->headers;
-      rules::PayloadEventView view(doc, meta, issue);
-      for (const auto& r : cfg->routes) {
-        if (r.name != d.route) continue;
-        for (const auto& t : r.to) {
+      if (const config::RouteConfig* route = FindRoute(d.route)) {
+        const rules::EventMeta meta = MetaOf(*event);
+        rules::PayloadEventView view(doc, meta, issue);
+        for (const auto& t : route->to) {
           if (t.sink != st.name) continue;
           for (const auto& [field, tmpl] : t.fields) delivery.fields[field] = tmpl.Render(view);
         }
@@ -376,10 +387,7 @@ struct Dispatcher::Impl {
     }
     for (IssueReady& r : ready) {
       auto it = sinks.find(r.d.sink);
-      const config::RouteConfig* route = nullptr;
-      for (const auto& x : cfg->routes) {
-        if (x.name == r.d.route) route = &x;
-      }
+      const config::RouteConfig* route = FindRoute(r.d.route);
       if (it == sinks.end() || !route) {
         Record({std::move(r.d), PermanentOutcome("route or sink no longer configured"), false,
                 r.started});
@@ -390,11 +398,7 @@ struct Dispatcher::Impl {
                 r.started});
         continue;
       }
-      rules::EventMeta meta;
-      meta.source = r.event->source;
-      meta.resource = r.event->resource;
-      meta.action = r.event->action;
-      meta.headers = r.event->headers;
+      const rules::EventMeta meta = MetaOf(*r.event);
       rules::PayloadEventView view(doc, meta, &issue_doc);
       if (!routing::RouteMatchesAfterEnrichment(*route, view)) {
         Completion c{std::move(r.d), {}, true, r.started};
@@ -402,7 +406,8 @@ struct Dispatcher::Impl {
         continue;
       }
       metrics.RouteMatched(route->name);
-      Deliver(it->second, std::move(r.d), std::move(r.event), &issue_doc, r.started);
+      Deliver(it->second, std::move(r.d), std::move(r.event), &issue_doc,
+              /*doc_holds_event=*/true, r.started);
     }
   }
 

@@ -616,7 +616,7 @@ TEST_F(HttpClientTest, StatusCodesOfAnyValueAreReturnedAsResponses) {
   });
   auto client = NewClient();
   for (int status : {201, 204, 304, 400, 404, 429, 500, 503, 599}) {
-    Result<ClientResponse> r = Fetch(*client, Get(server.Url("/" + std::to_string(status))));
+    Result<ClientResponse> r = Fetch(*client, Get(server.Url(std::string("/").append(std::to_string(status)))));
     ASSERT_TRUE(r.ok()) << status << ": " << r.status().ToString();
     EXPECT_EQ(r->status, status);
     if (status != 204 && status != 304) {
