@@ -257,6 +257,7 @@ struct Op {
   Target target;
   BeastRequest request;
   size_t max_response_bytes;
+  bool discard_oversized_body = false;
   Clock::time_point deadline;
   std::chrono::milliseconds timeout;
   ClientCallback done;
@@ -352,14 +353,31 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
       ec = {};
       parser.put_eof(ec);
     }
+    auto& msg = parser.get();
+    const int status = static_cast<int>(msg.result_int());
+    auto response = [&msg, status] {
+      ClientResponse r;
+      r.status = status;
+      r.headers.reserve(16);
+      for (const auto& field : msg) {
+        r.headers.emplace_back(Lower(field.name_string()), std::string(field.value()));
+      }
+      return r;
+    };
+    if (ec == bhttp::error::body_limit && op.discard_oversized_body && parser.is_header_done() &&
+        status >= 200) {
+      // The caller wants the status only: keep it, drop the body read so far and the rest.
+      ClientResponse r = response();
+      r.body_truncated = true;
+      a.result = std::move(r);  // keep_alive stays false: the unread rest makes it unusable
+      co_return a;
+    }
     if (ec) {
       a.stale = reused && interim == 0 && ec != beast::error::timeout && !op.aborted &&
                 !parser.got_some() && conn.buffer.size() == 0;
       a.result = MapError(ec, "read from", op);
       co_return a;
     }
-    auto& msg = parser.get();
-    const int status = static_cast<int>(msg.result_int());
     if (status >= 100 && status < 200 && status != 101) {
       if (interim + 1 >= kMaxInterimResponses) {
         a.result = Internal("too many interim responses from " + op.target.origin);
@@ -367,12 +385,7 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
       }
       continue;
     }
-    ClientResponse r;
-    r.status = status;
-    r.headers.reserve(16);
-    for (const auto& field : msg) {
-      r.headers.emplace_back(Lower(field.name_string()), std::string(field.value()));
-    }
+    ClientResponse r = response();
     r.body = std::move(msg.body());
     a.keep_alive = status != 101 && msg.keep_alive() && !parser.need_eof() &&
                    op.request.keep_alive() && conn.buffer.size() == 0;
@@ -733,6 +746,7 @@ class ClientImpl final : public HttpClient {
         op = std::make_shared<Op>(worker->ioc(), std::move(*target), std::move(*beast_request),
                                   request.max_response_bytes, Clock::now() + request.timeout,
                                   request.timeout, std::move(done));
+        op->discard_oversized_body = request.discard_oversized_body;
       }
     }
     if (!op) {  // bad request: still answered on a client thread

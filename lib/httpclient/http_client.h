@@ -23,14 +23,21 @@ struct ClientRequest {
   std::string body;
   // Deadline for the whole exchange: connect, TLS handshake, write, and reading the response.
   std::chrono::milliseconds timeout{5000};
-  // Responses with a larger body fail with kResourceExhausted (the connection is dropped).
+  // Responses with a larger body fail with kResourceExhausted (the connection is dropped),
+  // unless discard_oversized_body is set.
   size_t max_response_bytes = 1 << 20;
+  // For callers that need only the status and headers (e.g. a webhook receiver answering 200
+  // with a huge page): a body over max_response_bytes is not an error; the response keeps its
+  // status and headers, its body is dropped (body_truncated) and the rest is never read (the
+  // connection is closed). Memory stays bounded by max_response_bytes either way.
+  bool discard_oversized_body = false;
 };
 
 struct ClientResponse {
   int status = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names
   std::string body;
+  bool body_truncated = false;  // body over max_response_bytes, dropped (discard_oversized_body)
   // First value of a header (lower-case name); empty if absent.
   std::string_view Header(std::string_view lower_name) const;
 };
@@ -39,7 +46,8 @@ struct ClientResponse {
 //   kInvalidArgument    bad URL or request;
 //   kDeadlineExceeded   the timeout passed (connect, TLS, write or read);
 //   kUnavailable        DNS failure, connection refused/reset, TLS failure, peer closed early;
-//   kResourceExhausted  response body over max_response_bytes;
+//   kResourceExhausted  response body over max_response_bytes (unless discard_oversized_body),
+//                       or response head over the client's header limit;
 //   kInternal           malformed response (protocol error).
 // Called exactly once, on a client thread; must not block.
 using ClientCallback = std::function<void(Result<ClientResponse>)>;

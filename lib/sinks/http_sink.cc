@@ -105,6 +105,8 @@ class HttpSink final : public Sink {
     request.url = config_.url;
     request.timeout = config_.timeout;
     request.max_response_bytes = kHttpSinkMaxResponseBytes;
+    // Only the status and Retry-After matter: a 2xx with a huge body is still a delivery.
+    request.discard_oversized_body = true;
     const auto templated = delivery.fields.find("body");
     const bool has_template = templated != delivery.fields.end();
     bool configured_content_type = false;

@@ -9,8 +9,9 @@
 // X-Switchyard-Source / -Resource / -Action / -Route. These are ours: a configured header with one
 // of these names (any case) is dropped. Configured Content-Length and Transfer-Encoding are
 // dropped too (framing belongs to the client).
-// Outcome: ClassifyHttpStatus / ClassifyTransportError; response bodies are not read beyond
-// 64 KiB (a larger one fails as a transport error and is retried).
+// Outcome: ClassifyHttpStatus / ClassifyTransportError. Response bodies are not read beyond
+// 64 KiB: a larger one is dropped unread and the status decides (a 2xx with a huge body is a
+// delivery).
 #pragma once
 
 #include <memory>

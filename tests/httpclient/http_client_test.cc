@@ -892,6 +892,37 @@ TEST_F(HttpClientTest, ResponseOverMaxResponseBytesIsResourceExhausted) {
   EXPECT_EQ(r->body.size(), 2u << 20);
 }
 
+TEST_F(HttpClientTest, DiscardOversizedBodyKeepsTheStatusAndDropsTheBody) {
+  ScriptServer server([](const SeenRequest& req) {
+    Reply r = Reply::Ok(std::string(2 << 20, 'z'));
+    if (req.target.starts_with("/busy")) r.status = 503;
+    r.headers = {{"Retry-After", "7"}};
+    r.chunked = req.target.ends_with("/chunked");
+    r.chunk_size = 64 << 10;
+    return r;
+  });
+  auto client = NewClient();
+  for (std::string path : {"/length", "/chunked", "/busy", "/busy/chunked"}) {
+    ClientRequest req = Get(server.Url(path));
+    req.max_response_bytes = 64 << 10;
+    req.discard_oversized_body = true;
+    Result<ClientResponse> r = Fetch(*client, req);
+    ASSERT_TRUE(r.ok()) << path << ": " << r.status().ToString();
+    EXPECT_EQ(r->status, path.starts_with("/busy") ? 503 : 200) << path;
+    EXPECT_EQ(r->Header("retry-after"), "7") << path;
+    EXPECT_TRUE(r->body_truncated) << path;
+    EXPECT_LE(r->body.size(), 64u << 10) << path;
+  }
+  // A body within the bound is returned whole and not marked.
+  ClientRequest small = Get(server.Url("/length"));
+  small.max_response_bytes = 4 << 20;
+  small.discard_oversized_body = true;
+  Result<ClientResponse> r = Fetch(*client, small);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->body.size(), 2u << 20);
+  EXPECT_FALSE(r->body_truncated);
+}
+
 TEST_F(HttpClientTest, GarbageResponseIsInternalError) {
   ScriptServer server([](const SeenRequest&) {
     return Reply::Raw("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\nnot http at all\r\n\r\n");
