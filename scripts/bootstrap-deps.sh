@@ -9,6 +9,7 @@ PKGS=(
   libsimdjson-dev librocksdb-dev libssl-dev prometheus-cpp-dev libyaml-cpp-dev
   libre2-dev liblz4-dev libsystemd-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl python3
+  prometheus python3-yaml   # promtool and PyYAML for the checks in tests/deploy/
 )
 if [[ "${SWITCHYARD_BENCH_DEPS:-0}" == 1 ]]; then
   PKGS+=(nginx-light wrk)
