@@ -104,7 +104,9 @@ void DaemonProcess::Spawn() {
   pid_ = SpawnProcess({"run", "-c", config_path()}, env_, dir_ + "/daemon.out",
                       dir_ + "/daemon.log", true);
   port_ = admin_port_ = 0;
-  static const std::regex kListening(R"(listener=(public|admin) addr=[^ \n]*:(\d+))");
+  // The "listening" lines in either log format (SWITCHYARD_LOG_FORMAT=text or json).
+  static const std::regex kListening(
+      R"re((?:listener=|"listener":")(public|admin)"?[ ,](?:addr=|"addr":")[^ \n"]*:(\d+))re");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     std::string log = Log();
