@@ -278,6 +278,8 @@ class Loader {
   std::optional<Text> GetText(const Value& v, std::string_view expected);
   std::optional<std::string> GetString(const Value& v);
   std::optional<std::string> GetNonEmpty(const Value& v);
+  // GetNonEmpty keeping the raw text: for callers whose messages show the value (Shown()).
+  std::optional<Text> GetNonEmptyText(const Value& v);
   std::optional<bool> GetBool(const Value& v);
   std::optional<int64_t> GetInt(const Value& v, int64_t min, int64_t max);
   std::optional<double> GetNumber(const Value& v, double min, double max);
@@ -423,6 +425,12 @@ std::optional<std::string> Loader::GetString(const Value& v) {
 }
 
 std::optional<std::string> Loader::GetNonEmpty(const Value& v) {
+  std::optional<Text> text = GetNonEmptyText(v);
+  if (!text) return std::nullopt;
+  return std::move(text->value);
+}
+
+std::optional<Text> Loader::GetNonEmptyText(const Value& v) {
   std::optional<Text> text = GetText(v, "a non-empty string");
   if (!text) return std::nullopt;
   if (text->value.empty()) {
@@ -430,7 +438,7 @@ std::optional<std::string> Loader::GetNonEmpty(const Value& v) {
                                : "must not be empty");
     return std::nullopt;
   }
-  return std::move(text->value);
+  return text;
 }
 
 std::optional<bool> Loader::GetBool(const Value& v) {
@@ -736,11 +744,11 @@ void Loader::ParseSource(const Value& v, SourceConfig* out) {
     const Value& f = e.value;
     const std::string& k = e.key;
     if (k == "type") {
-      if (auto x = GetString(f)) {
-        if (*x != "sentry") {
-          Error(f, "unknown source type " + Quote(*x) + " (known: sentry)");
+      if (auto x = GetText(f, "a string")) {
+        if (x->value != "sentry") {
+          Error(f, "unknown source type " + x->Shown() + " (known: sentry)");
         } else {
-          out->type = *x;
+          out->type = x->value;
         }
       }
     } else if (k == "client_id") {
@@ -787,11 +795,11 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
   // The type decides which keys are known, so it is read first.
   std::optional<Value> type_value = Find(v, "type");
   if (type_value) {
-    if (std::optional<std::string> type = GetString(*type_value)) {
-      if (*type == "pushover" || *type == "http" || *type == "file") {
-        out->type = *type;
+    if (std::optional<Text> type = GetText(*type_value, "a string")) {
+      if (type->value == "pushover" || type->value == "http" || type->value == "file") {
+        out->type = type->value;
       } else {
-        Error(*type_value, "unknown sink type " + Quote(*type) + " (known: pushover, http, file)");
+        Error(*type_value, "unknown sink type " + type->Shown() + " (known: pushover, http, file)");
       }
     }
   } else if (v.node.IsMap() || v.node.IsNull()) {
@@ -860,11 +868,11 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
       auto x = GetUrl(f, false);
       if (x && http) http->url = *x;
     } else if (k == "method") {
-      if (auto x = GetString(f)) {
-        if (!Contains(kMethods, *x)) {
-          Error(f, "expected one of " + Join(kMethods) + ", got " + Quote(*x));
+      if (auto x = GetText(f, "a string")) {
+        if (!Contains(kMethods, x->value)) {
+          Error(f, "expected one of " + Join(kMethods) + ", got " + x->Shown());
         } else if (http) {
-          http->method = *x;
+          http->method = x->value;
         }
       }
     } else if (k == "headers") {
@@ -918,7 +926,8 @@ void Loader::ParseRoutes(const Value& v) {
     if (std::optional<Value> name = Find(item, "name"); name && !route.name.empty()) {
       auto [it, inserted] = name_lines.emplace(route.name, name->mark.line + 1);
       if (!inserted) {
-        Error(name->mark, item.path + ".name: duplicate route name " + Quote(route.name) +
+        // As written: the name may have been interpolated from a secret.
+        Error(name->mark, item.path + ".name: duplicate route name " + Quote(name->node.Scalar()) +
                               " (first at line " + std::to_string(it->second) + ")");
       }
     }
@@ -939,14 +948,14 @@ void Loader::ParseRoute(const Value& v, RouteConfig* out) {
     if (e.key == "source") source_value = &e.value;
     if (e.key != "enrich") continue;
     for (const Value& item : Items(e.value, "a list like [issue]")) {
-      std::optional<std::string> what = GetString(item);
+      std::optional<Text> what = GetText(item, "a string");
       if (!what) continue;
-      if (*what != "issue") {
-        Error(item, "unknown enrichment " + Quote(*what) + " (known: issue)");
+      if (what->value != "issue") {
+        Error(item, "unknown enrichment " + what->Shown() + " (known: issue)");
         continue;
       }
       enrich_issue = true;
-      if (out->enrich.empty()) out->enrich.push_back(*what);
+      if (out->enrich.empty()) out->enrich.push_back(what->value);
     }
   }
   bool has_name = false;
@@ -964,11 +973,11 @@ void Loader::ParseRoute(const Value& v, RouteConfig* out) {
         }
       }
     } else if (k == "source") {
-      if (auto x = GetNonEmpty(f)) {
-        if (!source_names_.contains(*x)) {
-          Error(f, "unknown source " + Quote(*x));
+      if (auto x = GetNonEmptyText(f)) {
+        if (!source_names_.contains(x->value)) {
+          Error(f, "unknown source " + x->Shown());
         } else {
-          out->source = *x;
+          out->source = x->value;
         }
       }
     } else if (k == "resource") {
@@ -1006,13 +1015,13 @@ void Loader::ParseRoute(const Value& v, RouteConfig* out) {
 
 void Loader::ParseTarget(const Value& v, bool enrich_issue, RouteTarget* out) {
   if (v.node.IsScalar()) {
-    std::optional<std::string> name = GetNonEmpty(v);
+    std::optional<Text> name = GetNonEmptyText(v);
     if (!name) return;
-    if (!sink_types_.contains(*name)) {
-      Error(v, "unknown sink " + Quote(*name));
+    if (!sink_types_.contains(name->value)) {
+      Error(v, "unknown sink " + name->Shown());
       return;
     }
-    out->sink = *name;
+    out->sink = name->value;
     return;
   }
   if (!v.node.IsMap()) {
@@ -1023,12 +1032,12 @@ void Loader::ParseTarget(const Value& v, bool enrich_issue, RouteTarget* out) {
   std::string type;  // "" when the sink is unknown: fields are then compiled but not checked
   bool sink_known = false;
   if (std::optional<Value> sink = Find(v, "sink")) {
-    if (std::optional<std::string> name = GetNonEmpty(*sink)) {
-      auto it = sink_types_.find(*name);
+    if (std::optional<Text> name = GetNonEmptyText(*sink)) {
+      auto it = sink_types_.find(name->value);
       if (it == sink_types_.end()) {
-        Error(*sink, "unknown sink " + Quote(*name));
+        Error(*sink, "unknown sink " + name->Shown());
       } else {
-        out->sink = *name;
+        out->sink = name->value;
         type = it->second;
         sink_known = true;
       }

@@ -601,6 +601,41 @@ TEST_F(ConfigLoaderTest, ErrorMessagesNeverContainInterpolatedSecrets) {
       << Dump(r);
 }
 
+// Found by fuzz/fuzz_config ("source: se${credential:token}issue" printed the credential in
+// "unknown source"): messages about names, types and methods show the text as written.
+TEST_F(ConfigLoaderTest, UnknownNamesAndTypesNeverShowInterpolatedSecrets) {
+  TempDir dir;
+  dir.Write("cred", "cred-secret-789");
+  ScopedEnv env("SWITCHYARD_TEST_SECRET", "env-secret-BAD-123");
+  ScopedEnv creds("CREDENTIALS_DIRECTORY", dir.path().c_str());
+  LoadResult r = Load(
+      "sources:\n"
+      "  s: {type: '${env:SWITCHYARD_TEST_SECRET}'}\n"
+      "  ok: {type: sentry}\n"
+      "sinks:\n"
+      "  a: {type: '${env:SWITCHYARD_TEST_SECRET}'}\n"
+      "  h: {type: http, url: 'http://127.0.0.1:1/', method: '${env:SWITCHYARD_TEST_SECRET}'}\n"
+      "  f: {type: file, path: ./x.jsonl}\n"
+      "routes:\n"
+      "  - name: '${env:SWITCHYARD_TEST_SECRET}'\n"
+      "    source: se${credential:cred}issue\n"
+      "    enrich: ['${env:SWITCHYARD_TEST_SECRET}']\n"
+      "    to: ['${env:SWITCHYARD_TEST_SECRET}', {sink: 'x${credential:cred}'}]\n"
+      "  - name: '${env:SWITCHYARD_TEST_SECRET}'\n"
+      "    to: [f]\n");
+  const std::string all = Dump(r);
+  EXPECT_EQ(all.find("secret-"), std::string::npos) << all;
+  for (const char* expected :
+       {"unknown source type \"${env:SWITCHYARD_TEST_SECRET}\"",
+        "unknown sink type \"${env:SWITCHYARD_TEST_SECRET}\"",
+        "got \"${env:SWITCHYARD_TEST_SECRET}\"", "unknown source \"se${credential:cred}issue\"",
+        "unknown enrichment \"${env:SWITCHYARD_TEST_SECRET}\"",
+        "unknown sink \"${env:SWITCHYARD_TEST_SECRET}\"", "unknown sink \"x${credential:cred}\"",
+        "duplicate route name \"${env:SWITCHYARD_TEST_SECRET}\""}) {
+    EXPECT_NE(all.find(expected), std::string::npos) << expected << "\n" << all;
+  }
+}
+
 TEST_F(ConfigLoaderTest, InterpolatesFilesAndCredentials) {
   TempDir dir;
   std::string file = dir.Write("token", "from-file\n");
