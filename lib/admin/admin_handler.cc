@@ -178,8 +178,23 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
   }
   if (path == "/admin/installations") {
     if (!get) return respond(MethodNotAllowed("GET"));
-    // TODO(switchyard): OAuth installations arrive with issue 4.
-    respond(http::Response::Json(200, "[]"));
+    boost::json::array rows;
+    if (hooks_.installations) {
+      for (const InstallationRow& r : hooks_.installations()) {
+        boost::json::object o;
+        o["source"] = r.source;
+        o["uuid"] = r.uuid;
+        o["org"] = r.org;
+        o["status"] = r.status;
+        if (r.expires_at_ms > 0) {
+          o["expires_at"] = FormatRfc3339Millis(r.expires_at_ms);
+        } else {
+          o["expires_at"] = nullptr;
+        }
+        rows.push_back(std::move(o));
+      }
+    }
+    respond(http::Response::Json(200, boost::json::serialize(rows)));
     return;
   }
   respond(http::Response::Error(404, "not found"));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -16,11 +17,22 @@
 
 namespace switchyard::admin {
 
+// One row of GET /admin/installations (never a token).
+struct InstallationRow {
+  std::string source;
+  std::string uuid;
+  std::string org;
+  std::string status;
+  int64_t expires_at_ms = 0;  // 0 = none (internal integration) or unknown
+};
+
 struct AdminHooks {
   // Reloads the config; returns the errors (empty on success). Called on the pool.
   std::function<std::vector<std::string>()> reload;
   // Dead letters were replayed: deliver them now.
   std::function<void()> replayed;
+  // The installations held (may be empty: then the list is empty). Must not block.
+  std::function<std::vector<InstallationRow>()> installations;
 };
 
 class AdminHandler : public http::Handler {

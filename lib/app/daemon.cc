@@ -21,6 +21,9 @@
 #include "httpclient/http_client.h"
 #include "http/server.h"
 #include "ingest/hook_handler.h"
+#include "sentry/installations.h"
+#include "sentry/issue_enricher.h"
+#include "sentry/token_store.h"
 #include "metrics/metrics.h"
 #include "sinks/sink.h"
 #include "storage/event_store.h"
@@ -134,16 +137,35 @@ int RunDaemon(const std::string& config_path) {
   std::atomic<bool> stopping{false};
   std::atomic<bool> ready{false};
 
-  // Outbound: one HTTP client for every sink (and, later, the Sentry API).
+  // Installations' tokens are sealed under storage.path/token.key (created 0600 when missing).
+  auto token_key = sentry::LoadOrCreateTokenKey(cfg->storage.path);
+  if (!token_key.ok()) {
+    log::Error("cannot use the token key", {{"error", token_key.status().message()}});
+    (*store)->Close();
+    return 2;
+  }
+  std::unique_ptr<sentry::TokenStore> tokens =
+      sentry::NewEncryptedTokenStore((*store)->Installations(), std::move(token_key).value());
+
+  // Outbound: one HTTP client for every sink and the Sentry API.
   httpclient::HttpClientOptions client_options;
   client_options.threads = 1;
   std::unique_ptr<httpclient::HttpClient> client = httpclient::NewHttpClient(client_options);
+  sentry::InstallationManager installations(holder, *tokens, *client, metrics, clock);
+  if (Status s = installations.Start(store->get()); !s.ok()) {
+    log::Error("cannot load installations", {{"error", s.message()}});
+    client->Shutdown();
+    (*store)->Close();
+    return 2;
+  }
+  sentry::IssueEnricher enricher(installations, metrics, clock);
   delivery::Dispatcher dispatcher(
       holder, **store,
-      [&client](const config::SinkConfig& c) { return sinks::NewSink(c, *client); },
-      /*enricher=*/nullptr, metrics, clock);
+      [&client](const config::SinkConfig& c) { return sinks::NewSink(c, *client); }, &enricher,
+      metrics, clock);
   if (Status s = dispatcher.Start(); !s.ok()) {
     log::Error("cannot start delivery", {{"error", s.message()}});
+    installations.Stop();
     client->Shutdown();
     (*store)->Close();
     return 2;
@@ -180,10 +202,22 @@ int RunDaemon(const std::string& config_path) {
   };
 
   BlockingPool admin_pool(1);
-  ingest::HookHandler hooks(holder, **store, metrics, clock, stopping,
-                            [&dispatcher] { dispatcher.Wake(); });
+  ingest::HookHandler hooks(
+      holder, **store, metrics, clock, stopping, [&dispatcher] { dispatcher.Wake(); },
+      &installations);
+  auto list_installations = [&installations, &holder] {
+    std::vector<admin::InstallationRow> rows;
+    for (const auto& s : holder.Get()->sources) {
+      if (!s.token.empty()) rows.push_back({s.name, "", s.org, "internal", 0});
+    }
+    for (sentry::InstallationView& v : installations.List()) {
+      rows.push_back({std::move(v.source), std::move(v.uuid), std::move(v.org),
+                      std::move(v.status), v.expires_at_ms});
+    }
+    return rows;
+  };
   admin::AdminHandler admin(holder, metrics, ready, **store, admin_pool,
-                            {reload, [&dispatcher] { dispatcher.Wake(); }});
+                            {reload, [&dispatcher] { dispatcher.Wake(); }, list_installations});
 
   const int threads = cfg->server.threads > 0
                           ? cfg->server.threads
@@ -196,6 +230,9 @@ int RunDaemon(const std::string& config_path) {
     auto port = server.AddListener(opts, handler);
     if (!port.ok()) {
       log::Error("cannot start listener", {{"error", port.status().message()}});
+      dispatcher.Stop(std::chrono::milliseconds(1000));
+      installations.Stop();
+      client->Shutdown();
       (*store)->Close();
       return 2;
     }
@@ -240,6 +277,7 @@ int RunDaemon(const std::string& config_path) {
   server.Shutdown(budget);
   // Attempts still running after the budget stay pending and are retried after a restart.
   dispatcher.Stop(budget / 2);
+  installations.Stop();
   client->Shutdown();
   (*store)->Close();
   log::Info("stopped");

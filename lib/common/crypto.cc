@@ -86,4 +86,76 @@ bool VerifyHmacSha256Hex(std::string_view key, std::string_view data,
 
 bool RandomBytes(uint8_t* out, size_t n) { return RAND_bytes(out, static_cast<int>(n)) == 1; }
 
+namespace {
+constexpr size_t kAeadKeyBytes = 32;
+constexpr size_t kNonceBytes = 12;
+constexpr size_t kTagBytes = 16;
+
+struct CipherCtx {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  ~CipherCtx() { EVP_CIPHER_CTX_free(ctx); }
+};
+
+const unsigned char* U(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+}  // namespace
+
+bool AeadSeal(std::string_view key, std::string_view plaintext, std::string_view aad,
+              std::string* out) {
+  if (key.size() != kAeadKeyBytes || plaintext.size() > (1u << 30)) return false;
+  CipherCtx c;
+  if (c.ctx == nullptr) return false;
+  std::string result(kNonceBytes + plaintext.size() + kTagBytes, '\0');
+  auto* bytes = reinterpret_cast<unsigned char*>(result.data());
+  if (!RandomBytes(bytes, kNonceBytes)) return false;
+  int len = 0;
+  if (EVP_EncryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, U(key), bytes) != 1) return false;
+  if (!aad.empty() &&
+      EVP_EncryptUpdate(c.ctx, nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
+    return false;
+  }
+  if (EVP_EncryptUpdate(c.ctx, bytes + kNonceBytes, &len, U(plaintext),
+                        static_cast<int>(plaintext.size())) != 1) {
+    return false;
+  }
+  int tail = 0;
+  if (EVP_EncryptFinal_ex(c.ctx, bytes + kNonceBytes + len, &tail) != 1) return false;
+  if (EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes,
+                          bytes + kNonceBytes + plaintext.size()) != 1) {
+    return false;
+  }
+  *out = std::move(result);
+  return true;
+}
+
+bool AeadOpen(std::string_view key, std::string_view sealed, std::string_view aad,
+              std::string* out) {
+  if (key.size() != kAeadKeyBytes || sealed.size() < kNonceBytes + kTagBytes) return false;
+  CipherCtx c;
+  if (c.ctx == nullptr) return false;
+  const size_t n = sealed.size() - kNonceBytes - kTagBytes;
+  std::string plain(n, '\0');
+  int len = 0;
+  if (EVP_DecryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, U(key), U(sealed)) != 1) return false;
+  if (!aad.empty() &&
+      EVP_DecryptUpdate(c.ctx, nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1) {
+    return false;
+  }
+  if (EVP_DecryptUpdate(c.ctx, reinterpret_cast<unsigned char*>(plain.data()), &len,
+                        U(sealed) + kNonceBytes, static_cast<int>(n)) != 1) {
+    return false;
+  }
+  std::string tag(sealed.substr(kNonceBytes + n));
+  if (EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) != 1) return false;
+  int tail = 0;
+  if (EVP_DecryptFinal_ex(c.ctx, reinterpret_cast<unsigned char*>(plain.data()) + len, &tail) !=
+      1) {
+    OPENSSL_cleanse(plain.data(), plain.size());
+    return false;
+  }
+  *out = std::move(plain);
+  return true;
+}
+
 }  // namespace switchyard::crypto

@@ -30,4 +30,14 @@ bool VerifyHmacSha256Hex(std::string_view key, std::string_view data,
 // Fills `out` with cryptographically secure random bytes. Returns false on failure.
 bool RandomBytes(uint8_t* out, size_t n);
 
+// AES-256-GCM authenticated encryption. `key` must be 32 bytes. Seal returns
+// nonce(12) || ciphertext || tag(16) with a fresh random nonce; `aad` is authenticated but not
+// stored (pass the same value to Open, e.g. the record's key, to bind a value to its key).
+// Returns false on a bad key size or an OpenSSL failure.
+[[nodiscard]] bool AeadSeal(std::string_view key, std::string_view plaintext, std::string_view aad,
+                            std::string* out);
+// Reverses AeadSeal. False if the key, aad or any byte differs (tampering) or on failure.
+[[nodiscard]] bool AeadOpen(std::string_view key, std::string_view sealed, std::string_view aad,
+                            std::string* out);
+
 }  // namespace switchyard::crypto

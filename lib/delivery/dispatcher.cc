@@ -295,9 +295,11 @@ struct Dispatcher::Impl {
       }
       std::string route_name = d.route;
       enricher->FetchIssue(*shared_event, route_name,
-                           [this, d, shared_event, started](Result<std::string> issue) mutable {
+                           [this, d, shared_event, started](
+                               Result<std::string> issue,
+                               std::optional<std::chrono::milliseconds> retry_after) mutable {
                              PostIssue(std::move(d), std::move(shared_event), std::move(issue),
-                                       started);
+                                       retry_after, started);
                            });
       return;
     }
@@ -317,7 +319,8 @@ struct Dispatcher::Impl {
   BlockingPool blocking{1};
 
   void PostIssue(storage::DeliveryRecord d, std::shared_ptr<const storage::StoredEvent> e,
-                 Result<std::string> issue, std::chrono::steady_clock::time_point started) {
+                 Result<std::string> issue, std::optional<std::chrono::milliseconds> retry_after,
+                 std::chrono::steady_clock::time_point started) {
     // Decide and deliver on a worker (parsing the issue may take a moment; nothing here touches
     // dispatcher-thread state except through the completion queue).
     sinks::Outcome outcome;
@@ -325,6 +328,7 @@ struct Dispatcher::Impl {
       outcome.kind = issue.status().retryable() ? sinks::Outcome::Kind::kRetry
                                                 : sinks::Outcome::Kind::kPermanent;
       outcome.error = "enrichment failed: " + issue.status().message();
+      outcome.retry_after = retry_after;
       Complete({std::move(d), std::move(outcome), false, started});
       return;
     }

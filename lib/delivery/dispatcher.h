@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
@@ -25,12 +26,15 @@
 namespace switchyard::delivery {
 
 // Fetches the Sentry issue for an event (enrich: [issue]); the JSON text of the issue, or an
-// error (retryable errors are retried like failed deliveries).
+// error (retryable errors are retried like failed deliveries, not sooner than `retry_after` when
+// the API said so). `done` runs exactly once, on any thread, and must not block.
 class Enricher {
  public:
+  using IssueCallback = std::function<void(
+      Result<std::string> issue, std::optional<std::chrono::milliseconds> retry_after)>;
   virtual ~Enricher() = default;
   virtual void FetchIssue(const storage::StoredEvent& event, const std::string& route,
-                          std::function<void(Result<std::string>)> done) = 0;
+                          IssueCallback done) = 0;
 };
 
 struct DispatcherOptions {

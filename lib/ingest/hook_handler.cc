@@ -40,6 +40,38 @@ bool LooksLikeObject(std::string_view body) {
   return false;
 }
 
+std::string HtmlEscape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// A small, self-contained page for the browser that followed Sentry's Redirect URL.
+http::Response SetupPage(int status, std::string_view title, std::string_view detail) {
+  std::string body = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>";
+  body.append(HtmlEscape(title));
+  body.append("</title></head>\n<body><h1>");
+  body.append(HtmlEscape(title));
+  body.append("</h1>\n<p>");
+  body.append(HtmlEscape(detail));
+  body.append("</p>\n<p>You can close this page and try installing the integration again from "
+              "Sentry; if it keeps failing, the switchyard operator will find the details in its "
+              "log.</p></body></html>\n");
+  http::Response r = http::Response::Text(status, std::move(body), "text/html; charset=utf-8");
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
 http::Response Unavailable503(std::string_view message) {
   http::Response r = http::Response::Error(503, message);
   r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
@@ -50,9 +82,10 @@ http::Response Unavailable503(std::string_view message) {
 
 HookHandler::HookHandler(const config::ConfigHolder& config, storage::EventStore& store,
                          metrics::Metrics& metrics, Clock& clock,
-                         const std::atomic<bool>& stopping, std::function<void()> on_deliveries)
+                         const std::atomic<bool>& stopping, std::function<void()> on_deliveries,
+                         Installer* installer)
     : config_(config), store_(store), metrics_(metrics), clock_(clock), stopping_(stopping),
-      on_deliveries_(std::move(on_deliveries)) {}
+      on_deliveries_(std::move(on_deliveries)), installer_(installer) {}
 
 void HookHandler::Handle(http::Request request, http::Respond respond) {
   std::string_view path = request.Path();
@@ -62,22 +95,68 @@ void HookHandler::Handle(http::Request request, http::Respond respond) {
     return;
   }
   if (path.starts_with(kSetupPrefix)) {
-    auto cfg = config_.Get();
-    if (!cfg->FindSource(path.substr(sizeof(kSetupPrefix) - 1))) {
-      respond(http::Response::Error(404, "unknown source"));
-      return;
-    }
-    if (request.method != "GET") {
-      http::Response r = http::Response::Error(405, "method not allowed");
-      r.headers.emplace_back("Allow", "GET");
-      respond(std::move(r));
-      return;
-    }
-    // TODO(switchyard): the OAuth grant exchange lands with the integration lifecycle (issue 4).
-    respond(http::Response::Error(501, "OAuth setup is not implemented yet"));
+    HandleSetup(path.substr(sizeof(kSetupPrefix) - 1), std::move(request), std::move(respond));
     return;
   }
   respond(http::Response::Error(404, "not found"));
+}
+
+void HookHandler::HandleSetup(std::string_view source_name, http::Request request,
+                              http::Respond respond) {
+  auto cfg = config_.Get();
+  const config::SourceConfig* source = cfg->FindSource(source_name);
+  if (!source) {
+    respond(http::Response::Error(404, "unknown source"));
+    return;
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    http::Response r = http::Response::Error(405, "method not allowed");
+    r.headers.emplace_back("Allow", "GET");
+    respond(std::move(r));
+    return;
+  }
+  if (!source->token.empty()) {
+    respond(SetupPage(400, "Nothing to install",
+                      "This source is an internal integration with a static token; it has no "
+                      "OAuth installation step."));
+    return;
+  }
+  std::string code = request.QueryParam("code");
+  std::string uuid = request.QueryParam("installationId");
+  std::string org = request.QueryParam("orgSlug");
+  if (code.empty() || uuid.empty()) {
+    respond(SetupPage(400, "Installation link incomplete",
+                      "The link Sentry sent you here with lacks its code or installationId "
+                      "parameter."));
+    return;
+  }
+  if (stopping_ || !installer_) {
+    http::Response r = SetupPage(503, "Temporarily unavailable",
+                                 "switchyard is restarting; reload this page in a few seconds.");
+    r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+    respond(std::move(r));
+    return;
+  }
+  std::string after = source->after_install_url;
+  std::string name = source->name;
+  installer_->Setup(name, uuid, code, org,
+                    [respond = std::move(respond), after, name, uuid](Status s) {
+                      if (s.ok()) {
+                        log::Info("installation set up via redirect",
+                                  {{"source", name}, {"installation", uuid}});
+                        http::Response r =
+                            http::Response::Text(302, "", "text/plain; charset=utf-8");
+                        r.headers.emplace_back("Location", after);
+                        r.headers.emplace_back("Cache-Control", "no-store");
+                        return respond(std::move(r));
+                      }
+                      if (s.code() == StatusCode::kInvalidArgument) {
+                        return respond(SetupPage(400, "Installation link invalid", s.message()));
+                      }
+                      log::Warn("installation via redirect failed",
+                                {{"source", name}, {"installation", uuid}, {"error", s.message()}});
+                      respond(SetupPage(502, "Sentry refused the installation", s.message()));
+                    });
 }
 
 void HookHandler::HandleHook(std::string_view source_name, http::Request request,
@@ -183,6 +262,19 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
   if (auto uuid = doc.GetString({"installation", "uuid"})) {
     event.installation_uuid = std::string(*uuid);
   }
+  std::optional<InstallationEvent> installation;
+  if (event.resource == "installation" &&
+      (event.action == "created" || event.action == "deleted")) {
+    installation.emplace();
+    installation->source = std::string(name);
+    installation->action = event.action;
+    if (auto v = doc.GetString({"data", "installation", "uuid"})) installation->uuid = *v;
+    if (installation->uuid.empty()) installation->uuid = event.installation_uuid;
+    if (auto v = doc.GetString({"data", "installation", "code"})) installation->code = *v;
+    if (auto v = doc.GetString({"data", "installation", "organization", "slug"})) {
+      installation->org = *v;
+    }
+  }
   event.received_at_ms = clock_.NowMillis();
   for (std::string_view h : kKeptHeaders) {
     std::string_view v = request.Header(h);
@@ -193,9 +285,10 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
   // 4. Durable, then answer.
   auto started = request.started;
   std::string request_id(request.Header("request-id").substr(0, 64));
-  store_.Append(std::move(event), std::move(deliveries), [this, name, resource = std::string(resource), request_id,
-                                   started, respond = std::move(respond)](
-                                      Result<storage::AppendResult> result) {
+  store_.Append(std::move(event), std::move(deliveries),
+                [this, name, resource = std::string(resource), request_id, started,
+                 installation = std::move(installation), respond = std::move(respond)](
+                    Result<storage::AppendResult> result) mutable {
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     metrics_.ObserveIngestSeconds(seconds);
@@ -210,6 +303,7 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
     }
     const storage::AppendResult& r = result.value();
     if (r.deliveries > 0 && on_deliveries_) on_deliveries_();
+
     metrics_.WebhookReceived(name, resource, r.duplicate ? "duplicate" : "accepted");
     log::Info(r.duplicate ? "webhook duplicate" : "webhook accepted",
               {{"source", name},
@@ -221,6 +315,9 @@ void HookHandler::HandleHook(std::string_view source_name, http::Request request
       respond(http::Response::Json(200, "{\"id\":\"" + r.id + "\",\"duplicate\":true}"));
     } else {
       respond(http::Response::Json(202, "{\"id\":\"" + r.id + "\"}"));
+      // An installation webhook's side effects (grant exchange, uninstall) happen after the
+      // answer, never inside it; a crash in between is covered by the installer's start-up scan.
+      if (installation && installer_) installer_->OnInstallationEvent(std::move(*installation));
     }
   });
 }

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "config/config_holder.h"
 #include "http/message.h"
+#include "ingest/installer.h"
 #include "metrics/metrics.h"
 #include "storage/event_store.h"
 
@@ -22,14 +23,17 @@ class HookHandler : public http::Handler {
  public:
   // All references must outlive the handler. `stopping` turns new webhooks into 503.
   // `on_deliveries` runs (on the store's writer thread) after an event with deliveries is stored.
+  // `installer` (may be null: then /setup answers 503) handles /setup and is told about stored
+  // installation webhooks after their 202.
   HookHandler(const config::ConfigHolder& config, storage::EventStore& store,
               metrics::Metrics& metrics, Clock& clock, const std::atomic<bool>& stopping,
-              std::function<void()> on_deliveries = {});
+              std::function<void()> on_deliveries = {}, Installer* installer = nullptr);
 
   void Handle(http::Request request, http::Respond respond) override;
 
  private:
   void HandleHook(std::string_view source_name, http::Request request, http::Respond respond);
+  void HandleSetup(std::string_view source_name, http::Request request, http::Respond respond);
 
   const config::ConfigHolder& config_;
   storage::EventStore& store_;
@@ -37,6 +41,7 @@ class HookHandler : public http::Handler {
   Clock& clock_;
   const std::atomic<bool>& stopping_;
   std::function<void()> on_deliveries_;
+  Installer* installer_;
 };
 
 }  // namespace switchyard::ingest

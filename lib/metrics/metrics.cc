@@ -153,6 +153,30 @@ struct Metrics::Impl {
   SeriesCache<prometheus::Gauge> limit_cache{pushover_limit};
   SeriesCache<prometheus::Gauge> reset_cache{pushover_reset};
   SeriesCache<prometheus::Counter> reload_cache{reloads};
+  prometheus::Family<prometheus::Counter>& refreshes =
+      prometheus::BuildCounter()
+          .Name("switchyard_token_refreshes_total")
+          .Help("OAuth token refreshes by source and outcome (success, failure, rejected).")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& installations =
+      prometheus::BuildGauge()
+          .Name("switchyard_installations")
+          .Help("Sentry app installations held, by source and status.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& api_calls =
+      prometheus::BuildCounter()
+          .Name("switchyard_sentry_api_requests_total")
+          .Help("Requests to the Sentry API by source, kind and status class.")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& enrich_cache =
+      prometheus::BuildCounter()
+          .Name("switchyard_enrich_cache_lookups_total")
+          .Help("Issue lookups for enrichment by result (hit, miss).")
+          .Register(*registry);
+  SeriesCache<prometheus::Counter> refresh_cache{refreshes};
+  SeriesCache<prometheus::Gauge> installations_cache{installations};
+  SeriesCache<prometheus::Counter> api_cache{api_calls};
+  SeriesCache<prometheus::Counter> enrich_cache_series{enrich_cache};
   std::mutex histo_mu;
   std::map<std::string, prometheus::Histogram*, std::less<>> delivery_histograms;  // GUARDED_BY
 };
@@ -167,6 +191,12 @@ Metrics::~Metrics() = default;
 
 void Metrics::DeclareSources(const std::vector<std::string>& sources) {
   for (const auto& s : sources) {
+    for (auto outcome : {"success", "failure", "rejected"}) {
+      impl_->refresh_cache.Get({{"source", s}, {"outcome", outcome}});
+    }
+    for (auto status : {"installed", "pending", "needs_reinstall"}) {
+      impl_->installations_cache.Get({{"source", s}, {"status", status}});
+    }
     for (auto outcome : {"accepted", "duplicate", "rejected"}) {
       impl_->received_cache.Get({{"source", s}, {"resource", "issue"}, {"outcome", outcome}});
     }
@@ -238,6 +268,29 @@ void Metrics::SetPushoverQuota(std::string_view sink, double remaining, double l
 
 void Metrics::ConfigReload(std::string_view outcome) {
   impl_->reload_cache.Get({{"outcome", std::string(outcome)}}).Increment();
+}
+
+void Metrics::TokenRefresh(std::string_view source, std::string_view outcome) {
+  impl_->refresh_cache.Get({{"source", std::string(source)}, {"outcome", std::string(outcome)}})
+      .Increment();
+}
+
+void Metrics::SetInstallations(std::string_view source, std::string_view status, double count) {
+  impl_->installations_cache
+      .Get({{"source", std::string(source)}, {"status", std::string(status)}})
+      .Set(count);
+}
+
+void Metrics::SentryApiCall(std::string_view source, std::string_view what,
+                            std::string_view code) {
+  impl_->api_cache
+      .Get({{"source", std::string(source)}, {"what", std::string(what)},
+            {"code", std::string(code)}})
+      .Increment();
+}
+
+void Metrics::EnrichCache(std::string_view result) {
+  impl_->enrich_cache_series.Get({{"result", std::string(result)}}).Increment();
 }
 
 std::string_view Metrics::ResourceLabel(std::string_view resource) {

@@ -41,6 +41,16 @@ class Metrics {
   // outcome: "success" | "failure".
   void ConfigReload(std::string_view outcome);
 
+  // outcome: "success" | "failure" (network, 5xx: retried) | "rejected" (401: re-install needed).
+  void TokenRefresh(std::string_view source, std::string_view outcome);
+  // Installations held, by source and status ("installed" | "pending" | "needs_reinstall").
+  void SetInstallations(std::string_view source, std::string_view status, double count);
+  // Sentry API calls by source, what (exchange, refresh, verify, issue) and HTTP status class
+  // ("2xx", "4xx", "5xx", "error" for no response).
+  void SentryApiCall(std::string_view source, std::string_view what, std::string_view code);
+  // Issue lookups for enrichment: "hit" (cache or joined an in-flight fetch) | "miss".
+  void EnrichCache(std::string_view result);
+
   // Renders every series in Prometheus text format 0.0.4.
   std::string Serialize() const;
 

@@ -9,6 +9,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -66,8 +69,30 @@ class EventStore {
   virtual void Close() = 0;
 };
 
+// A small durable table of opaque values (the installations' encrypted token records). Put and
+// Delete are fsync'd before they return, whatever `storage.sync` says: a token pair Sentry has
+// just issued must survive a crash once it is used. Blocking; never call from I/O threads.
+class KvTable {
+ public:
+  virtual ~KvTable() = default;
+  virtual Status Put(std::string_view key, std::string_view value) = 0;
+  virtual Status Delete(std::string_view key) = 0;
+  virtual Result<std::optional<std::string>> Get(std::string_view key) = 0;
+  // Every entry whose key starts with `prefix`, in key order.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> Scan(
+      std::string_view prefix) = 0;
+};
+
 // The RocksDB store: events and the delivery queue share one database (and one atomic batch).
-class Store : public EventStore, public DeliveryQueue {};
+class Store : public EventStore, public DeliveryQueue {
+ public:
+  // The installations table (same database, its own column family).
+  virtual KvTable& Installations() = 0;
+  // Calls `fn` for each stored event received at or after `from_ms`, oldest first, until it
+  // returns false. Blocking; for start-up recovery, not for the hot path.
+  virtual Status ScanEventsSince(int64_t from_ms,
+                                 const std::function<bool(const StoredEvent&)>& fn) = 0;
+};
 
 // Opens (creating if needed) the RocksDB store at options.path. Refuses a corrupted store with
 // kCorruption and a message naming the problem; never resets data.

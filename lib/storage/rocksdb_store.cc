@@ -6,6 +6,7 @@
 //   deliveries: <ULID delivery id>               -> EncodeDelivery(record)
 //   schedule:   <sink> 0x00 be64(due_ms) <id>    -> "" (pending deliveries, due order per sink)
 //   dead:       <ULID delivery id>               -> "" (index of dead letters)
+//   installations: <source> 0x00 <uuid>          -> sealed token record (lib/sentry; opaque here)
 // An event, its dedupe entry and its deliveries are written in one WriteBatch, so either all
 // exist or none. Expired dedupe entries are ignored on lookup and dropped by a compaction filter.
 // Schedule scans start at a per-sink in-memory watermark (no live key of the sink is below it),
@@ -33,6 +34,7 @@
 #include <thread>
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "common/crypto.h"
@@ -67,6 +69,47 @@ class DedupeExpiryFilter final : public rocksdb::CompactionFilter {
   std::chrono::milliseconds window_;
 };
 
+// One column family as a KvTable; every write is synced.
+class RocksKvTable final : public KvTable {
+ public:
+  RocksKvTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
+  Status Put(std::string_view key, std::string_view value) override {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::Status s = db_->Put(wo, cf_, rocksdb::Slice(key.data(), key.size()),
+                                 rocksdb::Slice(value.data(), value.size()));
+    return s.ok() ? Status::Ok() : Unavailable("storage write failed: " + s.ToString());
+  }
+  Status Delete(std::string_view key) override {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::Status s = db_->Delete(wo, cf_, rocksdb::Slice(key.data(), key.size()));
+    return s.ok() ? Status::Ok() : Unavailable("storage write failed: " + s.ToString());
+  }
+  Result<std::optional<std::string>> Get(std::string_view key) override {
+    std::string value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), cf_, rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return Unavailable("storage read failed: " + s.ToString());
+    return std::optional<std::string>(std::move(value));
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> Scan(std::string_view prefix) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
+    for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+      if (!it->key().starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) break;
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+    if (!it->status().ok()) return Unavailable("storage read failed: " + it->status().ToString());
+    return out;
+  }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* cf_;
+};
+
 struct PendingAppend {
   StoredEvent event;
   std::vector<NewDelivery> deliveries;
@@ -97,7 +140,8 @@ class RocksDbStore final : public Store {
                                                {kDedupeCf, dedupe_opts},
                                                {kDeliveriesCf, queue_opts},
                                                {kScheduleCf, queue_opts},
-                                               {kDeadCf, queue_opts}});
+                                               {kDeadCf, queue_opts},
+                                               {kInstallationsCf, BaseColumnFamilyOptions()}});
     if (!result.ok()) return result.status();
     db_ = std::move(result.value());
     events_cf_ = db_->Handle(kEventsCf);
@@ -105,6 +149,7 @@ class RocksDbStore final : public Store {
     deliveries_cf_ = db_->Handle(kDeliveriesCf);
     schedule_cf_ = db_->Handle(kScheduleCf);
     dead_cf_ = db_->Handle(kDeadCf);
+    installations_.emplace(db_->db(), db_->Handle(kInstallationsCf));
     if (Status s = LoadCounts(); !s.ok()) return s;
     writer_ = std::thread([this] { WriterLoop(); });
     return Status::Ok();
@@ -133,6 +178,21 @@ class RocksDbStore final : public Store {
     auto decoded = DecodeEvent(value);
     if (!decoded.ok()) return decoded.status();
     return std::optional<StoredEvent>(std::move(decoded).value());
+  }
+
+  KvTable& Installations() override { return *installations_; }
+
+  Status ScanEventsSince(int64_t from_ms,
+                         const std::function<bool(const StoredEvent&)>& fn) override {
+    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), events_cf_));
+    for (it->Seek(UlidLowerBound(from_ms)); it->Valid(); it->Next()) {
+      auto decoded = DecodeEvent(std::string_view(it->value().data(), it->value().size()));
+      if (!decoded.ok()) return decoded.status();
+      decoded.value().id = it->key().ToString();
+      if (!fn(decoded.value())) break;
+    }
+    if (!it->status().ok()) return Unavailable("scanning events: " + it->status().ToString());
+    return Status::Ok();
   }
 
   Status Health() const override {
@@ -562,6 +622,7 @@ class RocksDbStore final : public Store {
   rocksdb::ColumnFamilyHandle* deliveries_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* schedule_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* dead_cf_ = nullptr;
+  std::optional<RocksKvTable> installations_;
 
   mutable std::mutex counts_mu_;
   QueueCounts counts_;                                // GUARDED_BY(counts_mu_)

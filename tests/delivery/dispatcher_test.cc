@@ -224,12 +224,12 @@ class FakeEnricher : public Enricher {
   explicit FakeEnricher(Result<std::string> answer) : answer_(std::move(answer)) {}
   ~FakeEnricher() override { Join(); }
   void FetchIssue(const storage::StoredEvent& event, const std::string& route,
-                  std::function<void(Result<std::string>)> done) override {
+                  IssueCallback done) override {
     std::lock_guard lock(mu_);
     ++calls_;
     last_event_id_ = event.id;
     last_route_ = route;
-    threads_.emplace_back([answer = answer_, done = std::move(done)]() mutable { done(answer); });
+    threads_.emplace_back([answer = answer_, done = std::move(done)]() mutable { done(answer, std::nullopt); });
   }
   void Join() {
     std::vector<std::thread> threads;

@@ -1,0 +1,810 @@
+#include "sentry/installations.h"
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "common/blocking_pool.h"
+#include "common/log.h"
+#include "common/time_format.h"
+#include "json/json_doc.h"
+#include "sentry/sentry_api.h"
+
+namespace switchyard::sentry {
+namespace {
+
+constexpr int64_t kGrantLifetimeMs = 10 * 60 * 1000;  // sentry-protocol.md §3
+
+std::string Key(std::string_view source, std::string_view uuid) {
+  std::string k(source);
+  k.push_back('\0');
+  k.append(uuid);
+  return k;
+}
+
+uint64_t Fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// A refusal that retrying the same request cannot fix (Sentry answered 4xx).
+bool Definitive(const Status& s) {
+  return s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kInvalidArgument ||
+         s.code() == StatusCode::kNotFound;
+}
+
+std::string ReplaceOrg(std::string path, const std::string& org) {
+  const std::string token = "{org}";
+  for (size_t pos = path.find(token); pos != std::string::npos; pos = path.find(token)) {
+    path.replace(pos, token.size(), org);
+  }
+  return path;
+}
+
+}  // namespace
+
+struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
+  Impl(const config::ConfigHolder& c, TokenStore& t, httpclient::HttpClient& client,
+       metrics::Metrics& m, Clock& cl, ManagerOptions o)
+      : config(c), tokens(t), metrics(m), clock(cl), options(o), api(client, m, o.api_timeout) {}
+
+  struct Entry {
+    Installation rec;
+    bool busy = false;  // a refresh or verify is in flight
+    std::vector<std::function<void(Status)>> refresh_waiters;
+    uint32_t failures = 0;  // consecutive failed refreshes/verifies (backoff)
+    int64_t due_ms = -1;    // scheduled refresher action; -1 = none
+  };
+
+  const config::ConfigHolder& config;
+  TokenStore& tokens;
+  metrics::Metrics& metrics;
+  Clock& clock;
+  const ManagerOptions options;
+  SentryApi api;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, Entry> entries;                                       // GUARDED_BY(mu)
+  std::map<std::string, std::vector<std::function<void(Status)>>> exchanges;  // GUARDED_BY(mu)
+  std::set<std::string> forgotten;  // deleted while an exchange was in flight; GUARDED_BY(mu)
+  std::set<std::pair<int64_t, std::string>> schedule;  // (due, key); GUARDED_BY(mu)
+  size_t in_flight = 0;                                // scheduled actions running; GUARDED_BY(mu)
+  struct GrantRetry {
+    ingest::InstallationEvent event;
+    int64_t first_ms = 0;
+    uint32_t attempts = 0;
+  };
+  std::multimap<int64_t, GrantRetry> grant_retries;  // due -> retry; GUARDED_BY(mu)
+  bool stopping = false;                               // GUARDED_BY(mu)
+  bool gauges_dirty = true;                            // GUARDED_BY(mu)
+  std::unique_ptr<BlockingPool> pool = std::make_unique<BlockingPool>(1);
+  std::thread refresher;
+
+  // Runs `task` on the pool unless stopping (then false and the task is dropped).
+  bool Post(std::function<void()> task) {
+    std::lock_guard lock(mu);
+    if (stopping || !pool) return false;
+    pool->Post(std::move(task));
+    return true;
+  }
+
+  std::chrono::milliseconds Backoff(uint32_t failures) const {
+    auto d = options.retry_initial;
+    for (uint32_t i = 1; i < failures && d < options.retry_max; ++i) d *= 2;
+    return std::min(d, options.retry_max);
+  }
+
+  // When the refresher should renew `rec`: refresh_before its expiry, minus a spread of up to
+  // refresh_before/2 derived from the uuid (so a herd of installations spreads out; only ever
+  // earlier than refresh_before asks).
+  int64_t RefreshAtMs(const Installation& rec, const config::SourceConfig* src) const {
+    const int64_t before =
+        src ? static_cast<int64_t>(src->refresh_before.count()) : int64_t{3600000};
+    const int64_t window = std::max<int64_t>(1, before / 2);
+    const int64_t spread = static_cast<int64_t>(Fnv1a(rec.uuid) % static_cast<uint64_t>(window));
+    return rec.expires_at_ms - before - spread;
+  }
+
+  void ScheduleLocked(const std::string& key, Entry& e, int64_t due) {
+    if (e.due_ms >= 0) schedule.erase({e.due_ms, key});
+    e.due_ms = due;
+    if (due >= 0) schedule.insert({due, key});
+    cv.notify_all();
+  }
+
+  // The next action for an entry that is idle: refresh when due, verify while pending.
+  void RescheduleLocked(const std::string& key, Entry& e, std::optional<int64_t> retry_at) {
+    if (e.rec.status == InstallStatus::kNeedsReinstall) return ScheduleLocked(key, e, -1);
+    auto cfg = config.Get();
+    const config::SourceConfig* src = cfg->FindSource(e.rec.source);
+    int64_t due = RefreshAtMs(e.rec, src);
+    if (retry_at) due = std::min(due, *retry_at);
+    if (e.rec.status == InstallStatus::kPending && !retry_at) due = clock.NowMillis();
+    ScheduleLocked(key, e, due);
+  }
+
+  void Persist(const Installation& rec) {
+    if (Status s = tokens.Put(rec); !s.ok()) {
+      log::Error("installation not stored", {{"source", rec.source},
+                                             {"installation", rec.uuid},
+                                             {"error", s.message()}});
+    }
+  }
+
+  // ---- install ----
+
+  void Install(const std::string& source, const std::string& uuid, const std::string& code,
+               const std::string& org, std::function<void(Status)> done) {
+    auto cfg = config.Get();
+    const config::SourceConfig* src = cfg->FindSource(source);
+    if (!src || src->type != "sentry") return done(NotFound("unknown source"));
+    if (!src->token.empty()) {
+      return done(FailedPrecondition(
+          "source \"" + source + "\" is an internal integration (static token): nothing to install"));
+    }
+    if (!ValidUuid(uuid)) return done(InvalidArgument("missing or invalid installationId"));
+    if (code.empty() || code.size() > 256) return done(InvalidArgument("missing or invalid code"));
+    if (!org.empty() && !ValidOrgSlug(org)) return done(InvalidArgument("invalid orgSlug"));
+    const std::string key = Key(source, uuid);
+    {
+      std::unique_lock lock(mu);
+      if (stopping) {
+        lock.unlock();
+        return done(Unavailable("switchyard is stopping"));
+      }
+      auto it = entries.find(key);
+      if (it != entries.end() && it->second.rec.status != InstallStatus::kNeedsReinstall &&
+          !it->second.rec.access_token.empty()) {
+        lock.unlock();
+        return done(Status::Ok());  // already installed: the code was (or will be) used once
+      }
+      auto ex = exchanges.find(key);
+      if (ex != exchanges.end()) {
+        ex->second.push_back(std::move(done));
+        return;
+      }
+      exchanges[key].push_back(std::move(done));
+      forgotten.erase(key);
+    }
+    log::Info("exchanging grant code", {{"source", source}, {"installation", uuid}});
+    auto self = shared_from_this();
+    api.ExchangeGrant(*src, uuid, code,
+                      [self, key, source, uuid, org](Result<TokenGrant> grant,
+                                                     std::optional<std::chrono::milliseconds>) {
+                        auto grant_ptr = std::make_shared<Result<TokenGrant>>(std::move(grant));
+                        if (!self->Post([self, key, source, uuid, org, grant_ptr] {
+                              self->FinishExchange(key, source, uuid, org, std::move(*grant_ptr));
+                            })) {
+                          self->FailExchange(key, Unavailable("switchyard is stopping"));
+                        }
+                      });
+  }
+
+  // An installation.created webhook's exchange; transient failures are retried with backoff for
+  // as long as the grant code lives.
+  void InstallFromWebhook(ingest::InstallationEvent ev, int64_t first_ms, uint32_t attempts) {
+    auto self = shared_from_this();
+    const std::string source = ev.source, uuid = ev.uuid, code = ev.code, org = ev.org;
+    Install(source, uuid, code, org, [self, ev = std::move(ev), first_ms, attempts](Status s) {
+      if (s.ok()) return;
+      if (s.retryable()) {
+        const int64_t next = self->clock.NowMillis() + self->Backoff(attempts + 1).count();
+        if (next - first_ms < kGrantLifetimeMs) {
+          log::Warn("grant exchange will be retried",
+                    {{"source", ev.source}, {"installation", ev.uuid}, {"error", s.message()}});
+          std::lock_guard lock(self->mu);
+          if (self->stopping) return;
+          self->grant_retries.emplace(next, GrantRetry{ev, first_ms, attempts + 1});
+          self->cv.notify_all();
+          return;
+        }
+      }
+      log::Warn("installation from webhook failed",
+                {{"source", ev.source}, {"installation", ev.uuid}, {"error", s.message()}});
+    });
+  }
+
+  void FailExchange(const std::string& key, Status status) {
+    std::vector<std::function<void(Status)>> waiters;
+    {
+      std::lock_guard lock(mu);
+      auto ex = exchanges.find(key);
+      if (ex != exchanges.end()) {
+        waiters = std::move(ex->second);
+        exchanges.erase(ex);
+      }
+    }
+    for (auto& w : waiters) w(status);
+  }
+
+  // Pool thread.
+  void FinishExchange(const std::string& key, const std::string& source, const std::string& uuid,
+                      const std::string& org, Result<TokenGrant> grant) {
+    if (!grant.ok()) {
+      bool have_tokens;
+      {
+        std::lock_guard lock(mu);
+        auto it = entries.find(key);
+        have_tokens = it != entries.end() && !it->second.rec.access_token.empty() &&
+                      it->second.rec.status != InstallStatus::kNeedsReinstall;
+      }
+      log::Warn("grant exchange failed", {{"source", source},
+                                          {"installation", uuid},
+                                          {"error", grant.status().message()}});
+      return FailExchange(key, have_tokens ? Status::Ok() : grant.status());
+    }
+    auto cfg = config.Get();
+    const config::SourceConfig* src = cfg->FindSource(source);
+    const bool verify = src && src->verify_install;
+    Installation rec;
+    rec.source = source;
+    rec.uuid = uuid;
+    rec.org = org;
+    rec.access_token = std::move(grant.value().access_token);
+    rec.refresh_token = std::move(grant.value().refresh_token);
+    rec.expires_at_ms = grant.value().expires_at_ms;
+    rec.status = verify ? InstallStatus::kPending : InstallStatus::kInstalled;
+    rec.updated_at_ms = clock.NowMillis();
+    bool deleted;
+    {
+      std::lock_guard lock(mu);
+      deleted = forgotten.erase(key) > 0;
+    }
+    if (deleted) {
+      // installation.deleted arrived while the exchange was under way: do not resurrect it.
+      log::Info("installation deleted during its grant exchange; tokens discarded",
+                {{"source", source}, {"installation", uuid}});
+      return FailExchange(key, FailedPrecondition("the installation was removed meanwhile"));
+    }
+    Status stored = tokens.Put(rec);  // persisted before anything uses the pair
+    if (!stored.ok()) {
+      log::Error("installation tokens not stored", {{"source", source},
+                                                    {"installation", uuid},
+                                                    {"error", stored.message()}});
+    }
+    {
+      std::lock_guard lock(mu);
+      Entry& e = entries[key];
+      e.rec = rec;
+      e.failures = 0;
+      e.busy = verify;
+      if (!verify) RescheduleLocked(key, e, std::nullopt);
+      gauges_dirty = true;
+    }
+    log::Info("installation tokens stored",
+              {{"source", source},
+               {"installation", uuid},
+               {"org", org},
+               {"status", InstallStatusName(rec.status)},
+               {"expires_at", FormatRfc3339Millis(rec.expires_at_ms)}});
+    if (!stored.ok()) {
+      return FailExchange(key, Unavailable("the tokens could not be stored: " + stored.message()));
+    }
+    if (!verify) return FailExchange(key, Status::Ok());
+    StartVerify(key, *src, rec, /*finish_exchange=*/true);
+  }
+
+  void StartVerify(const std::string& key, const config::SourceConfig& src,
+                   const Installation& rec, bool finish_exchange) {
+    auto self = shared_from_this();
+    api.VerifyInstall(src, rec.uuid, rec.access_token,
+                      [self, key, finish_exchange](Result<bool> r,
+                                                   std::optional<std::chrono::milliseconds> ra) {
+                        auto status = std::make_shared<Status>(r.ok() ? Status::Ok() : r.status());
+                        if (!self->Post([self, key, finish_exchange, status, ra] {
+                              self->FinishVerify(key, *status, ra, finish_exchange);
+                            }) &&
+                            finish_exchange) {
+                          self->FailExchange(key, Unavailable("switchyard is stopping"));
+                        }
+                      });
+  }
+
+  // Pool thread.
+  void FinishVerify(const std::string& key, Status status,
+                    std::optional<std::chrono::milliseconds> retry_after, bool finish_exchange) {
+    std::optional<Installation> to_store;
+    std::string source, uuid;
+    {
+      std::lock_guard lock(mu);
+      if (!finish_exchange && in_flight > 0) --in_flight;
+      auto it = entries.find(key);
+      if (it != entries.end()) {
+        Entry& e = it->second;
+        e.busy = false;
+        source = e.rec.source;
+        uuid = e.rec.uuid;
+        if (status.ok()) {
+          e.rec.status = InstallStatus::kInstalled;
+          e.rec.updated_at_ms = clock.NowMillis();
+          e.failures = 0;
+          to_store = e.rec;
+          RescheduleLocked(key, e, std::nullopt);
+        } else {
+          ++e.failures;
+          auto wait = std::max(Backoff(e.failures), retry_after.value_or(std::chrono::milliseconds(0)));
+          RescheduleLocked(key, e, clock.NowMillis() + wait.count());
+        }
+        gauges_dirty = true;
+      }
+      cv.notify_all();
+    }
+    if (to_store) {
+      Persist(*to_store);
+      log::Info("installation verified", {{"source", source}, {"installation", uuid}});
+    } else if (!status.ok()) {
+      log::Warn("installation verify failed; retrying in the background",
+                {{"source", source}, {"installation", uuid}, {"error", status.message()}});
+    }
+    if (finish_exchange) {
+      FailExchange(key, status.ok() ? Status::Ok()
+                                    : Status(status.code(),
+                                             "the installation could not be verified with Sentry: " +
+                                                 status.message()));
+    }
+  }
+
+  void Forget(const std::string& source, const std::string& uuid) {
+    const std::string key = Key(source, uuid);
+    bool known;
+    {
+      std::lock_guard lock(mu);
+      auto it = entries.find(key);
+      known = it != entries.end();
+      if (known) {
+        ScheduleLocked(key, it->second, -1);
+        // Waiters of a refresh in flight learn the installation is gone.
+        for (auto& w : it->second.refresh_waiters) {
+          if (pool) pool->Post([w = std::move(w)] { w(NotFound("installation was uninstalled")); });
+        }
+        entries.erase(it);
+      }
+      if (exchanges.count(key)) forgotten.insert(key);
+      gauges_dirty = true;
+    }
+    Post([this, source, uuid] {
+      if (Status s = tokens.Delete(source, uuid); !s.ok()) {
+        log::Error("installation not deleted from storage",
+                   {{"source", source}, {"installation", uuid}, {"error", s.message()}});
+      }
+    });
+    log::Info("installation deleted", {{"source", source},
+                                       {"installation", uuid},
+                                       {"known", known ? "true" : "false"}});
+  }
+
+  // ---- refresh ----
+
+  // Starts a refresh of `key` unless one is under way (then `waiter` joins it). `scheduled`
+  // refreshes count against max_concurrent_refreshes. Call with mu held.
+  void RefreshLocked(const std::string& key, Entry& e, std::function<void(Status)> waiter,
+                     bool scheduled) {
+    if (waiter) e.refresh_waiters.push_back(std::move(waiter));
+    if (e.busy) return;
+    auto cfg = config.Get();
+    const config::SourceConfig* src = cfg->FindSource(e.rec.source);
+    if (!src || e.rec.refresh_token.empty()) {
+      auto waiters = std::move(e.refresh_waiters);
+      e.refresh_waiters.clear();
+      for (auto& w : waiters) {
+        if (pool) {
+          pool->Post([w = std::move(w)] { w(FailedPrecondition("no refresh token or source")); });
+        }
+      }
+      return;
+    }
+    e.busy = true;
+    if (scheduled) ++in_flight;
+    ScheduleLocked(key, e, -1);
+    auto self = shared_from_this();
+    const std::string uuid = e.rec.uuid;
+    const std::string refresh = e.rec.refresh_token;
+    config::SourceConfig source = *src;
+    // The request is sent outside the lock (HttpClient::Send never calls back inline, but a
+    // thread hop keeps that an implementation detail).
+    if (!pool) return;  // stopping
+    pool->Post([self, key, source = std::move(source), uuid, refresh, scheduled] {
+      self->api.Refresh(source, uuid, refresh,
+                        [self, key, scheduled](Result<TokenGrant> grant,
+                                               std::optional<std::chrono::milliseconds> ra) {
+                          auto g = std::make_shared<Result<TokenGrant>>(std::move(grant));
+                          if (!self->Post([self, key, g, ra, scheduled] {
+                                self->FinishRefresh(key, std::move(*g), ra, scheduled);
+                              })) {
+                            self->AbandonRefresh(key);
+                          }
+                        });
+    });
+  }
+
+  void AbandonRefresh(const std::string& key) {
+    std::vector<std::function<void(Status)>> waiters;
+    {
+      std::lock_guard lock(mu);
+      auto it = entries.find(key);
+      if (it == entries.end()) return;
+      waiters = std::move(it->second.refresh_waiters);
+      it->second.refresh_waiters.clear();
+      it->second.busy = false;
+    }
+    for (auto& w : waiters) w(Unavailable("switchyard is stopping"));
+  }
+
+  // Pool thread.
+  void FinishRefresh(const std::string& key, Result<TokenGrant> grant,
+                     std::optional<std::chrono::milliseconds> retry_after, bool scheduled) {
+    std::vector<std::function<void(Status)>> waiters;
+    std::optional<Installation> to_store;
+    std::string source, uuid;
+    Status result = Status::Ok();
+    {
+      std::lock_guard lock(mu);
+      if (scheduled && in_flight > 0) --in_flight;
+      auto it = entries.find(key);
+      if (it == entries.end()) return;  // uninstalled meanwhile; waiters were told
+      Entry& e = it->second;
+      source = e.rec.source;
+      uuid = e.rec.uuid;
+      if (grant.ok()) {
+        // Persisted below, before any waiter (an API retry) or the next refresh uses it.
+        e.rec.access_token = std::move(grant.value().access_token);
+        e.rec.refresh_token = std::move(grant.value().refresh_token);
+        e.rec.expires_at_ms = grant.value().expires_at_ms;
+        e.rec.updated_at_ms = clock.NowMillis();
+        e.failures = 0;
+        to_store = e.rec;
+      } else if (Definitive(grant.status())) {
+        e.rec.status = InstallStatus::kNeedsReinstall;
+        e.rec.updated_at_ms = clock.NowMillis();
+        to_store = e.rec;
+        result = grant.status();
+      } else {
+        ++e.failures;
+        result = grant.status();
+      }
+      gauges_dirty = true;
+    }
+    if (to_store) Persist(*to_store);
+    {
+      std::lock_guard lock(mu);
+      auto it = entries.find(key);
+      if (it != entries.end()) {
+        Entry& e = it->second;
+        e.busy = false;
+        waiters = std::move(e.refresh_waiters);
+        e.refresh_waiters.clear();
+        if (result.ok() || Definitive(result)) {
+          RescheduleLocked(key, e, std::nullopt);
+        } else {
+          auto wait =
+              std::max(Backoff(e.failures), retry_after.value_or(std::chrono::milliseconds(0)));
+          RescheduleLocked(key, e, clock.NowMillis() + wait.count());
+        }
+      }
+      cv.notify_all();
+    }
+    if (result.ok()) {
+      metrics.TokenRefresh(source, "success");
+      log::Info("token refreshed", {{"source", source},
+                                    {"installation", uuid},
+                                    {"expires_at", FormatRfc3339Millis(to_store->expires_at_ms)}});
+    } else if (Definitive(result)) {
+      metrics.TokenRefresh(source, "rejected");
+      log::Error("token refresh refused by Sentry; the installation must be re-installed",
+                 {{"source", source}, {"installation", uuid}, {"error", result.message()}});
+    } else {
+      metrics.TokenRefresh(source, "failure");
+      log::Warn("token refresh failed; retrying with backoff",
+                {{"source", source}, {"installation", uuid}, {"error", result.message()}});
+    }
+    for (auto& w : waiters) w(result);
+  }
+
+  void RefreshDue() {
+    std::vector<GrantRetry> grants;
+    {
+      std::lock_guard lock(mu);
+      if (stopping) return;
+      const int64_t now = clock.NowMillis();
+      while (!grant_retries.empty() && grant_retries.begin()->first <= now) {
+        grants.push_back(std::move(grant_retries.begin()->second));
+        grant_retries.erase(grant_retries.begin());
+      }
+      RefreshDueLocked(now);
+    }
+    for (GrantRetry& g : grants) InstallFromWebhook(std::move(g.event), g.first_ms, g.attempts);
+  }
+
+  void RefreshDueLocked(int64_t now) {
+    auto cfg = config.Get();
+    while (!schedule.empty() && schedule.begin()->first <= now &&
+           in_flight < options.max_concurrent_refreshes) {
+      const std::string key = schedule.begin()->second;
+      schedule.erase(schedule.begin());
+      auto it = entries.find(key);
+      if (it == entries.end()) continue;
+      Entry& e = it->second;
+      e.due_ms = -1;
+      if (e.busy) continue;  // rescheduled when it finishes
+      const config::SourceConfig* src = cfg->FindSource(e.rec.source);
+      if (!src || !src->token.empty()) {
+        ScheduleLocked(key, e, now + 3600000);  // source gone or now internal: look again later
+        continue;
+      }
+      if (e.rec.status == InstallStatus::kPending && src->verify_install &&
+          now < RefreshAtMs(e.rec, src)) {
+        e.busy = true;
+        ++in_flight;
+        Installation rec = e.rec;
+        config::SourceConfig source = *src;
+        auto self = shared_from_this();
+        pool->Post([self, key, source = std::move(source), rec = std::move(rec)] {
+          self->StartVerify(key, source, rec, /*finish_exchange=*/false);
+        });
+        continue;
+      }
+      if (e.rec.status == InstallStatus::kPending && !src->verify_install) {
+        e.rec.status = InstallStatus::kInstalled;
+      }
+      RefreshLocked(key, e, nullptr, /*scheduled=*/true);
+    }
+  }
+
+  void UpdateGauges() {
+    std::map<std::string, std::array<int, 3>> counts;
+    {
+      std::lock_guard lock(mu);
+      if (!gauges_dirty) return;
+      gauges_dirty = false;
+      auto cfg = config.Get();
+      for (const auto& s : cfg->sources) counts[s.name] = {0, 0, 0};
+      for (const auto& [key, e] : entries) ++counts[e.rec.source][static_cast<int>(e.rec.status)];
+    }
+    for (const auto& [source, c] : counts) {
+      for (int i = 0; i < 3; ++i) {
+        metrics.SetInstallations(source, InstallStatusName(static_cast<InstallStatus>(i)), c[i]);
+      }
+    }
+  }
+
+  void RefresherLoop() {
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      lock.unlock();
+      RefreshDue();
+      UpdateGauges();
+      lock.lock();
+      if (stopping) break;
+      auto sleep = options.max_sleep;
+      int64_t next_due = INT64_MAX;
+      if (!schedule.empty() && in_flight < options.max_concurrent_refreshes) {
+        next_due = schedule.begin()->first;
+      }
+      if (!grant_retries.empty()) next_due = std::min(next_due, grant_retries.begin()->first);
+      if (next_due != INT64_MAX) {
+        sleep = std::clamp(std::chrono::milliseconds(next_due - clock.NowMillis()),
+                           std::chrono::milliseconds(0), options.max_sleep);
+      }
+      if (sleep.count() > 0) cv.wait_for(lock, sleep);
+    }
+  }
+
+  // ---- API ----
+
+  void ApiGet(const std::string& source, const std::string& uuid, const std::string& path,
+              std::string what, ApiResultCallback done, bool retried) {
+    auto cfg = config.Get();
+    const config::SourceConfig* src = cfg->FindSource(source);
+    if (!src) return done(NotFound("source \"" + source + "\" is not configured"), std::nullopt);
+    auto adapt = [done](Result<ApiReply> r, std::optional<std::chrono::milliseconds> ra) {
+      if (!r.ok()) return done(r.status(), ra);
+      done(std::move(r.value().body), std::nullopt);
+    };
+    if (!src->token.empty()) {  // internal integration: static token, no refresh
+      return api.Get(*src, ReplaceOrg(path, src->org), src->token, what, adapt);
+    }
+    const std::string key = Key(source, uuid);
+    std::string token, org;
+    {
+      std::unique_lock lock(mu);
+      auto it = entries.find(key);
+      if (it == entries.end()) {
+        auto ex = exchanges.find(key);
+        if (ex != exchanges.end() && !retried) {
+          // Installed just now: wait for the exchange, then try once.
+          auto self = shared_from_this();
+          ex->second.push_back([self, source, uuid, path, what, done](Status) {
+            self->ApiGet(source, uuid, path, what, done, /*retried=*/true);
+          });
+          return;
+        }
+        lock.unlock();
+        return done(NotFound("installation " + uuid + " of source \"" + source +
+                             "\" holds no tokens (not installed, or uninstalled)"),
+                    std::nullopt);
+      }
+      if (it->second.rec.status == InstallStatus::kNeedsReinstall) {
+        lock.unlock();
+        return done(FailedPrecondition("installation " + uuid +
+                                       " needs re-installation (Sentry refused its refresh token)"),
+                    std::nullopt);
+      }
+      token = it->second.rec.access_token;
+      org = it->second.rec.org;
+    }
+    auto self = shared_from_this();
+    const config::SourceConfig source_cfg = *src;
+    api.Get(source_cfg, ReplaceOrg(path, org), token, what,
+            [self, key, source_cfg, path, org, token, what, done, adapt, retried](
+                Result<ApiReply> r, std::optional<std::chrono::milliseconds> ra) {
+              if (r.ok() || r.status().code() != StatusCode::kPermissionDenied || retried) {
+                return adapt(std::move(r), ra);
+              }
+              // 401: refresh once (or use a pair refreshed meanwhile), then retry once.
+              self->RefreshFor(key, token, [self, key, source_cfg, path, org, what, adapt](
+                                               Status s) {
+                if (!s.ok()) {
+                  return adapt(Status(s.code(), "refreshing after a 401 failed: " + s.message()),
+                               std::nullopt);
+                }
+                std::string fresh;
+                {
+                  std::lock_guard lock(self->mu);
+                  auto it = self->entries.find(key);
+                  if (it != self->entries.end()) fresh = it->second.rec.access_token;
+                }
+                if (fresh.empty()) return adapt(NotFound("installation was uninstalled"), std::nullopt);
+                self->api.Get(source_cfg, ReplaceOrg(path, org), fresh, what, adapt);
+              });
+            });
+  }
+
+  // Refreshes `key` because `used_token` got a 401 — unless the stored pair changed since.
+  void RefreshFor(const std::string& key, const std::string& used_token,
+                  std::function<void(Status)> done) {
+    std::unique_lock lock(mu);
+    auto it = entries.find(key);
+    if (it == entries.end() || stopping) {
+      lock.unlock();
+      return done(NotFound("installation was uninstalled"));
+    }
+    if (it->second.rec.access_token != used_token && !it->second.busy) {
+      lock.unlock();
+      return done(Status::Ok());
+    }
+    RefreshLocked(key, it->second, std::move(done), /*scheduled=*/false);
+  }
+
+  // ---- start-up ----
+
+  void Recover(storage::Store* events) {
+    struct Grant {
+      std::string code, org;
+    };
+    std::map<std::pair<std::string, std::string>, Grant> grants;  // (source, uuid) -> grant
+    json::JsonDoc doc(64);
+    Status s = events->ScanEventsSince(clock.NowMillis() - kGrantLifetimeMs,
+                                       [&](const storage::StoredEvent& ev) {
+      if (ev.resource != "installation") return true;
+      if (!doc.Parse(ev.body).ok()) return true;
+      auto uuid = doc.GetString({"data", "installation", "uuid"});
+      if (!uuid) return true;
+      if (ev.action == "deleted") {
+        grants.erase({ev.source, std::string(*uuid)});
+      } else if (ev.action == "created") {
+        auto code = doc.GetString({"data", "installation", "code"});
+        auto org = doc.GetString({"data", "installation", "organization", "slug"});
+        if (code) {
+          grants[{ev.source, std::string(*uuid)}] = {std::string(*code),
+                                                     org ? std::string(*org) : std::string()};
+        }
+      }
+      return true;
+    });
+    if (!s.ok()) {
+      log::Warn("could not scan recent installation webhooks", {{"error", s.message()}});
+      return;
+    }
+    for (auto& [id, grant] : grants) {
+      {
+        std::lock_guard lock(mu);
+        if (entries.count(Key(id.first, id.second))) continue;
+      }
+      log::Info("resuming an interrupted installation",
+                {{"source", id.first}, {"installation", id.second}});
+      InstallFromWebhook({id.first, "created", id.second, grant.code, grant.org},
+                         clock.NowMillis(), 0);
+    }
+  }
+};
+
+InstallationManager::InstallationManager(const config::ConfigHolder& config, TokenStore& tokens,
+                                         httpclient::HttpClient& client,
+                                         metrics::Metrics& metrics, Clock& clock,
+                                         ManagerOptions options)
+    : impl_(std::make_shared<Impl>(config, tokens, client, metrics, clock, options)) {}
+
+InstallationManager::~InstallationManager() { Stop(); }
+
+Status InstallationManager::Start(storage::Store* events) {
+  auto loaded = impl_->tokens.LoadAll();
+  if (!loaded.ok()) return loaded.status();
+  {
+    std::lock_guard lock(impl_->mu);
+    for (Installation& rec : loaded.value()) {
+      const std::string key = Key(rec.source, rec.uuid);
+      Impl::Entry& e = impl_->entries[key];
+      e.rec = std::move(rec);
+      impl_->RescheduleLocked(key, e, std::nullopt);
+    }
+  }
+  log::Info("installations loaded", {{"count", std::to_string(loaded.value().size())}});
+  if (events) {
+    impl_->Post([impl = impl_.get(), events] { impl->Recover(events); });
+  }
+  impl_->refresher = std::thread([impl = impl_.get()] { impl->RefresherLoop(); });
+  return Status::Ok();
+}
+
+void InstallationManager::Stop() {
+  std::unique_ptr<BlockingPool> pool;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+    impl_->cv.notify_all();
+    pool = std::move(impl_->pool);
+  }
+  if (impl_->refresher.joinable()) impl_->refresher.join();
+  pool.reset();  // runs queued store writes, then joins
+}
+
+void InstallationManager::Setup(const std::string& source, const std::string& uuid,
+                                const std::string& code, const std::string& org,
+                                std::function<void(Status)> done) {
+  impl_->Install(source, uuid, code, org, std::move(done));
+}
+
+void InstallationManager::OnInstallationEvent(ingest::InstallationEvent event) {
+  if (!ValidUuid(event.uuid)) return;
+  if (event.action == "created") {
+    auto cfg = impl_->config.Get();
+    const config::SourceConfig* src = cfg->FindSource(event.source);
+    if (!src || !src->token.empty()) return;  // internal integrations have no OAuth
+    impl_->InstallFromWebhook(std::move(event), impl_->clock.NowMillis(), 0);
+  } else if (event.action == "deleted") {
+    impl_->Forget(event.source, event.uuid);
+  }
+}
+
+void InstallationManager::ApiGet(const std::string& source, const std::string& uuid,
+                                 const std::string& path, std::string what,
+                                 ApiResultCallback done) {
+  impl_->ApiGet(source, uuid, path, std::move(what), std::move(done), /*retried=*/false);
+}
+
+std::vector<InstallationView> InstallationManager::List() const {
+  std::vector<InstallationView> out;
+  std::lock_guard lock(impl_->mu);
+  out.reserve(impl_->entries.size());
+  for (const auto& [key, e] : impl_->entries) {
+    out.push_back({e.rec.source, e.rec.uuid, e.rec.org,
+                   std::string(InstallStatusName(e.rec.status)), e.rec.expires_at_ms});
+  }
+  return out;
+}
+
+void InstallationManager::RefreshDue() { impl_->RefreshDue(); }
+
+}  // namespace switchyard::sentry

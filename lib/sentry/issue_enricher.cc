@@ -1,0 +1,111 @@
+#include "sentry/issue_enricher.h"
+
+#include <map>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "json/json_doc.h"
+#include "sentry/sentry_api.h"
+
+namespace switchyard::sentry {
+
+struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
+  Impl(InstallationManager& i, metrics::Metrics& m, Clock& c, EnricherOptions o)
+      : installations(i), metrics(m), clock(c), options(o) {}
+
+  struct CacheEntry {
+    int64_t expires_ms = 0;
+    std::string issue;
+  };
+
+  InstallationManager& installations;
+  metrics::Metrics& metrics;
+  Clock& clock;
+  const EnricherOptions options;
+
+  std::mutex mu;
+  std::map<std::string, CacheEntry> cache;                       // GUARDED_BY(mu)
+  std::map<std::string, std::vector<IssueCallback>> in_flight;  // GUARDED_BY(mu)
+
+  void EvictLocked(int64_t now) {
+    if (cache.size() < options.max_entries) return;
+    for (auto it = cache.begin(); it != cache.end();) {
+      it = it->second.expires_ms <= now ? cache.erase(it) : std::next(it);
+    }
+    while (cache.size() >= options.max_entries) cache.erase(cache.begin());
+  }
+
+  void Fetch(const storage::StoredEvent& event, IssueCallback done) {
+    json::JsonDoc doc(64);
+    if (!doc.Parse(event.body).ok()) {
+      return done(InvalidArgument("event body is not valid JSON"), std::nullopt);
+    }
+    std::optional<std::string> id;
+    static const std::vector<std::string> kIssuePaths[] = {
+        {"data", "issue", "id"}, {"data", "event", "issue_id"}, {"data", "error", "issue_id"}};
+    for (const auto& path : kIssuePaths) {
+      id = doc.GetText(std::span<const std::string>(path));
+      if (id && !id->empty()) break;
+    }
+    if (!id || !ValidIssueId(*id)) {
+      return done(InvalidArgument("event names no issue (data.issue.id, data.event.issue_id or "
+                                  "data.error.issue_id) to enrich with"),
+                  std::nullopt);
+    }
+    std::string uuid = event.installation_uuid;
+    const std::string key = event.source + '\0' + uuid + '\0' + *id;
+    const int64_t now = clock.NowMillis();
+    {
+      std::unique_lock lock(mu);
+      auto hit = cache.find(key);
+      if (hit != cache.end() && hit->second.expires_ms > now) {
+        std::string issue = hit->second.issue;
+        metrics.EnrichCache("hit");
+        lock.unlock();  // `done` may take the dispatcher's lock
+        return done(std::move(issue), std::nullopt);
+      }
+      auto flight = in_flight.find(key);
+      if (flight != in_flight.end()) {
+        metrics.EnrichCache("hit");
+        flight->second.push_back(std::move(done));
+        return;
+      }
+      metrics.EnrichCache("miss");
+      in_flight[key].push_back(std::move(done));
+    }
+    auto self = shared_from_this();
+    installations.ApiGet(
+        event.source, uuid, "/api/0/organizations/{org}/issues/" + *id + "/", "issue",
+        [self, key](Result<std::string> issue, std::optional<std::chrono::milliseconds> ra) {
+          std::vector<IssueCallback> waiters;
+          {
+            std::lock_guard lock(self->mu);
+            auto flight = self->in_flight.find(key);
+            if (flight != self->in_flight.end()) {
+              waiters = std::move(flight->second);
+              self->in_flight.erase(flight);
+            }
+            if (issue.ok()) {
+              const int64_t now = self->clock.NowMillis();
+              self->EvictLocked(now);
+              self->cache[key] = {now + self->options.ttl.count(), issue.value()};
+            }
+          }
+          for (auto& w : waiters) w(issue, ra);
+        });
+  }
+};
+
+IssueEnricher::IssueEnricher(InstallationManager& installations, metrics::Metrics& metrics,
+                             Clock& clock, EnricherOptions options)
+    : impl_(std::make_shared<Impl>(installations, metrics, clock, options)) {}
+
+IssueEnricher::~IssueEnricher() = default;
+
+void IssueEnricher::FetchIssue(const storage::StoredEvent& event, const std::string&,
+                               IssueCallback done) {
+  impl_->Fetch(event, std::move(done));
+}
+
+}  // namespace switchyard::sentry

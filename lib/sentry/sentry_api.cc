@@ -1,0 +1,187 @@
+#include "sentry/sentry_api.h"
+
+#include <boost/json.hpp>
+#include <memory>
+
+#include "common/time_format.h"
+#include "sinks/sink.h"
+
+namespace switchyard::sentry {
+namespace {
+
+constexpr size_t kMaxDetail = 200;
+
+std::string BaseUrl(const config::SourceConfig& source) {
+  std::string base = source.api_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return base;
+}
+
+std::string_view StatusClass(int status) {
+  if (status >= 200 && status < 300) return "2xx";
+  if (status >= 400 && status < 500) return "4xx";
+  if (status >= 500 && status < 600) return "5xx";
+  return "other";
+}
+
+// Sentry's error text ({"detail": "..."}), bounded and printable; never a token (Sentry's
+// messages are fixed strings), but bounded anyway so a hostile peer cannot flood our logs.
+std::string Detail(const std::string& body) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  std::string out;
+  if (!ec && v.is_object()) {
+    if (const boost::json::value* d = v.as_object().if_contains("detail"); d && d->is_string()) {
+      out = std::string(d->get_string());
+    }
+  }
+  if (out.size() > kMaxDetail) out.resize(kMaxDetail);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\') c = ' ';
+  }
+  return out;
+}
+
+bool AllOf(std::string_view s, size_t max, bool (*ok)(char)) {
+  if (s.empty() || s.size() > max) return false;
+  for (char c : s) {
+    if (!ok(c)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ValidUuid(std::string_view s) {
+  return AllOf(s, 64, [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '-';
+  });
+}
+
+bool ValidOrgSlug(std::string_view s) {
+  return AllOf(s, 100, [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '-' || c == '_' || c == '.';
+  }) && s != "." && s != "..";
+}
+
+bool ValidIssueId(std::string_view s) {
+  return AllOf(s, 20, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void SentryApi::Send(const config::SourceConfig& source, std::string_view what,
+                     httpclient::ClientRequest request, ApiCallback<ApiReply> done) {
+  request.timeout = timeout_;
+  request.headers.emplace_back("Accept", "application/json");
+  request.headers.emplace_back("User-Agent", "switchyard");
+  client_.Send(std::move(request), [this, source_name = source.name, what = std::string(what),
+                                    done = std::move(done)](
+                                       Result<httpclient::ClientResponse> result) {
+    if (!result.ok()) {
+      metrics_.SentryApiCall(source_name, what, "error");
+      const Status& s = result.status();
+      // Transport failures are transient whatever the client called them (except a bad URL).
+      if (s.code() == StatusCode::kInvalidArgument) return done(s, std::nullopt);
+      if (s.retryable()) return done(s, std::nullopt);
+      return done(Unavailable("sentry " + what + ": " + s.message()), std::nullopt);
+    }
+    httpclient::ClientResponse& r = result.value();
+    metrics_.SentryApiCall(source_name, what, StatusClass(r.status));
+    if (r.status >= 200 && r.status < 300) {
+      return done(ApiReply{r.status, std::move(r.body)}, std::nullopt);
+    }
+    std::string message = "sentry " + what + ": HTTP " + std::to_string(r.status);
+    if (std::string detail = Detail(r.body); !detail.empty()) message += " \"" + detail + "\"";
+    if (r.status == 401) return done(PermissionDenied(message), std::nullopt);
+    if (r.status == 404) return done(NotFound(message), std::nullopt);
+    sinks::Outcome o =
+        sinks::ClassifyHttpStatus(r.status, r.Header("retry-after"), std::chrono::system_clock::now());
+    if (o.kind == sinks::Outcome::Kind::kRetry) return done(Unavailable(message), o.retry_after);
+    return done(InvalidArgument(message), std::nullopt);
+  });
+}
+
+void SentryApi::TokenRequest(const config::SourceConfig& source, const std::string& uuid,
+                             std::string body, std::string_view what,
+                             ApiCallback<TokenGrant> done) {
+  if (!ValidUuid(uuid)) return done(InvalidArgument("invalid installation uuid"), std::nullopt);
+  httpclient::ClientRequest req;
+  req.method = "POST";
+  req.url = BaseUrl(source) + "/api/0/sentry-app-installations/" + uuid + "/authorizations/";
+  req.headers.emplace_back("Content-Type", "application/json");
+  req.body = std::move(body);
+  req.max_response_bytes = 64 * 1024;
+  Send(source, what, std::move(req),
+       [what = std::string(what), done = std::move(done)](
+           Result<ApiReply> reply, std::optional<std::chrono::milliseconds> retry_after) {
+         if (!reply.ok()) return done(reply.status(), retry_after);
+         boost::system::error_code ec;
+         boost::json::value v = boost::json::parse(reply->body, ec);
+         const boost::json::object* o = ec ? nullptr : v.if_object();
+         auto str = [&](const char* name) -> std::string {
+           const boost::json::value* f = o ? o->if_contains(name) : nullptr;
+           return f && f->is_string() ? std::string(f->get_string()) : std::string();
+         };
+         TokenGrant g;
+         g.access_token = str("token");
+         g.refresh_token = str("refreshToken");
+         auto expires = ParseRfc3339Millis(str("expiresAt"));
+         if (g.access_token.empty() || g.refresh_token.empty() || !expires) {
+           return done(Internal("sentry " + what + ": the answer has no token, refreshToken or "
+                                "expiresAt"),
+                       std::nullopt);
+         }
+         g.expires_at_ms = *expires;
+         done(std::move(g), std::nullopt);
+       });
+}
+
+void SentryApi::ExchangeGrant(const config::SourceConfig& source, const std::string& uuid,
+                              const std::string& code, ApiCallback<TokenGrant> done) {
+  boost::json::object body;
+  body["grant_type"] = "authorization_code";
+  body["code"] = code;
+  body["client_id"] = source.client_id;
+  body["client_secret"] = source.client_secret;
+  TokenRequest(source, uuid, boost::json::serialize(body), "exchange", std::move(done));
+}
+
+void SentryApi::Refresh(const config::SourceConfig& source, const std::string& uuid,
+                        const std::string& refresh_token, ApiCallback<TokenGrant> done) {
+  boost::json::object body;
+  body["grant_type"] = "refresh_token";
+  body["refresh_token"] = refresh_token;
+  body["client_id"] = source.client_id;
+  body["client_secret"] = source.client_secret;
+  TokenRequest(source, uuid, boost::json::serialize(body), "refresh", std::move(done));
+}
+
+void SentryApi::VerifyInstall(const config::SourceConfig& source, const std::string& uuid,
+                              const std::string& access_token, ApiCallback<bool> done) {
+  if (!ValidUuid(uuid)) return done(InvalidArgument("invalid installation uuid"), std::nullopt);
+  httpclient::ClientRequest req;
+  req.method = "PUT";
+  req.url = BaseUrl(source) + "/api/0/sentry-app-installations/" + uuid + "/";
+  req.headers.emplace_back("Content-Type", "application/json");
+  req.headers.emplace_back("Authorization", "Bearer " + access_token);
+  req.body = R"({"status":"installed"})";
+  req.max_response_bytes = 64 * 1024;
+  Send(source, "verify", std::move(req),
+       [done = std::move(done)](Result<ApiReply> reply,
+                                std::optional<std::chrono::milliseconds> retry_after) {
+         if (!reply.ok()) return done(reply.status(), retry_after);
+         done(true, std::nullopt);
+       });
+}
+
+void SentryApi::Get(const config::SourceConfig& source, const std::string& path,
+                    const std::string& access_token, std::string_view what,
+                    ApiCallback<ApiReply> done) {
+  httpclient::ClientRequest req;
+  req.method = "GET";
+  req.url = BaseUrl(source) + path;
+  req.headers.emplace_back("Authorization", "Bearer " + access_token);
+  Send(source, what, std::move(req), std::move(done));
+}
+
+}  // namespace switchyard::sentry

@@ -1,0 +1,81 @@
+// SentryApi: the requests switchyard makes to Sentry (sentry-protocol.md §3, §6), built on the
+// one HttpClient. Stateless: which token to use, and refresh-and-retry, are the
+// InstallationManager's business. Every request has a deadline (the client's timeout).
+//
+// Error mapping (Status codes) for any Sentry answer that is not a success:
+//   kPermissionDenied   401 (grant unknown/used/expired, token expired or invalid, bad client
+//                       secret) — Sentry's "detail" text is kept in the message;
+//   kNotFound           404;
+//   kInvalidArgument    other 4xx (400, 403) — retrying the same request fails again;
+//   kUnavailable        429, 5xx, connection errors (retryable), with retry_after from 429/503;
+//   kDeadlineExceeded   timeout (retryable);
+//   kInternal           a 2xx whose body is not what the protocol says.
+// Callbacks run on a client thread and must not block.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "config/config.h"
+#include "httpclient/http_client.h"
+#include "metrics/metrics.h"
+
+namespace switchyard::sentry {
+
+struct TokenGrant {
+  std::string access_token;
+  std::string refresh_token;
+  int64_t expires_at_ms = 0;
+};
+
+struct ApiReply {
+  int http_status = 0;
+  std::string body;
+};
+
+// The result, and on failure, how long Sentry asked us to wait (Retry-After on 429/503).
+template <typename T>
+using ApiCallback = std::function<void(Result<T>, std::optional<std::chrono::milliseconds>)>;
+
+// Input checks for values that end up in API paths (they come from webhooks and query strings).
+bool ValidUuid(std::string_view s);       // hex digits and '-', 1..64
+bool ValidOrgSlug(std::string_view s);    // [A-Za-z0-9_.-], 1..100
+bool ValidIssueId(std::string_view s);    // digits, 1..20
+
+class SentryApi {
+ public:
+  SentryApi(httpclient::HttpClient& client, metrics::Metrics& metrics,
+            std::chrono::milliseconds timeout = std::chrono::seconds(10))
+      : client_(client), metrics_(metrics), timeout_(timeout) {}
+
+  // POST …/sentry-app-installations/<uuid>/authorizations/ grant_type=authorization_code.
+  void ExchangeGrant(const config::SourceConfig& source, const std::string& uuid,
+                     const std::string& code, ApiCallback<TokenGrant> done);
+  // POST …/authorizations/ grant_type=refresh_token. Sentry invalidates the old pair on success.
+  void Refresh(const config::SourceConfig& source, const std::string& uuid,
+               const std::string& refresh_token, ApiCallback<TokenGrant> done);
+  // PUT …/sentry-app-installations/<uuid>/ {"status":"installed"}.
+  void VerifyInstall(const config::SourceConfig& source, const std::string& uuid,
+                     const std::string& access_token, ApiCallback<bool> done);
+  // GET <api_url><path> with the bearer token; a 2xx reply, or the mapped error. `what` labels
+  // the metric ("issue", ...).
+  void Get(const config::SourceConfig& source, const std::string& path,
+           const std::string& access_token, std::string_view what, ApiCallback<ApiReply> done);
+
+ private:
+  void Send(const config::SourceConfig& source, std::string_view what,
+            httpclient::ClientRequest request, ApiCallback<ApiReply> done);
+  void TokenRequest(const config::SourceConfig& source, const std::string& uuid,
+                    std::string body, std::string_view what, ApiCallback<TokenGrant> done);
+
+  httpclient::HttpClient& client_;
+  metrics::Metrics& metrics_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace switchyard::sentry

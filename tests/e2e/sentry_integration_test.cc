@@ -1,0 +1,512 @@
+// End-to-end tests of the Sentry integration lifecycle: the real daemon against a fake Sentry
+// that implements the protocol's semantics (single-use, expiring grants; rotation on refresh;
+// Sentry's 401 bodies), a fake Pushover and a recording receiver.
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fakes/fake_pushover.h"
+#include "fakes/fake_sentry.h"
+#include "fakes/recording_receiver.h"
+#include "support/daemon_process.h"
+#include "support/http_client.h"
+#include "support/sentry.h"
+#include "support/temp_dir.h"
+
+namespace switchyard::testing {
+namespace {
+
+constexpr auto kWait = std::chrono::seconds(20);
+constexpr char kUuid[] = "a8e5d37a-696c-4c54-adb5-b3f28d64c7de";  // the fixtures' installation
+constexpr char kIssueId[] = "1117540176";  // event_alert.triggered.json's data.event.issue_id
+constexpr char kAfterInstall[] = "https://sentry.example/settings/installed";
+
+// Polls the daemon's (or a fake's) state until `done` holds.
+bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = kWait) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+std::string InstallationCreated(const std::string& uuid, const std::string& code,
+                                const std::string& org = "test-org") {
+  auto v = boost::json::parse(CompactPayload("installation.created.json"));
+  auto& inst = v.at("data").at("installation").as_object();
+  inst["uuid"] = uuid;
+  inst["code"] = code;
+  inst["organization"].as_object()["slug"] = org;
+  v.at("installation").as_object()["uuid"] = uuid;
+  return boost::json::serialize(v);
+}
+
+std::string InstallationDeleted(const std::string& uuid) {
+  auto v = boost::json::parse(InstallationCreated(uuid, "unused"));
+  v.as_object()["action"] = "deleted";
+  v.at("data").at("installation").as_object().erase("code");
+  return boost::json::serialize(v);
+}
+
+// The issue-details example with the project the seed's route matches on.
+std::string IssueJson(const std::string& project_slug, const std::string& title) {
+  auto v = boost::json::parse(CompactPayload("api.issue-details.GET.example.json"));
+  v.as_object()["id"] = kIssueId;
+  v.as_object()["title"] = title;
+  v.at("project").as_object()["slug"] = project_slug;
+  return boost::json::serialize(v);
+}
+
+std::string EventAlert(const std::string& uuid = kUuid, const std::string& issue = kIssueId,
+                       const std::string& salt = "") {
+  auto v = boost::json::parse(CompactPayload("event_alert.triggered.json"));
+  v.at("installation").as_object()["uuid"] = uuid;
+  v.at("data").at("event").as_object()["issue_id"] = issue;
+  if (!salt.empty()) v.at("data").at("event").as_object()["event_id"] = salt;  // not a duplicate
+  return boost::json::serialize(v);
+}
+
+class SentryIntegrationTest : public ::testing::Test {
+ protected:
+  struct Options {
+    bool verify_install = true;
+    std::string refresh_before = "1h";
+    std::string static_token;  // internal integration
+    std::string extra_sources;
+  };
+
+  std::string Config(const Options& o) {
+    std::string source = "  sentry:\n    type: sentry\n    client_id: " +
+                         sentry_.options().client_id + "\n    client_secret: " +
+                         sentry_.options().client_secret + "\n    api_url: " + sentry_.url() +
+                         "\n    verify_install: " + (o.verify_install ? "true" : "false") +
+                         "\n    refresh_before: " + o.refresh_before +
+                         "\n    after_install_url: " + kAfterInstall + "\n";
+    if (!o.static_token.empty()) {
+      source += "    token: " + o.static_token + "\n    org: test-org\n";
+    }
+    return "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  threads: 2\n"
+           "storage:\n  path: " + dir_.path() + "/var\n"
+           "sources:\n" + source + o.extra_sources +
+           "sinks:\n"
+           "  phone:\n    type: pushover\n    token: " + pushover_.options().token +
+           "\n    user: " + pushover_.options().user + "\n    api_url: " + pushover_.url() +
+           "\n"
+           "  ops:\n    type: http\n    url: " + receiver_.url("/ingest") + "\n    timeout: 2s\n"
+           "retry:\n  initial: 200ms\n  max_delay: 2s\n  jitter: 0\n  max_attempts: 6\n"
+           "routes:\n"
+           "  - name: alerts-for-backend\n    source: sentry\n    resource: event_alert\n"
+           "    enrich: [issue]\n    match: ['$issue.project.slug = \"backend\"']\n"
+           "    to:\n      - sink: phone\n        title: '{{ $issue.title }}'\n"
+           "        message: '{{ data.triggered_rule }}'\n";
+  }
+
+  void Start(const Options& o) { daemon_.Start(Config(o)); }
+  void Start() { Start(Options()); }
+
+  std::optional<HttpResponse> Post(const std::string& body, const std::string& resource,
+                                   const std::string& source = "sentry",
+                                   const std::string& secret = "") {
+    return Fetch(daemon_.port(), "POST", "/hooks/" + source,
+                 SentryHeaders(resource, SentrySignature(
+                                             secret.empty() ? sentry_.options().client_secret
+                                                            : secret,
+                                             body)),
+                 body);
+  }
+
+  std::optional<HttpResponse> Setup(const std::string& code, const std::string& uuid = kUuid,
+                                    const std::string& source = "sentry") {
+    return Fetch(daemon_.port(), "GET",
+                 "/setup/" + source + "?code=" + code + "&installationId=" + uuid +
+                     "&orgSlug=test-org");
+  }
+
+  boost::json::array Installations() {
+    auto r = Fetch(daemon_.admin_port(), "GET", "/admin/installations");
+    if (!r || r->status != 200) return {};
+    return boost::json::parse(r->body).as_array();
+  }
+
+  // The status of installation `uuid` in /admin/installations ("" when absent).
+  std::string StatusOf(const std::string& uuid = kUuid) {
+    for (const auto& row : Installations()) {
+      if (row.at("uuid").as_string() == uuid) return std::string(row.at("status").as_string());
+    }
+    return "";
+  }
+
+  std::string Metrics() {
+    auto r = Fetch(daemon_.admin_port(), "GET", "/metrics");
+    return r ? r->body : "";
+  }
+
+  void InstallViaSetup(const std::string& uuid = kUuid) {
+    auto r = Setup(sentry_.IssueGrant(uuid), uuid);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 302) << r->body;
+  }
+
+  TempDir dir_;
+  FakeSentry sentry_;
+  FakePushover pushover_;
+  RecordingReceiver receiver_;
+  DaemonProcess daemon_{dir_.path()};
+};
+
+TEST_F(SentryIntegrationTest, InstallationWebhookExchangesTheGrantAfterThe202AndVerifies) {
+  Start();
+  const std::string code = sentry_.IssueGrant(kUuid);
+  auto r = Post(InstallationCreated(kUuid, code), "installation");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "installed"; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
+  EXPECT_TRUE(sentry_.Verified(kUuid));
+  auto rows = Installations();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("source").as_string(), "sentry");
+  EXPECT_EQ(rows[0].at("org").as_string(), "test-org");
+  EXPECT_TRUE(rows[0].at("expires_at").is_string());
+  EXPECT_EQ(rows[0].as_object().size(), 5u);  // source, uuid, org, status, expires_at: no token
+}
+
+TEST_F(SentryIntegrationTest, RedirectExchangesTheGrantThenSendsTheBrowserToAfterInstallUrl) {
+  Start();
+  auto r = Setup(sentry_.IssueGrant(kUuid));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 302) << r->body;
+  EXPECT_EQ(r->Header("Location"), kAfterInstall);
+  EXPECT_EQ(StatusOf(), "installed");  // stored and verified before the redirect
+  EXPECT_TRUE(sentry_.Verified(kUuid));
+}
+
+TEST_F(SentryIntegrationTest, WithoutVerifyInstallNoStatusPutIsSent) {
+  Start({.verify_install = false});
+  InstallViaSetup();
+  EXPECT_EQ(StatusOf(), "installed");
+  EXPECT_FALSE(sentry_.Verified(kUuid));
+  EXPECT_EQ(sentry_.stats().verifies, 0);
+}
+
+TEST_F(SentryIntegrationTest, RefusedGrantShowsAReadable502PageAndStoresNothing) {
+  Start();
+  auto r = Setup("0123456789abcdef0123456789abcdef");  // never issued
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_NE(r->Header("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(r->body.find("Could not find grant for given code"), std::string::npos) << r->body;
+  EXPECT_EQ(StatusOf(), "");
+  // An incomplete link is the browser's problem, not Sentry's: 400.
+  auto bad = Fetch(daemon_.port(), "GET", "/setup/sentry?installationId=" + std::string(kUuid));
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+}
+
+TEST_F(SentryIntegrationTest, WebhookAndRedirectRacingShareOneExchangeAndBothSucceed) {
+  Start();
+  // Slow the exchange down so the second arrival finds the first under way.
+  sentry_.FailNext({.method = "POST",
+                    .path_part = "/authorizations/",
+                    .delay = std::chrono::milliseconds(500),
+                    .pass_through = true});
+  const std::string code = sentry_.IssueGrant(kUuid);
+  std::optional<HttpResponse> setup, hook;
+  std::thread a([&] { setup = Setup(code); });
+  std::thread b([&] { hook = Post(InstallationCreated(kUuid, code), "installation"); });
+  a.join();
+  b.join();
+  ASSERT_TRUE(setup && hook);
+  EXPECT_EQ(setup->status, 302) << setup->body;
+  EXPECT_EQ(hook->status, 202);
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "installed"; }));
+  // The single-use code was exchanged exactly once: no refused second exchange.
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
+  EXPECT_EQ(sentry_.stats().exchanges_refused, 0);
+  // The redirect arriving after the webhook's exchange redirects as a success too.
+  auto again = Setup(code);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 302);
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
+}
+
+TEST_F(SentryIntegrationTest, IssueAlertFetchesTheIssueAndBackendGoesToPushover) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Boom in the backend"));
+  Start();
+  InstallViaSetup();
+  auto r = Post(EventAlert(), "event_alert");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  auto m = pushover_.messages().at(0);
+  EXPECT_EQ(m["title"], "Boom in the backend");
+  EXPECT_EQ(sentry_.stats().issue_gets, 1);
+  ASSERT_FALSE(sentry_.IssueAuthorizations().empty());
+  EXPECT_EQ(sentry_.IssueAuthorizations()[0], "Bearer " + sentry_.CurrentAccessToken(kUuid));
+}
+
+TEST_F(SentryIntegrationTest, AnIssueOfAnotherProjectIsFilteredNotDelivered) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("frontend", "Not ours"));
+  Start();
+  InstallViaSetup();
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_deliveries_total{outcome=\"filtered\",sink=\"phone\"} 1") !=
+           std::string::npos;
+  })) << Metrics();
+  EXPECT_EQ(pushover_.messages().size(), 0u);
+}
+
+TEST_F(SentryIntegrationTest, ABurstOfEventsForOneIssueMakesOneApiCall) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Burst"));
+  Start();
+  InstallViaSetup();
+  constexpr int kEvents = 20;
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(Post(EventAlert(kUuid, kIssueId, "evt" + std::to_string(i)), "event_alert")->status,
+              202);
+  }
+  ASSERT_TRUE(pushover_.WaitFor(kEvents, kWait));
+  EXPECT_EQ(sentry_.stats().issue_gets, 1);
+}
+
+TEST_F(SentryIntegrationTest, ExpiredTokenIsRefreshedOnceAndTheCallRetried) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "After refresh"));
+  Start();
+  InstallViaSetup();
+  const std::string before = sentry_.CurrentAccessToken(kUuid);
+  sentry_.ExpireAccessToken(kUuid);  // Sentry now answers 401 {"detail":"Token expired"}
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().unauthorized, 1);
+  EXPECT_EQ(sentry_.stats().refreshes_ok, 1);
+  auto auths = sentry_.IssueAuthorizations();
+  ASSERT_EQ(auths.size(), 2u);
+  EXPECT_EQ(auths[0], "Bearer " + before);
+  EXPECT_EQ(auths[1], "Bearer " + sentry_.CurrentAccessToken(kUuid));
+  EXPECT_NE(before, sentry_.CurrentAccessToken(kUuid));
+}
+
+TEST_F(SentryIntegrationTest, RefresherRenewsTokensBeforeTheyExpire) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(4));
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Fresh"));
+  Start({.refresh_before = "3s"});
+  InstallViaSetup();
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 2; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().refreshes_refused, 0);
+  // Whatever pair is current works: no call ever met an expired token.
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait));
+  EXPECT_EQ(sentry_.stats().unauthorized, 0);
+  EXPECT_NE(Metrics().find("switchyard_token_refreshes_total{outcome=\"success\",source=\"sentry\"}"),
+            std::string::npos);
+}
+
+TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinstall) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  sentry_.RevokeTokens(kUuid);  // the refresh token no longer exists at Sentry
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
+  EXPECT_GE(sentry_.stats().refreshes_refused, 1);
+  EXPECT_NE(Metrics().find(
+                "switchyard_token_refreshes_total{outcome=\"rejected\",source=\"sentry\"} 1"),
+            std::string::npos);
+  EXPECT_TRUE(daemon_.WaitForLog("must be re-installed"));
+}
+
+TEST_F(SentryIntegrationTest, RefreshFailingWith5xxIsRetriedWithBackoff) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  sentry_.FailNext({.method = "POST", .path_part = "/authorizations/", .status = 503});
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 1; })) << daemon_.Log();
+  EXPECT_EQ(StatusOf(), "installed");
+  EXPECT_NE(Metrics().find(
+                "switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(SentryIntegrationTest, RateLimitedIssueFetchWaitsForRetryAfter) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Patience"));
+  Start();
+  InstallViaSetup();
+  sentry_.FailNext({.method = "GET",
+                    .path_part = "/issues/",
+                    .status = 429,
+                    .body = R"({"detail":"Request was throttled."})",
+                    .headers = {{"Retry-After", "2"}}});
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait));
+  auto times = sentry_.IssueRequestTimes();
+  ASSERT_EQ(times.size(), 2u);
+  // Retry-After: 2 is honoured although the route's backoff starts at 200ms.
+  EXPECT_GE(times[1] - times[0], std::chrono::milliseconds(1900));
+}
+
+TEST_F(SentryIntegrationTest, UninstallForgetsTheInstallation) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Gone"));
+  Start();
+  InstallViaSetup();
+  ASSERT_EQ(Post(InstallationDeleted(kUuid), "installation")->status, 202);
+  ASSERT_TRUE(Eventually([&] { return Installations().empty(); }));
+  // An alert for the forgotten installation cannot be enriched: a dead letter saying why.
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(Eventually([&] {
+    auto r = Fetch(daemon_.admin_port(), "GET", "/admin/dlq");
+    return r && r->body.find("holds no tokens") != std::string::npos;
+  }));
+  // And it stays forgotten across a restart.
+  daemon_.Terminate();
+  daemon_.Restart();
+  EXPECT_TRUE(Installations().empty());
+}
+
+TEST_F(SentryIntegrationTest, InternalIntegrationUsesItsStaticTokenWithoutOAuth) {
+  sentry_.AddStaticToken("internal-static-token-7f3a");
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Internal"));
+  Start({.static_token = "internal-static-token-7f3a"});
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(sentry_.IssueAuthorizations().at(0), "Bearer internal-static-token-7f3a");
+  EXPECT_EQ(sentry_.stats().exchanges_ok + sentry_.stats().refreshes_ok, 0);
+  auto rows = Installations();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("status").as_string(), "internal");
+  EXPECT_EQ(Metrics().find("internal-static-token-7f3a"), std::string::npos);
+}
+
+TEST_F(SentryIntegrationTest, TwoAppsKeepTheirOwnSecretsAndTokens) {
+  const std::string other_uuid = "b9f6e48b-7a7d-4d5d-bec4-c4a3e75c389e";
+  Start({.extra_sources = "  other:\n    type: sentry\n    client_id: " +
+                          sentry_.options().client_id + "\n    client_secret: " +
+                          sentry_.options().client_secret + "\n    api_url: " + sentry_.url() +
+                          "\n"});
+  InstallViaSetup();
+  auto r = Setup(sentry_.IssueGrant(other_uuid), other_uuid, "other");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 302);
+  auto rows = Installations();
+  ASSERT_EQ(rows.size(), 2u);
+  std::set<std::string> pairs;
+  for (const auto& row : rows) {
+    pairs.insert(std::string(row.at("source").as_string()) + "/" +
+                 std::string(row.at("uuid").as_string()));
+  }
+  EXPECT_TRUE(pairs.count(std::string("sentry/") + kUuid));
+  EXPECT_TRUE(pairs.count("other/" + other_uuid));
+  // A webhook signed with some other secret is refused by each source.
+  auto bad = Post(EventAlert(), "event_alert", "other", "not-the-secret");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 401);
+}
+
+TEST_F(SentryIntegrationTest, TokensSurviveARestartWithoutANewExchange) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Persisted"));
+  Start();
+  InstallViaSetup();
+  daemon_.Terminate();
+  daemon_.Restart();
+  EXPECT_EQ(StatusOf(), "installed");
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait));
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
+}
+
+TEST_F(SentryIntegrationTest, AnExchangeAnswered5xxIsRetriedWithinTheGrantsLifetime) {
+  Start();
+  sentry_.FailNext({.method = "POST", .path_part = "/authorizations/", .status = 503});
+  const std::string code = sentry_.IssueGrant(kUuid);
+  ASSERT_EQ(Post(InstallationCreated(kUuid, code), "installation")->status, 202);
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "installed"; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
+  EXPECT_TRUE(daemon_.WaitForLog("grant exchange failed"));
+}
+
+TEST_F(SentryIntegrationTest, AKillDuringTheExchangeIsResumedFromTheStoredWebhookAtStart) {
+  Start();
+  // The exchange request reaches Sentry but its answer would come only much later.
+  sentry_.FailNext({.method = "POST",
+                    .path_part = "/authorizations/",
+                    .status = 503,
+                    .delay = std::chrono::seconds(60)});
+  const std::string code = sentry_.IssueGrant(kUuid);
+  ASSERT_EQ(Post(InstallationCreated(kUuid, code), "installation")->status, 202);
+  ASSERT_TRUE(daemon_.WaitForLog("exchanging grant code"));
+  daemon_.Kill();
+  daemon_.Restart();
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "installed"; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
+  EXPECT_TRUE(daemon_.WaitForLog("resuming an interrupted installation"));
+}
+
+TEST_F(SentryIntegrationTest, TokensNeverReachDiskLogsMetricsOrAdminOutput) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(4));
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Secretive"));
+  Start({.refresh_before = "3s"});
+  InstallViaSetup();
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 1; }));
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait));
+  const std::string metrics = Metrics();
+  const std::string admin = Fetch(daemon_.admin_port(), "GET", "/admin/installations")->body;
+  daemon_.Terminate();  // flush memtables to SST files too
+  const std::vector<std::string> tokens = sentry_.AllTokens();
+  ASSERT_GE(tokens.size(), 4u);
+  std::vector<std::string> secrets = tokens;
+  secrets.push_back(sentry_.options().client_secret);
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!entry.is_regular_file()) continue;
+    ++files;
+    const std::string content = ReadFile(entry.path().string());
+    for (const auto& t : tokens) {
+      EXPECT_EQ(content.find(t), std::string::npos) << "token found in " << entry.path();
+    }
+  }
+  EXPECT_GT(files, 5u);  // the store's WAL, SST, MANIFEST files, the log, the config
+  const std::string log = daemon_.Log();
+  for (const auto& s : secrets) {
+    EXPECT_EQ(log.find(s), std::string::npos) << "secret in the log";
+    EXPECT_EQ(metrics.find(s), std::string::npos) << "secret in /metrics";
+    EXPECT_EQ(admin.find(s), std::string::npos) << "secret in /admin/installations";
+  }
+}
+
+TEST_F(SentryIntegrationTest, TokenKeyReadableByOthersRefusesToStart) {
+  Start();
+  daemon_.Terminate();
+  const std::string key = dir_.path() + "/var/token.key";
+  struct stat st;
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::chmod(key.c_str(), 0644), 0);
+  RunResult r = RunCli({"run", "-c", daemon_.config_path()}, std::chrono::seconds(30));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("chmod 600"), std::string::npos) << r.err;
+}
+
+TEST_F(SentryIntegrationTest, AStoreOpenedWithAnotherKeyIsRefusedNotReset) {
+  Start();
+  InstallViaSetup();
+  daemon_.Terminate();
+  const std::string key = dir_.path() + "/var/token.key";
+  {
+    std::ofstream out(key, std::ios::trunc);
+    out << std::string(64, 'a') << "\n";
+  }
+  RunResult r = RunCli({"run", "-c", daemon_.config_path()}, std::chrono::seconds(30));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("cannot be decrypted"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace switchyard::testing
