@@ -807,4 +807,11 @@ std::vector<InstallationView> InstallationManager::List() const {
 
 void InstallationManager::RefreshDue() { impl_->RefreshDue(); }
 
+size_t InstallationManager::Busy() const {
+  std::lock_guard lock(impl_->mu);
+  size_t n = 0;
+  for (const auto& [key, e] : impl_->entries) n += e.busy ? 1 : 0;
+  return n;
+}
+
 }  // namespace switchyard::sentry

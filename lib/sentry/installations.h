@@ -88,6 +88,8 @@ class InstallationManager : public ingest::Installer {
               std::string what, ApiResultCallback done);
 
   std::vector<InstallationView> List() const;
+  // Installations with a refresh or verify under way.
+  size_t Busy() const;
 
   // One refresher round at the clock's current time (tests drive a FakeClock with it).
   void RefreshDue();

@@ -1,0 +1,219 @@
+// InstallationManager with an injected clock, an in-memory TokenStore and an in-process Sentry
+// token endpoint: refresh scheduling (spread, never later than refresh_before), persistence
+// before use, and single-flight refreshes. The end-to-end behaviour against a fake Sentry over
+// real sockets is in tests/e2e/sentry_integration_test.cc.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/time_format.h"
+#include "config/config_holder.h"
+#include "metrics/metrics.h"
+#include "sentry/installations.h"
+
+namespace switchyard::sentry {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Records every Put; can be told to fail.
+class MemoryTokenStore : public TokenStore {
+ public:
+  Status Put(const Installation& in) override {
+    std::lock_guard lock(mu);
+    events.push_back("put " + in.access_token);
+    rows[in.source + "/" + in.uuid] = in;
+    ++puts;
+    return Status::Ok();
+  }
+  Status Delete(std::string_view source, std::string_view uuid) override {
+    std::lock_guard lock(mu);
+    rows.erase(std::string(source) + "/" + std::string(uuid));
+    return Status::Ok();
+  }
+  Result<std::vector<Installation>> LoadAll() override {
+    std::lock_guard lock(mu);
+    std::vector<Installation> out;
+    for (auto& [k, v] : rows) out.push_back(v);
+    return out;
+  }
+  std::mutex mu;
+  std::map<std::string, Installation> rows;
+  std::vector<std::string> events;  // shared with the Sentry stub: "put X", "GET Bearer X"
+  std::atomic<int> puts{0};
+};
+
+// Answers token requests like Sentry (new pair, expiresAt = now + lifetime) and issue GETs with
+// 200 for the current token, 401 otherwise. Synchronous. Records when each refresh arrived.
+class SentryStub : public httpclient::HttpClient {
+ public:
+  SentryStub(Clock& clock, MemoryTokenStore& store) : clock_(clock), store_(store) {}
+  void Send(httpclient::ClientRequest req, httpclient::ClientCallback done) override {
+    httpclient::ClientResponse r;
+    {
+      std::lock_guard lock(mu);
+      if (req.url.find("/authorizations/") != std::string::npos) {
+        auto body = boost::json::parse(req.body).as_object();
+        if (body["grant_type"].as_string() == "refresh_token") {
+          refresh_times.push_back(clock_.NowMillis());
+          refresh_uuids.push_back(req.url);
+        }
+        current = "tok" + std::to_string(++counter);
+        boost::json::object o;
+        o["token"] = current;
+        o["refreshToken"] = "ref" + std::to_string(counter);
+        o["expiresAt"] = FormatRfc3339Millis(clock_.NowMillis() + 8 * 3600 * 1000);
+        r.status = 201;
+        r.body = boost::json::serialize(o);
+      } else {
+        std::string auth;
+        for (auto& [k, v] : req.headers) {
+          if (k == "Authorization") auth = v;
+        }
+        {
+          std::lock_guard slock(store_.mu);
+          store_.events.push_back("GET " + auth);
+        }
+        r.status = auth == "Bearer " + current ? 200 : 401;
+        r.body = r.status == 200 ? R"({"id":"1"})" : R"({"detail":"Token expired"})";
+      }
+    }
+    done(std::move(r));
+  }
+  void Shutdown() override {}
+
+  std::mutex mu;
+  std::vector<int64_t> refresh_times;
+  std::vector<std::string> refresh_uuids;
+  std::string current = "initial";
+  int counter = 0;
+
+ private:
+  Clock& clock_;
+  MemoryTokenStore& store_;
+};
+
+std::shared_ptr<const config::Config> ConfigWith(std::chrono::milliseconds refresh_before) {
+  auto cfg = std::make_shared<config::Config>();
+  config::SourceConfig s;
+  s.name = "sentry";
+  s.client_id = "id";
+  s.client_secret = "secret";
+  s.api_url = "http://sentry.invalid";
+  s.refresh_before = refresh_before;
+  cfg->sources.push_back(s);
+  return cfg;
+}
+
+long RssKiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+TEST(RefresherTest, TenThousandInstallationsRefreshSpreadOutAndNeverLate) {
+  constexpr int kInstallations = 10000;
+  FakeClock clock;
+  const int64_t t0 = clock.NowMillis();
+  const int64_t expiry = t0 + 8 * 3600 * 1000;  // all installed in the same second
+  MemoryTokenStore store;
+  for (int i = 0; i < kInstallations; ++i) {
+    Installation in;
+    in.source = "sentry";
+    char uuid[40];
+    snprintf(uuid, sizeof uuid, "%08x-0000-4000-8000-%012d", i * 2654435761u, i);
+    in.uuid = uuid;
+    in.org = std::string("org").append(std::to_string(i));  // append: GCC 12 -Wrestrict
+    in.access_token = "initial";
+    in.refresh_token = std::string("r").append(std::to_string(i));
+    in.expires_at_ms = expiry;
+    in.status = InstallStatus::kInstalled;
+    store.rows[in.source + "/" + in.uuid] = in;
+  }
+  SentryStub sentry(clock, store);
+  config::ConfigHolder holder(ConfigWith(hours(1)));
+  metrics::Metrics metrics;
+  const long rss_before = RssKiB();
+  InstallationManager manager(holder, store, sentry, metrics, clock,
+                              {.max_concurrent_refreshes = 16, .max_sleep = milliseconds(5)});
+  ASSERT_TRUE(manager.Start(nullptr).ok());
+  const long rss_loaded = RssKiB();
+  // Walk the clock second by second from 6 h to 8 h after installation.
+  clock.Advance(hours(6));
+  for (int s = 0; s < 2 * 3600; ++s) {
+    clock.Advance(seconds(1));
+    manager.RefreshDue();
+    // Let this second's refreshes complete (they persist on the manager's pool thread).
+    while (manager.Busy() > 0) std::this_thread::yield();
+  }
+  std::lock_guard lock(sentry.mu);
+  ASSERT_EQ(sentry.refresh_times.size(), static_cast<size_t>(kInstallations));
+  std::map<int64_t, int> per_second;
+  const int64_t latest_allowed = expiry - 3600 * 1000;  // refresh_before: 1 h
+  const int64_t earliest_expected = expiry - 3600 * 1000 - 1800 * 1000;
+  for (int64_t t : sentry.refresh_times) {
+    EXPECT_LE(t, latest_allowed + 1000);  // never later than refresh_before asks (1 s steps)
+    EXPECT_GE(t, earliest_expected);      // spreading moves a refresh at most refresh_before/2
+    ++per_second[t / 1000];
+  }
+  int busiest = 0;
+  for (auto& [sec, n] : per_second) busiest = std::max(busiest, n);
+  // 10,000 over a 30-minute window is ~5.6 a second; a herd would put them in one second.
+  EXPECT_LE(busiest, 25);
+  EXPECT_GE(per_second.size(), 1500u);
+  RecordProperty("busiest_second", busiest);
+  RecordProperty("seconds_with_refreshes", static_cast<int>(per_second.size()));
+  RecordProperty("rss_kib_for_10k", static_cast<int>(rss_loaded - rss_before));
+  std::printf("refresher: 10000 installations, %zu distinct seconds, busiest second %d, "
+              "RSS +%ld KiB after loading\n",
+              per_second.size(), busiest, rss_loaded - rss_before);
+  manager.Stop();
+}
+
+TEST(RefresherTest, ANewPairIsPersistedBeforeTheRetriedCallUsesIt) {
+  FakeClock clock;
+  MemoryTokenStore store;
+  Installation in;
+  in.source = "sentry";
+  in.uuid = "a8e5d37a-696c-4c54-adb5-b3f28d64c7de";
+  in.org = "test-org";
+  in.access_token = "stale";
+  in.refresh_token = "r0";
+  in.expires_at_ms = clock.NowMillis() + 8 * 3600 * 1000;
+  in.status = InstallStatus::kInstalled;
+  store.rows["sentry/" + in.uuid] = in;
+  SentryStub sentry(clock, store);
+  config::ConfigHolder holder(ConfigWith(hours(1)));
+  metrics::Metrics metrics;
+  InstallationManager manager(holder, store, sentry, metrics, clock);
+  ASSERT_TRUE(manager.Start(nullptr).ok());
+  std::promise<Result<std::string>> got;
+  manager.ApiGet("sentry", in.uuid, "/api/0/organizations/{org}/issues/1/", "issue",
+                 [&got](Result<std::string> r, std::optional<milliseconds>) {
+                   got.set_value(std::move(r));
+                 });
+  auto result = got.get_future().get();
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  std::lock_guard lock(store.mu);
+  ASSERT_EQ(store.events.size(), 3u);
+  EXPECT_EQ(store.events[0], "GET Bearer stale");
+  EXPECT_EQ(store.events[1], "put tok1");  // persisted ...
+  EXPECT_EQ(store.events[2], "GET Bearer tok1");  // ... before it is used
+  manager.Stop();
+}
+
+}  // namespace
+}  // namespace switchyard::sentry
