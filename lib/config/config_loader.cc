@@ -13,6 +13,7 @@
 // - `enrich: [issue]` needs the route's `source` to be set, or exactly one source to be defined.
 // - A matcher or template that reads $issue.* needs `enrich: [issue]` on its route.
 // - `resource` / `action` given as a list must not be empty (omit the key to match any).
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -248,6 +249,45 @@ struct Text {
 struct Literal {
   Text text;
   YAML::Mark mark;
+};
+
+// Counts the documents of a YAML stream from the parser's events: where each one's root node is,
+// and whether a document started where the previous one did (the parser made no progress).
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> roots;  // per document
+  YAML::Mark start = YAML::Mark::null_mark();  // of the last document
+  bool stuck = false;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (!start.is_null() && mark.pos == start.pos) stuck = true;
+    start = mark;
+    root_pending_ = true;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (root_pending_) roots.push_back(mark);
+    root_pending_ = false;
+  }
+  bool root_pending_ = false;
 };
 
 class Loader {
@@ -1101,15 +1141,37 @@ void Loader::CheckPushoverFields(const Value& target,
 }
 
 LoadResult Loader::Load() {
+  // Not YAML::LoadAll: in yaml-cpp 0.7 (Debian 12) it never returns on some malformed input, e.g.
+  // a stray ',' where a document starts (jbeder/yaml-cpp#1040, fixed upstream by #1319): the
+  // parser reports an empty document there again and again without consuming anything, and
+  // LoadAll allocates a node per round until memory runs out (found by fuzz/fuzz_config). So a
+  // first pass counts the documents (at most two), stopping where one starts at the same place as
+  // the one before, and the first document is then loaded alone.
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(text_));
+    const std::string text(text_);
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    size_t count = 0;
+    while (count < 2 && parser.HandleNextDocument(counter)) {
+      if (counter.stuck) {
+        const size_t pos = static_cast<size_t>(counter.start.pos);
+        Error(counter.start,
+              "YAML syntax error: unexpected " +
+                  (pos < text_.size() ? Quote(text_.substr(pos, 1)) : std::string("content")));
+        return {nullptr, std::move(errors_)};
+      }
+      ++count;
+    }
+    if (count > 0) docs.push_back(YAML::Load(text));
+    if (count > 1) {
+      Error(counter.roots.size() > 1 ? counter.roots[1] : counter.start,
+            "more than one YAML document; the config is a single document");
+    }
   } catch (const YAML::Exception& e) {
     Error(e.mark, "YAML syntax error: " + e.msg);
     return {nullptr, std::move(errors_)};
-  }
-  if (docs.size() > 1) {
-    Error(docs[1].Mark(), "more than one YAML document; the config is a single document");
   }
   Value root;
   if (!docs.empty()) {

@@ -792,6 +792,17 @@ TEST_F(ConfigLoaderTest, LoadsFromAFileAndNamesItInErrors) {
 
 TEST_F(ConfigLoaderTest, RejectsMoreThanOneDocument) {
   ExpectOneError(Load("server: {}\n---\nstorage: {}\n"), 3, 1, "more than one YAML document");
+  ExpectOneError(Load("server: {}\n---\n"), 3, 1, "more than one YAML document");
+  EXPECT_TRUE(Load("---\nserver: {}\n...\n").errors.empty());
+  EXPECT_TRUE(Load("# nothing\n").errors.empty());
+}
+
+// Found by fuzz/fuzz_config: yaml-cpp 0.7's LoadAll never returned on these (it allocated an
+// empty document per round until memory ran out).
+TEST_F(ConfigLoaderTest, StrayCommaWhereADocumentStartsIsASyntaxError) {
+  ExpectOneError(Load(",in  :\n  ry}\n"), 1, 1, "YAML syntax error: unexpected \",\"");
+  ExpectOneError(Load(","), 1, 1, "YAML syntax error");
+  ExpectOneError(Load("server: {}\n---\n,\n"), 3, 1, "more than one YAML document");
 }
 
 TEST(RepoRoutesYamlTest, LoadsWithNoEnvironment) {
