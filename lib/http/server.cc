@@ -75,6 +75,32 @@ std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system
   return std::nullopt;
 }
 
+// Request framing that Beast's parser accepts but RFC 9112 §6.1 and §6.3 tell a server to refuse,
+// because something in front of us may frame the same bytes differently (request smuggling: a
+// second request hidden in what we would take for a body, or the reverse): a Transfer-Encoding
+// whose final coding is not chunked (Beast would read no body and parse the body as the next
+// request), a Transfer-Encoding next to a Content-Length, more than one Transfer-Encoding field,
+// or one in an HTTP/1.0 request — all 400; codings other than chunked, which we cannot decode, 501.
+// Each closes the connection.
+std::optional<std::pair<int, std::string>> FramingError(
+    const bhttp::request_parser<bhttp::string_body>& parser) {
+  const auto& head = parser.get();
+  const size_t fields = head.count(bhttp::field::transfer_encoding);
+  if (fields == 0) return std::nullopt;
+  auto bad = [](std::string why) { return std::pair{400, "malformed request: " + why}; };
+  if (fields > 1) return bad("more than one Transfer-Encoding field");
+  if (head.count(bhttp::field::content_length) > 0) {
+    return bad("both Transfer-Encoding and Content-Length");
+  }
+  if (head.version() < 11) return bad("Transfer-Encoding in an HTTP/1.0 request");
+  if (!parser.chunked()) return bad("Transfer-Encoding does not end with chunked");
+  const bhttp::token_list codings{head[bhttp::field::transfer_encoding]};
+  if (std::next(codings.begin()) != codings.end()) {
+    return std::pair{501, std::string("Transfer-Encoding other than chunked is not supported")};
+  }
+  return std::nullopt;
+}
+
 // Session state visible to Shutdown. Each io_context is run by exactly one thread, so everything
 // posted to `executor` (the socket's context) runs serialized with the session itself; fields other
 // than `executor` are touched only there.
@@ -239,6 +265,10 @@ struct HttpServer::Impl {
           break;
         }
         if (ec) break;  // timeout (slowloris), reset, EOF: nothing to answer
+        if (auto error = FramingError(parser)) {
+          co_await WriteError(stream, error->first, error->second, opt.write_timeout);
+          break;
+        }
       }
       auto started = std::chrono::steady_clock::now();
 
