@@ -51,16 +51,46 @@ int PrintDlq(const std::string& body, bool json) {
   return 0;
 }
 
-// Runs one `dlq` subcommand against the admin listener of the config's daemon.
-int RunDlq(const std::string& config_path, const std::string& action,
-           const std::vector<std::string>& ids, bool all, bool json,
-           const std::string& admin_override) {
+// One request to the admin listener of the config's daemon (or `admin_override`). Returns the
+// process exit code: 0 with the 200 body in *out, 1 for a usage/config/auth problem, 2 when the
+// daemon cannot be reached or fails.
+int AdminRequest(const std::string& config_path, const std::string& admin_override,
+                 const std::string& method, const std::string& target, const std::string& body,
+                 std::string* out) {
   auto loaded = config::LoadConfig(config_path);
   if (!loaded.config) {
     for (const auto& e : loaded.errors) fprintf(stderr, "%s\n", e.ToString().c_str());
     return 1;
   }
   const auto& server = loaded.config->server;
+  std::string admin = admin_override.empty() ? server.admin_listen : admin_override;
+  if (admin.ends_with(":0")) {
+    fprintf(stderr, "switchyard: server.admin_listen uses port 0 (%s); pass --admin HOST:PORT\n",
+            admin.c_str());
+    return 1;
+  }
+  auto reply = CallAdmin(admin, server.admin_token, method, target, body);
+  if (!reply.ok()) {
+    fprintf(stderr, "switchyard: the daemon's admin listener: %s\n",
+            reply.status().message().c_str());
+    return 2;
+  }
+  if (reply->status == 401) {
+    fprintf(stderr, "switchyard: the daemon refused the admin token (server.admin_token)\n");
+    return 1;
+  }
+  if (reply->status != 200) {
+    fprintf(stderr, "switchyard: the daemon answered %d: %s\n", reply->status, reply->body.c_str());
+    return reply->status >= 500 ? 2 : 1;
+  }
+  *out = std::move(reply->body);
+  return 0;
+}
+
+// Runs one `dlq` subcommand against the admin listener of the config's daemon.
+int RunDlq(const std::string& config_path, const std::string& action,
+           const std::vector<std::string>& ids, bool all, bool json,
+           const std::string& admin_override) {
   std::string method = "GET", target = "/admin/dlq", body;
   if (action == "replay" || action == "drop") {
     if (ids.empty() && !(action == "replay" && all)) {
@@ -83,28 +113,80 @@ int RunDlq(const std::string& config_path, const std::string& action,
     fprintf(stderr, "switchyard: dlq takes list, replay or drop\n");
     return 1;
   }
-  std::string admin = admin_override.empty() ? server.admin_listen : admin_override;
-  if (admin.ends_with(":0")) {
-    fprintf(stderr, "switchyard: server.admin_listen uses port 0 (%s); pass --admin HOST:PORT\n",
-            admin.c_str());
-    return 1;
+  std::string reply;
+  if (int rc = AdminRequest(config_path, admin_override, method, target, body, &reply); rc != 0) {
+    return rc;
   }
-  auto reply = CallAdmin(admin, server.admin_token, method, target, body);
-  if (!reply.ok()) {
-    fprintf(stderr, "switchyard: the daemon's admin listener: %s\n",
-            reply.status().message().c_str());
+  if (action == "list") return PrintDlq(reply, json);
+  printf("%s\n", reply.c_str());
+  return 0;
+}
+
+// `switchyard queue`: pending and dead deliveries, per sink.
+int RunQueue(const std::string& config_path, bool json, const std::string& admin_override) {
+  std::string reply;
+  if (int rc = AdminRequest(config_path, admin_override, "GET", "/admin/queue", "", &reply);
+      rc != 0) {
+    return rc;
+  }
+  if (json) {
+    printf("%s\n", reply.c_str());
+    return 0;
+  }
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(reply, ec);
+  if (ec || !v.is_object()) {
+    fprintf(stderr, "switchyard: unexpected answer from /admin/queue\n");
     return 2;
   }
-  if (reply->status == 401) {
-    fprintf(stderr, "switchyard: the daemon refused the admin token (server.admin_token)\n");
-    return 1;
+  auto num = [](const boost::json::value* x) -> long long {
+    return x && x->is_int64() ? static_cast<long long>(x->get_int64()) : 0LL;
+  };
+  const auto& o = v.as_object();
+  printf("%-24s  %10s  %10s\n", "SINK", "PENDING", "DEAD");
+  if (const auto* sinks = o.if_contains("sinks"); sinks && sinks->is_object()) {
+    for (const auto& [name, counts] : sinks->get_object()) {
+      const auto* c = counts.if_object();
+      printf("%-24s  %10lld  %10lld\n", std::string(name).c_str(),
+             num(c ? c->if_contains("pending") : nullptr), num(c ? c->if_contains("dead") : nullptr));
+    }
   }
-  if (reply->status != 200) {
-    fprintf(stderr, "switchyard: the daemon answered %d: %s\n", reply->status, reply->body.c_str());
-    return reply->status >= 500 ? 2 : 1;
+  printf("%-24s  %10lld  %10lld\n", "(total)", num(o.if_contains("pending")),
+         num(o.if_contains("dead")));
+  return 0;
+}
+
+// `switchyard installations`: the Sentry app installations the daemon holds (never a token).
+int RunInstallations(const std::string& config_path, bool json,
+                     const std::string& admin_override) {
+  std::string reply;
+  if (int rc = AdminRequest(config_path, admin_override, "GET", "/admin/installations", "",
+                            &reply);
+      rc != 0) {
+    return rc;
   }
-  if (action == "list") return PrintDlq(reply->body, json);
-  printf("%s\n", reply->body.c_str());
+  if (json) {
+    printf("%s\n", reply.c_str());
+    return 0;
+  }
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(reply, ec);
+  if (ec || !v.is_array()) {
+    fprintf(stderr, "switchyard: unexpected answer from /admin/installations\n");
+    return 2;
+  }
+  printf("%-12s  %-36s  %-20s  %-15s  %s\n", "SOURCE", "INSTALLATION", "ORG", "STATUS",
+         "TOKEN EXPIRES");
+  for (const auto& e : v.get_array()) {
+    const auto* o = e.if_object();
+    if (!o) continue;
+    auto str = [&](const char* k) -> std::string {
+      auto* x = o->if_contains(k);
+      return x && x->is_string() ? std::string(x->get_string()) : std::string("-");
+    };
+    printf("%-12s  %-36s  %-20s  %-15s  %s\n", str("source").c_str(), str("uuid").c_str(),
+           str("org").c_str(), str("status").c_str(), str("expires_at").c_str());
+  }
   return 0;
 }
 
@@ -222,6 +304,16 @@ int Main(int argc, char** argv) {
   dlq->add_flag("--json", dlq_json, "print the raw JSON");
   std::string dlq_admin;
   dlq->add_option("--admin", dlq_admin, "admin listener HOST:PORT (default: server.admin_listen)");
+  bool view_json = false;
+  std::string view_admin;
+  auto* queue = app.add_subcommand("queue", "show pending and dead deliveries per sink");
+  auto* installations = app.add_subcommand(
+      "installations", "show the Sentry app installations and their token status");
+  for (auto* view : {queue, installations}) {
+    view->add_flag("--json", view_json, "print the raw JSON");
+    view->add_option("--admin", view_admin,
+                     "admin listener HOST:PORT (default: server.admin_listen)");
+  }
 
   try {
     app.parse(argc, argv);
@@ -251,6 +343,8 @@ int Main(int argc, char** argv) {
   }
   if (send_test->parsed()) return RunSendTest(config_path, st_source, st_what, st_url);
   if (dlq->parsed()) return RunDlq(config_path, dlq_action, dlq_ids, dlq_all, dlq_json, dlq_admin);
+  if (queue->parsed()) return RunQueue(config_path, view_json, view_admin);
+  if (installations->parsed()) return RunInstallations(config_path, view_json, view_admin);
   if (run->parsed()) return app::RunDaemon(config_path);
   return 1;
 }

@@ -481,6 +481,26 @@ TEST_F(SentryIntegrationTest, TokensNeverReachDiskLogsMetricsOrAdminOutput) {
   }
 }
 
+TEST_F(SentryIntegrationTest, CliListsInstallationsAndTheQueueWithoutTokens) {
+  Start();
+  InstallViaSetup();
+  const std::string admin = "127.0.0.1:" + std::to_string(daemon_.admin_port());
+  RunResult r = RunCli({"installations", "-c", daemon_.config_path(), "--admin", admin});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(kUuid), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("installed"), std::string::npos);
+  EXPECT_NE(r.out.find("test-org"), std::string::npos);
+  for (const auto& t : sentry_.AllTokens()) EXPECT_EQ(r.out.find(t), std::string::npos);
+  RunResult q = RunCli({"queue", "-c", daemon_.config_path(), "--admin", admin, "--json"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  auto v = boost::json::parse(q.out);
+  EXPECT_EQ(v.at("pending").as_int64(), 0);
+  EXPECT_TRUE(v.at("sinks").is_object());
+  RunResult table = RunCli({"queue", "-c", daemon_.config_path(), "--admin", admin});
+  ASSERT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find("(total)"), std::string::npos) << table.out;
+}
+
 TEST_F(SentryIntegrationTest, TokenKeyReadableByOthersRefusesToStart) {
   Start();
   daemon_.Terminate();
