@@ -481,6 +481,27 @@ TEST_F(SentryIntegrationTest, TokensNeverReachDiskLogsMetricsOrAdminOutput) {
   }
 }
 
+TEST_F(SentryIntegrationTest, AKillDuringATokenRefreshLosesNoTokenPair) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Still here"));
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  // The next refresh request reaches Sentry and hangs there (Sentry has not answered, so the
+  // old pair is still the valid one) while the daemon is killed.
+  sentry_.FailNext({.method = "POST",
+                    .path_part = "/authorizations/",
+                    .status = 503,
+                    .delay = std::chrono::seconds(60)});
+  ASSERT_TRUE(Eventually([&] { return sentry_.PendingFaults() == 0; }));
+  daemon_.Kill();
+  daemon_.Restart();
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 1; })) << daemon_.Log();
+  EXPECT_EQ(StatusOf(), "installed");
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().refreshes_refused, 0);
+}
+
 TEST_F(SentryIntegrationTest, CliListsInstallationsAndTheQueueWithoutTokens) {
   Start();
   InstallViaSetup();

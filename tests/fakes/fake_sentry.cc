@@ -125,6 +125,11 @@ void FakeSentry::FailNext(ScriptedFault fault) {
   faults_.push_back(std::move(fault));
 }
 
+size_t FakeSentry::PendingFaults() const {
+  std::lock_guard lock(mu_);
+  return faults_.size();
+}
+
 void FakeSentry::SetTokenLifetime(std::chrono::milliseconds lifetime) {
   std::lock_guard lock(mu_);
   token_lifetime_ = lifetime;

@@ -79,6 +79,8 @@ class FakeSentry {
   // Deletes the installation's current pair (as a revoke in Sentry's UI would).
   void RevokeTokens(const std::string& uuid);
   void FailNext(ScriptedFault fault);
+  // Scripted faults not yet consumed by a request.
+  size_t PendingFaults() const;
   void SetTokenLifetime(std::chrono::milliseconds lifetime);
 
   struct Stats {
