@@ -12,7 +12,7 @@ PKGS=(
   prometheus python3-yaml   # promtool and PyYAML for the checks in tests/deploy/
 )
 if [[ "${SWITCHYARD_BENCH_DEPS:-0}" == 1 ]]; then
-  PKGS+=(nginx-light wrk)
+  PKGS+=(nginx-light wrk python3-flask gunicorn webhook)
 fi
 
 missing=()
