@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "http/request_framing.h"
 
 namespace switchyard::http {
 
@@ -60,45 +61,6 @@ Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
     return InvalidArgument("bad listen port \"" + port + "\"");
   }
   return tcp::endpoint(ip, static_cast<uint16_t>(p));
-}
-
-// The answer to a failed read of a request (head or body), if it deserves one before closing:
-// 431 head too large, 413 body too large, 400 malformed framing. Timeouts, resets and EOF get none.
-std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system::error_code& ec) {
-  if (ec == bhttp::error::header_limit) return std::pair{431, std::string("request head too large")};
-  if (ec == bhttp::error::body_limit) {
-    return std::pair{413, std::string("body larger than max_body_bytes")};
-  }
-  if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
-    return std::pair{400, "malformed request: " + ec.message()};
-  }
-  return std::nullopt;
-}
-
-// Request framing that Beast's parser accepts but RFC 9112 §6.1 and §6.3 tell a server to refuse,
-// because something in front of us may frame the same bytes differently (request smuggling: a
-// second request hidden in what we would take for a body, or the reverse): a Transfer-Encoding
-// whose final coding is not chunked (Beast would read no body and parse the body as the next
-// request), a Transfer-Encoding next to a Content-Length, more than one Transfer-Encoding field,
-// or one in an HTTP/1.0 request — all 400; codings other than chunked, which we cannot decode, 501.
-// Each closes the connection.
-std::optional<std::pair<int, std::string>> FramingError(
-    const bhttp::request_parser<bhttp::string_body>& parser) {
-  const auto& head = parser.get();
-  const size_t fields = head.count(bhttp::field::transfer_encoding);
-  if (fields == 0) return std::nullopt;
-  auto bad = [](std::string why) { return std::pair{400, "malformed request: " + why}; };
-  if (fields > 1) return bad("more than one Transfer-Encoding field");
-  if (head.count(bhttp::field::content_length) > 0) {
-    return bad("both Transfer-Encoding and Content-Length");
-  }
-  if (head.version() < 11) return bad("Transfer-Encoding in an HTTP/1.0 request");
-  if (!parser.chunked()) return bad("Transfer-Encoding does not end with chunked");
-  const bhttp::token_list codings{head[bhttp::field::transfer_encoding]};
-  if (std::next(codings.begin()) != codings.end()) {
-    return std::pair{501, std::string("Transfer-Encoding other than chunked is not supported")};
-  }
-  return std::nullopt;
 }
 
 // Session state visible to Shutdown. Each io_context is run by exactly one thread, so everything
@@ -402,7 +364,8 @@ void HttpServer::Shutdown(std::chrono::milliseconds timeout) {
   auto close_sessions = [this](bool only_idle) {
     std::lock_guard lock(impl_->sessions_mu);
     for (auto& [raw, state] : impl_->sessions) {
-      net::post(state->executor, [state, only_idle] {
+      // `state = state`: clang before 16 cannot capture a structured binding.
+      net::post(state->executor, [state = state, only_idle] {
         if (state->stream && (!only_idle || state->idle)) state->stream->socket().cancel();
       });
     }
