@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= ./routes.yaml
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test unit e2e sanitize bench clean format
+.PHONY: all deps configure build run test unit e2e sanitize fuzz bench clean format
 
 all: build
 
@@ -46,6 +46,17 @@ sanitize: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSWITCHYARD_BUILD_BENCH=OFF "-DCMAKE_CXX_FLAGS=$(SANITIZE_FLAGS)"
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 900 -j 2 --repeat until-pass:2
+
+# libFuzzer targets (fuzz/): clang + ASan + UBSan in build-fuzz; each target runs FUZZ_SECONDS on
+# a fresh seed corpus and any crash, leak, timeout or invariant violation fails the run (crash
+# inputs stay in build-fuzz/fuzz-artifacts/).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@SWITCHYARD_FUZZ_DEPS=1 ./scripts/bootstrap-deps.sh
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DSWITCHYARD_FUZZ=ON \
+	  -DSWITCHYARD_BUILD_TESTS=OFF -DSWITCHYARD_BUILD_BENCH=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+	./fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 bench: build
 	./bench/run

@@ -14,6 +14,9 @@ PKGS=(
 if [[ "${SWITCHYARD_BENCH_DEPS:-0}" == 1 ]]; then
   PKGS+=(nginx-light wrk python3-flask gunicorn webhook)
 fi
+if [[ "${SWITCHYARD_FUZZ_DEPS:-0}" == 1 ]]; then
+  PKGS+=(clang-14 clang libclang-rt-14-dev)  # libFuzzer and the sanitizer runtimes
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
