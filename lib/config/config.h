@@ -44,6 +44,9 @@ struct StorageConfig {
   // Addition: below this much free space on the store's filesystem new webhooks get 503, so the
   // store never runs into ENOSPC (RocksDB's own ENOSPC handling is not safe to rely on). 0 = off.
   uint64_t min_free_bytes = 128ull << 20;
+  // Addition: past this many bytes of store (table files + memtables), new webhooks get 503, so
+  // an undrainable backlog is bounded before the disk is. 0 = unlimited.
+  uint64_t max_disk_bytes = 0;
 };
 
 struct SourceConfig {

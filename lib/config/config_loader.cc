@@ -44,8 +44,8 @@ constexpr std::string_view kServerKeys[] = {
     "listen",           "admin_listen",   "admin_token",     "threads",      "max_body_bytes",
     "max_header_bytes", "header_timeout", "body_timeout",    "idle_timeout", "max_connections",
     "max_json_depth",   "public_url",     "shutdown_timeout"};
-constexpr std::string_view kStorageKeys[] = {"path", "sync", "dedupe_window", "dlq_retention",
-                                             "min_free_bytes"};
+constexpr std::string_view kStorageKeys[] = {"path",          "sync",           "dedupe_window",
+                                             "dlq_retention", "min_free_bytes", "max_disk_bytes"};
 constexpr std::string_view kSourceKeys[] = {
     "type",  "client_id", "client_secret",  "api_url",           "verify_install",
     "token", "org",       "refresh_before", "after_install_url", "max_clock_skew"};
@@ -734,6 +734,8 @@ void Loader::ParseStorage(const Value& v) {
       if (auto x = GetDuration(f, true)) s.dlq_retention = *x;
     } else if (e.key == "min_free_bytes") {
       if (auto x = GetInt(f, 0, std::numeric_limits<int64_t>::max())) s.min_free_bytes = *x;
+    } else if (e.key == "max_disk_bytes") {
+      if (auto x = GetInt(f, 0, std::numeric_limits<int64_t>::max())) s.max_disk_bytes = *x;
     }
   }
 }

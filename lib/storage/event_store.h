@@ -29,6 +29,9 @@ struct StoreOptions {
   size_t max_pending_appends = 100000;  // beyond this, Append fails fast with kUnavailable
   // Refuse appends (kUnavailable) while the store's filesystem has less free space than this.
   uint64_t min_free_bytes = 128ull << 20;
+  // Refuse appends (kUnavailable) while the store holds more than this many bytes (table files
+  // plus memtables, from RocksDB's size properties); 0 = unlimited.
+  uint64_t max_disk_bytes = 0;
   // Called on the writer thread after each successful group commit with the events it wrote.
   std::function<void(size_t events)> on_group_commit;
 };

@@ -33,12 +33,39 @@ void Database::Close() {
   db_.reset();
 }
 
+namespace {
+
+// OK if `db_dir` is missing, empty of RocksDB data, or has a CURRENT file; kCorruption if it
+// holds a MANIFEST, table or WAL file but no CURRENT.
+Status CheckCurrentFile(const std::string& db_dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(db_dir + "/CURRENT", ec)) return Status::Ok();
+  for (auto it = std::filesystem::directory_iterator(db_dir, ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::string ext = it->path().extension().string();
+    if (name.starts_with("MANIFEST-") || ext == ".sst" || ext == ".ldb" || ext == ".log") {
+      return Corruption("store at " + db_dir + " has data files (" + name +
+                        ") but no CURRENT file; refusing to start, since opening it would start "
+                        "an empty store and discard them. Restore CURRENT (it names the newest "
+                        "MANIFEST file, followed by a newline) or move the store aside.");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Database>> OpenDatabase(
     const std::string& path,
     std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return Unavailable("cannot create storage directory " + path + ": " + ec.message());
+
+  // create_if_missing would make a fresh, empty database next to the files of one whose CURRENT
+  // is gone, and then delete those files as obsolete: a silent reset. Refuse instead.
+  if (Status s = CheckCurrentFile(path + "/db"); !s.ok()) return s;
 
   rocksdb::DBOptions db_opts;
   db_opts.create_if_missing = true;

@@ -536,6 +536,7 @@ class RocksDbStore final : public Store {
 
     Status status = lookup_error;
     if (status.ok() && wb.Count() > 0) status = CheckFreeSpace(wb.GetDataSize());
+    if (status.ok() && wb.Count() > 0) status = CheckDiskBound(wb.GetDataSize());
     if (status.ok() && wb.Count() > 0) {
       // Count the new deliveries before they become visible: the dispatcher may deliver and
       // Complete() one the moment the write lands, and its decrement must find it counted.
@@ -596,6 +597,45 @@ class RocksDbStore final : public Store {
     return Unavailable("storage nearly full (" + std::to_string(free_bytes) + " bytes free)");
   }
 
+  // Fails while the store holds more than max_disk_bytes (plus this batch), so a backlog that
+  // cannot drain (a receiver down for days) hits a bound the operator chose before it fills the
+  // disk. The store's size is RocksDB's table files (`rocksdb.total-sst-files-size`, obsolete ones
+  // not yet deleted included) plus its memtables (`rocksdb.cur-size-all-mem-tables`, which is
+  // what the live WAL holds). Those are in-memory metadata, but walking them per group commit is
+  // waste: they are read at most every kDiskBytesRefresh, and in between the bytes appended since
+  // are added; while over the bound they are re-read on every check, so recovery (deliveries
+  // completing, compaction) is seen at once.
+  static constexpr std::chrono::milliseconds kDiskBytesRefresh{250};
+  Status CheckDiskBound(size_t batch_bytes) {
+    if (options_.max_disk_bytes == 0) return Status::Ok();
+    const auto now = clock_.SteadyNow();
+    if (over_disk_bound_ || !disk_bytes_read_ || now - disk_bytes_read_at_ >= kDiskBytesRefresh) {
+      uint64_t sst = 0, mem = 0;
+      db_->db()->GetAggregatedIntProperty("rocksdb.total-sst-files-size", &sst);
+      db_->db()->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+      disk_bytes_ = sst + mem;
+      disk_bytes_read_ = true;
+      disk_bytes_read_at_ = now;
+    }
+    const uint64_t used = disk_bytes_;
+    if (used + batch_bytes <= options_.max_disk_bytes) {
+      if (over_disk_bound_) {
+        log::Info("storage is under max_disk_bytes again", {{"path", options_.path}});
+      }
+      over_disk_bound_ = false;
+      disk_bytes_ += batch_bytes;  // counted until the next read of the properties
+      return Status::Ok();
+    }
+    if (!over_disk_bound_) {
+      log::Error("storage reached max_disk_bytes; refusing new webhooks until the backlog shrinks",
+                 {{"path", options_.path},
+                  {"bytes", std::to_string(used)},
+                  {"max_disk_bytes", std::to_string(options_.max_disk_bytes)}});
+    }
+    over_disk_bound_ = true;
+    return Unavailable("storage holds " + std::to_string(used) + " bytes, over max_disk_bytes");
+  }
+
   Status Write(rocksdb::WriteBatch& wb) {
     if (needs_resume_) {
       // After a failed write RocksDB stays read-only until resumed (e.g. once disk space returns).
@@ -636,6 +676,11 @@ class RocksDbStore final : public Store {
   std::thread writer_;
   bool needs_resume_ = false;  // writer thread only
   bool low_space_ = false;     // writer thread only
+  // CheckDiskBound's cache; writer thread only.
+  bool over_disk_bound_ = false;
+  bool disk_bytes_read_ = false;
+  uint64_t disk_bytes_ = 0;
+  std::chrono::steady_clock::time_point disk_bytes_read_at_;
 
   mutable std::mutex health_mu_;
   Status health_;     // GUARDED_BY(health_mu_)

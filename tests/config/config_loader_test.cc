@@ -278,6 +278,19 @@ TEST_F(ConfigLoaderTest, LoadsTheAdditionalServerKeys) {
   EXPECT_EQ(r.config->server.threads, 3);
 }
 
+TEST_F(ConfigLoaderTest, LoadsTheAdditionalStorageKeys) {
+  LoadResult defaults = Load("");
+  ASSERT_TRUE(defaults.errors.empty()) << Dump(defaults);
+  EXPECT_EQ(defaults.config->storage.min_free_bytes, 128u << 20);
+  EXPECT_EQ(defaults.config->storage.max_disk_bytes, 0u);  // unlimited
+  LoadResult r = Load("storage:\n  min_free_bytes: 0\n  max_disk_bytes: 10737418240\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_EQ(r.config->storage.min_free_bytes, 0u);
+  EXPECT_EQ(r.config->storage.max_disk_bytes, 10737418240u);
+  ExpectOneError(Load("storage:\n  max_disk_bytes: -1\n"), 2, 19, "storage.max_disk_bytes");
+  ExpectOneError(Load("storage:\n  max_disk_bytes: 10GB\n"), 2, 19, "storage.max_disk_bytes");
+}
+
 TEST_F(ConfigLoaderTest, ReportsUnknownKeyAtItsLineAndColumn) {
   LoadResult r = Load("server:\n  listen: 127.0.0.1:1\n  listn: 127.0.0.1:2\n");
   ExpectOneError(r, 3, 3, "unknown key \"listn\" in server (known: listen, admin_listen, ");
