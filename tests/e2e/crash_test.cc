@@ -7,6 +7,7 @@
 // delivery_test.cc has the single-kill smoke test; these add seeds, several kills per run, kills
 // during start-up/recovery, receiver failures (so kills land mid-retry), unacknowledged posts
 // retried by the sender as Sentry does, reloads and replays.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <atomic>
@@ -20,8 +21,6 @@
 #include <random>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "fakes/test_http_server.h"
 #include "support/daemon_process.h"
@@ -56,7 +55,8 @@ std::string MarkerOf(const std::string& body) {
 class FlakyReceiver {
  public:
   FlakyReceiver(uint64_t seed, double failure_rate)
-      : rng_(seed), failure_rate_(failure_rate),
+      : rng_(seed),
+        failure_rate_(failure_rate),
         server_([this](const ReceivedRequest& r) { return Handle(r); }) {}
 
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server_.port()) + "/in"; }
@@ -94,7 +94,7 @@ class FlakyReceiver {
   }
 
   mutable std::mutex mu_;
-  std::mt19937_64 rng_;                      // GUARDED_BY(mu_)
+  std::mt19937_64 rng_;  // GUARDED_BY(mu_)
   double failure_rate_;
   bool accepting_ = true;                    // GUARDED_BY(mu_)
   std::map<std::string, int> markers_;       // GUARDED_BY(mu_)
@@ -174,11 +174,18 @@ class CrashTest : public ::testing::TestWithParam<uint64_t> {
  protected:
   std::string Config(const std::string& receiver_url, const std::string& variant = "a") {
     return "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  threads: 2\n"
-           "storage:\n  path: " + dir_.path() + "/var\n"
-           "sources:\n  sentry:\n    type: sentry\n    client_secret: " + kSecret + "\n"
-           "sinks:\n  rcv:\n    type: http\n    url: " + receiver_url +
+           "storage:\n  path: " +
+           dir_.path() +
+           "/var\n"
+           "sources:\n  sentry:\n    type: sentry\n    client_secret: " +
+           kSecret +
+           "\n"
+           "sinks:\n  rcv:\n    type: http\n    url: " +
+           receiver_url +
            "\n    timeout: 2s\n    concurrency: 8\n"
-           "    headers: {X-Variant: " + variant + "}\n"
+           "    headers: {X-Variant: " +
+           variant +
+           "}\n"
            "retry:\n  initial: 20ms\n  max_delay: 200ms\n  jitter: 0.2\n  max_attempts: 100000\n"
            "routes:\n  - name: to-rcv\n    to: [rcv]\n";
   }
@@ -307,10 +314,11 @@ TEST_P(CrashTest, SigkillAtRandomMomentsLosesNoAcknowledgedWebhook) {
   RecordProperty("acknowledged", std::to_string(acked.size()));
   RecordProperty("lost", std::to_string(missing));
   RecordProperty("duplicates", std::to_string(duplicates));
-  printf("[ crash    ] seed=%llu kills=%d acknowledged=%zu (200-duplicate answers %zu) lost=%zu "
-         "delivered_unique=%zu duplicates=%zu moments: %s\n",
-         static_cast<unsigned long long>(seed), kKills, acked.size(),
-         senders.duplicates_answered(), missing, markers.size(), duplicates, moments.c_str());
+  printf(
+      "[ crash    ] seed=%llu kills=%d acknowledged=%zu (200-duplicate answers %zu) lost=%zu "
+      "delivered_unique=%zu duplicates=%zu moments: %s\n",
+      static_cast<unsigned long long>(seed), kKills, acked.size(), senders.duplicates_answered(),
+      missing, markers.size(), duplicates, moments.c_str());
 }
 
 // A SIGHUP storm (the config alternating between two valid variants) with SIGKILLs in it.
@@ -434,11 +442,12 @@ TEST_P(CrashTest, SigkillDuringALargeDlqReplayLeavesEveryDeliveryDeadXorDelivere
   RecordProperty("dead_letters", std::to_string(total));
   RecordProperty("still_dead_after_kill", std::to_string(still_dead));
   RecordProperty("duplicates", std::to_string(duplicates));
-  printf("[ replay   ] seed=%llu dead_letters=%lld kill_after_replayed=%lld "
-         "still_dead_after_restart=%zu second_kill_after_deliveries=%zu lost=%zu "
-         "duplicates=%zu\n",
-         static_cast<unsigned long long>(seed), static_cast<long long>(total),
-         static_cast<long long>(kill_after), still_dead, second_kill_after, missing, duplicates);
+  printf(
+      "[ replay   ] seed=%llu dead_letters=%lld kill_after_replayed=%lld "
+      "still_dead_after_restart=%zu second_kill_after_deliveries=%zu lost=%zu "
+      "duplicates=%zu\n",
+      static_cast<unsigned long long>(seed), static_cast<long long>(total),
+      static_cast<long long>(kill_after), still_dead, second_kill_after, missing, duplicates);
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, CrashTest, ::testing::Values(1, 2, 3),

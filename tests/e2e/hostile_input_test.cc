@@ -4,13 +4,13 @@
 // (request smuggling), bad chunk sizes, obs-fold, deep nesting, invalid UTF-8 in all its forms,
 // huge numbers, template text inside payloads, path tricks and admin tokens. Each gets a precise
 // answer, and the daemon stays healthy after each.
+#include <gtest/gtest.h>
+
 #include <boost/json.hpp>
 #include <memory>
 #include <set>
-#include <tuple>
 #include <thread>
-
-#include <gtest/gtest.h>
+#include <tuple>
 
 #include "fakes/recording_receiver.h"
 #include "support/daemon_process.h"
@@ -43,11 +43,18 @@ class HostileInputTest : public ::testing::Test {
   void StartDaemon(const std::string& server_extra = "") {
     daemon_.Start(
         "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  threads: 2\n"
-        "  admin_token: " + std::string(kAdminToken) + "\n" + server_extra +
-        "storage:\n  path: " + dir_.path() + "/var\n"
-        "sources:\n  sentry:\n    type: sentry\n    client_secret: " + kSecret + "\n"
-        "sinks:\n  rcv:\n    type: http\n    url: " + receiver_.url("/in") + "\n"
-        "  raw:\n    type: http\n    url: " + raw_.url("/raw") + "\n"
+        "  admin_token: " +
+        std::string(kAdminToken) + "\n" + server_extra + "storage:\n  path: " + dir_.path() +
+        "/var\n"
+        "sources:\n  sentry:\n    type: sentry\n    client_secret: " +
+        kSecret +
+        "\n"
+        "sinks:\n  rcv:\n    type: http\n    url: " +
+        receiver_.url("/in") +
+        "\n"
+        "  raw:\n    type: http\n    url: " +
+        raw_.url("/raw") +
+        "\n"
         "retry:\n  initial: 50ms\n  max_delay: 100ms\n  jitter: 0\n"
         "routes:\n"
         "  - name: render\n    to:\n      - sink: rcv\n"
@@ -116,8 +123,9 @@ TEST_F(HostileInputTest, HundredsOfSlowlorisConnectionsDoNotStarveARealSender) {
 TEST_F(HostileInputTest, BodyTrickledFasterThanAnyIdleTimeoutIsStillCutAtBodyTimeout) {
   StartDaemon("  body_timeout: 500ms\n");
   RawConnection c(daemon_.port());
-  ASSERT_TRUE(c.Send("POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
-                     "Content-Length: 400\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
+             "Content-Length: 400\r\n\r\n"));
   // One byte every 25 ms would take 10 s; body_timeout bounds the whole body, not each read.
   bool closed = false;
   for (int i = 0; i < 400 && !closed; ++i) {
@@ -175,8 +183,9 @@ TEST_P(SmugglingTest, HiddenRequestIsNeverProcessed) {
   ExpectHealthy(GetParam().name);
 }
 
-const std::string kHead = "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
-                          "Sentry-Hook-Signature: 00\r\n";
+const std::string kHead =
+    "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
+    "Sentry-Hook-Signature: 00\r\n";
 
 std::string Chunk(const std::string& data) {
   char size[32];
@@ -189,16 +198,14 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         // Beast would read no body for a non-chunked Transfer-Encoding and take the body for the
         // next request (RFC 9112 §6.1: 400 and close).
-        Smuggle{"TransferEncodingIdentity", 400,
-                [](const std::string& h) {
-                  return kHead + "Transfer-Encoding: identity\r\n\r\n" + h;
-                }},
+        Smuggle{
+            "TransferEncodingIdentity", 400,
+            [](const std::string& h) { return kHead + "Transfer-Encoding: identity\r\n\r\n" + h; }},
         Smuggle{"TransferEncodingGzipOnly", 400,
                 [](const std::string& h) { return kHead + "Transfer-Encoding: gzip\r\n\r\n" + h; }},
-        Smuggle{"TransferEncodingNotAToken", 400,
-                [](const std::string& h) {
-                  return kHead + "Transfer-Encoding: xchunked\r\n\r\n" + h;
-                }},
+        Smuggle{
+            "TransferEncodingNotAToken", 400,
+            [](const std::string& h) { return kHead + "Transfer-Encoding: xchunked\r\n\r\n" + h; }},
         Smuggle{"TransferEncodingIdentityWithContentLength", 400,
                 [](const std::string& h) {
                   return kHead + "Transfer-Encoding: identity\r\nContent-Length: " +
@@ -218,7 +225,8 @@ INSTANTIATE_TEST_SUITE_P(
                 }},
         Smuggle{"TwoTransferEncodingFields", 400,
                 [](const std::string& h) {
-                  return kHead + "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                  return kHead +
+                         "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n" +
                          Chunk(h) + "0\r\n\r\n";
                 }},
         Smuggle{"ChunkedAppliedTwice", 400,
@@ -239,8 +247,9 @@ INSTANTIATE_TEST_SUITE_P(
                 }},
         Smuggle{"DifferentContentLengths", 400,
                 [](const std::string& h) {
-                  return kHead + "Content-Length: 0\r\nContent-Length: " +
-                         std::to_string(h.size()) + "\r\n\r\n" + h;
+                  return kHead +
+                         "Content-Length: 0\r\nContent-Length: " + std::to_string(h.size()) +
+                         "\r\n\r\n" + h;
                 }},
         Smuggle{"ContentLengthList", 400,
                 [](const std::string& h) {
@@ -295,14 +304,16 @@ TEST_F(HostileInputTest, ObsFoldIsUnfoldedAndCannotSmuggleASignature) {
   StartDaemon();
   const std::string body = "{\"action\":\"created\",\"fold\":1}";
   const std::string sig = SentrySignature(kSecret, body);
-  const std::string base = "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
-                           "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  const std::string base =
+      "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n";
   auto folded_sig = Raw(base + "Sentry-Hook-Signature: " + sig.substr(0, 20) + "\r\n " +
                         sig.substr(20) + "\r\n\r\n" + body);
   ASSERT_TRUE(folded_sig);
   EXPECT_EQ(folded_sig->status, 401);
-  auto folded_other = Raw(base + "Sentry-Hook-Signature: " + sig + "\r\nX-Note: one\r\n\ttwo\r\n\r\n" +
-                          body);
+  auto folded_other =
+      Raw(base + "Sentry-Hook-Signature: " + sig + "\r\nX-Note: one\r\n\ttwo\r\n\r\n" + body);
   ASSERT_TRUE(folded_other);
   EXPECT_EQ(folded_other->status, 202) << folded_other->body;
   ExpectHealthy("obs-fold");
@@ -315,7 +326,8 @@ TEST_F(HostileInputTest, PathologicalNestingIs400WithoutHarm) {
   const std::vector<std::pair<std::string, std::string>> bodies = {
       {"arrays", "{\"a\":" + std::string(500000, '[') + std::string(500000, ']') + "}"},
       {"unclosed", "{\"a\":" + std::string(900000, '[')},
-      {"objects", [] {
+      {"objects",
+       [] {
          std::string s;
          for (int i = 0; i < 100000; ++i) s += "{\"a\":";
          s += "1";
@@ -344,7 +356,8 @@ TEST_F(HostileInputTest, EveryKindOfInvalidUtf8Is400) {
       {"lone continuation", "\x80"},
   };
   for (const auto& [name, bytes] : bad) {
-    EXPECT_EQ(Post("{\"action\":\"created\",\"v\":\"" + bytes + "\"}"), 400) << name << " in a value";
+    EXPECT_EQ(Post("{\"action\":\"created\",\"v\":\"" + bytes + "\"}"), 400)
+        << name << " in a value";
     EXPECT_EQ(Post("{\"action\":\"created\",\"" + bytes + "\":1}"), 400) << name << " in a key";
   }
   // Escapes that name no character: unpaired UTF-16 surrogates.
@@ -360,14 +373,14 @@ TEST_F(HostileInputTest, EveryKindOfInvalidUtf8Is400) {
 TEST_F(HostileInputTest, HugeNumbersGetAPreciseAnswerAndAcceptedOnesArriveByteForByte) {
   StartDaemon();
   const std::vector<std::pair<std::string, int>> numbers = {
-      {"18446744073709551615", 202},           // uint64 max
-      {"-9223372036854775808", 202},           // int64 min
+      {"18446744073709551615", 202},  // uint64 max
+      {"-9223372036854775808", 202},  // int64 min
       {"1e308", 202},
-      {"1e-400", 202},                         // underflows to 0: still a finite double
+      {"1e-400", 202},                          // underflows to 0: still a finite double
       {"0.1000000000000000000000000001", 202},  // more digits than a double holds
       {"-0", 202},
-      {"18446744073709551616", 400},           // uint64 max + 1
-      {"-9223372036854775809", 400},           // int64 min - 1
+      {"18446744073709551616", 400},  // uint64 max + 1
+      {"-9223372036854775809", 400},  // int64 min - 1
       {"123456789012345678901234567890", 400},
       {"1e400", 400},
       {"-1e400", 400},
@@ -396,7 +409,8 @@ TEST_F(HostileInputTest, TemplateTextInsidePayloadValuesIsDeliveredLiterally) {
   StartDaemon();
   boost::json::object issue{{"title", "{{ data.secret }}"}, {"culprit", "{{ data.issue.title }}"}};
   boost::json::object data{{"issue", issue}, {"secret", "MUST-NOT-APPEAR"}};
-  const std::string body = boost::json::serialize(boost::json::object{{"action", "created"}, {"data", data}});
+  const std::string body =
+      boost::json::serialize(boost::json::object{{"action", "created"}, {"data", data}});
   ASSERT_EQ(Post(body), 202);
   ASSERT_TRUE(receiver_.WaitFor(1, kWait));
   const std::string got = receiver_.requests().at(0).body;
@@ -430,9 +444,9 @@ TEST_F(HostileInputTest, PathTricksOnThePublicListenerAre404) {
 TEST_F(HostileInputTest, PathTricksOnTheAdminListenerNeverReachAdminData) {
   StartDaemon();
   const std::string bearer = std::string("Bearer ") + kAdminToken;
-  for (const std::string target : {"/healthz/../admin/queue", "//admin/queue", "/admin%2fqueue",
-                                   "/%61dmin/queue", "/Admin/queue", "/metrics/../admin/dlq",
-                                   "/readyz/../admin/dlq"}) {
+  for (const std::string target :
+       {"/healthz/../admin/queue", "//admin/queue", "/admin%2fqueue", "/%61dmin/queue",
+        "/Admin/queue", "/metrics/../admin/dlq", "/readyz/../admin/dlq"}) {
     auto r = Admin("GET", target);
     ASSERT_TRUE(r) << target;
     EXPECT_EQ(r->status, 404) << target;
@@ -468,15 +482,15 @@ TEST_F(HostileInputTest, EveryAdminEndpointRefusesMissingAndWrongTokensWithoutSi
   const std::string id(dlq[0].at("id").as_string());
   const std::string t = kAdminToken;
   const std::vector<std::string> wrong = {
-      "",                                   // none
-      "Bearer wrong",                       //
-      "Bearer " + t + "x",                  // longer
+      "",                                     // none
+      "Bearer wrong",                         //
+      "Bearer " + t + "x",                    // longer
       "Bearer " + t.substr(0, t.size() - 1),  // prefix
-      "Bearer " + t.substr(1),              // suffix
-      "Basic " + t,                         // other scheme
-      t,                                    // no scheme
-      "Bearer  " + t,                       // extra space
-      "Bearer",                             // scheme only
+      "Bearer " + t.substr(1),                // suffix
+      "Basic " + t,                           // other scheme
+      t,                                      // no scheme
+      "Bearer  " + t,                         // extra space
+      "Bearer",                               // scheme only
   };
   const std::vector<std::tuple<std::string, std::string, std::string>> endpoints = {
       {"GET", "/admin/queue", ""},

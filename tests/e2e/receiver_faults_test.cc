@@ -4,12 +4,12 @@
 // switchyard_deliveries_total, and be retried or dead-lettered per the contract ("Retries and
 // dead letters": 2xx delivered; timeouts, connection and protocol errors retry; 3xx and other 4xx
 // are permanent); and while it happens, webhooks are still answered without waiting.
-#include <algorithm>
-#include <ostream>
-#include <boost/json.hpp>
-#include <thread>
-
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <ostream>
+#include <thread>
 
 #include "fakes/evil_receiver.h"
 #include "fakes/recording_receiver.h"
@@ -36,12 +36,18 @@ class ReceiverFaultsTest : public ::testing::Test {
                    int max_attempts = 3, int concurrency = 4) {
     daemon_.Start(
         "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  threads: 2\n"
-        "storage:\n  path: " + dir_.path() + "/var\n"
-        "sources:\n  sentry:\n    type: sentry\n    client_secret: " + kSecret + "\n"
-        "sinks:\n  rcv:\n    type: http\n    url: " + url + "\n    timeout: " + timeout +
-        "\n    concurrency: " + std::to_string(concurrency) + "\n"
+        "storage:\n  path: " +
+        dir_.path() +
+        "/var\n"
+        "sources:\n  sentry:\n    type: sentry\n    client_secret: " +
+        kSecret +
+        "\n"
+        "sinks:\n  rcv:\n    type: http\n    url: " +
+        url + "\n    timeout: " + timeout + "\n    concurrency: " + std::to_string(concurrency) +
+        "\n"
         "retry:\n  initial: 50ms\n  max_delay: 200ms\n  jitter: 0\n  max_attempts: " +
-        std::to_string(max_attempts) + "\n"
+        std::to_string(max_attempts) +
+        "\n"
         "routes:\n  - name: to-rcv\n    to: [rcv]\n");
   }
 
@@ -64,7 +70,9 @@ class ReceiverFaultsTest : public ::testing::Test {
     return m ? m->body : "";
   }
 
-  double Deliveries(const std::string& outcome) { return DeliveriesTotal(Metrics(), "rcv", outcome); }
+  double Deliveries(const std::string& outcome) {
+    return DeliveriesTotal(Metrics(), "rcv", outcome);
+  }
 
   // Waits until /admin/queue reports exactly `pending` and `dead`.
   bool WaitQueue(int pending, int dead) {
@@ -140,9 +148,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         TransportFault{"HangsAfterTheHead", {.kind = Misbehavior::kHangAfterHeaders}, "timeout"},
         TransportFault{"NeverAnswers", {.kind = Misbehavior::kNeverAnswer}, "timeout"},
-        TransportFault{"SlowerThanTheTimeout",
-                       {.kind = Misbehavior::kSlow, .delay = seconds(60)},
-                       "timeout"},
+        TransportFault{
+            "SlowerThanTheTimeout", {.kind = Misbehavior::kSlow, .delay = seconds(60)}, "timeout"},
         TransportFault{"ResetsTheConnection", {.kind = Misbehavior::kReset}, "connection error"},
         TransportFault{"AnswersGarbage", {.kind = Misbehavior::kGarbage}, "protocol error"},
         TransportFault{"SendsAHugeHead", {.kind = Misbehavior::kHugeHead}, "response too large"},
@@ -184,8 +191,8 @@ TEST_F(ReceiverFaultsTest, RedirectsAreNotFollowedAndArePermanent) {
     EXPECT_EQ(d.at("attempts").as_int64(), 1);
   }
   std::sort(errors.begin(), errors.end());
-  EXPECT_EQ(errors, (std::vector<std::string>{"HTTP 301", "HTTP 302", "HTTP 303", "HTTP 307",
-                                              "HTTP 308"}));
+  EXPECT_EQ(errors,
+            (std::vector<std::string>{"HTTP 301", "HTTP 302", "HTTP 303", "HTTP 307", "HTTP 308"}));
 }
 
 // A receiver that took the webhook and answers 2xx with a huge page has been delivered to; the
@@ -252,9 +259,9 @@ TEST_F(ReceiverFaultsTest, WebhooksAreAnsweredWithoutWaitingWhileTheReceiverHang
     for (int i = 0; i < kSamples; ++i) {
       auto start = std::chrono::steady_clock::now();
       EXPECT_EQ(Post(prefix + std::to_string(i)), 202);
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                             start)
-                       .count());
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
     }
     std::sort(ms.begin(), ms.end());
     return ms;

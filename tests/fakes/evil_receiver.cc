@@ -94,15 +94,15 @@ struct EvilReceiver::Impl {
 
   mutable std::mutex mu;
   mutable std::condition_variable cv;
-  Behavior behavior;                            // GUARDED_BY(mu)
-  bool stopping = false;                        // GUARDED_BY(mu)
-  std::vector<std::shared_ptr<Slot>> slots;     // GUARDED_BY(mu)
-  size_t connections = 0;                       // GUARDED_BY(mu)
-  size_t open = 0;                              // GUARDED_BY(mu)
-  size_t requests = 0;                          // GUARDED_BY(mu)
-  size_t handshake_failures = 0;                // GUARDED_BY(mu)
-  uint64_t body_bytes_sent = 0;                 // GUARDED_BY(mu)
-  std::vector<std::string> idempotency_keys;    // GUARDED_BY(mu)
+  Behavior behavior;                          // GUARDED_BY(mu)
+  bool stopping = false;                      // GUARDED_BY(mu)
+  std::vector<std::shared_ptr<Slot>> slots;   // GUARDED_BY(mu)
+  size_t connections = 0;                     // GUARDED_BY(mu)
+  size_t open = 0;                            // GUARDED_BY(mu)
+  size_t requests = 0;                        // GUARDED_BY(mu)
+  size_t handshake_failures = 0;              // GUARDED_BY(mu)
+  uint64_t body_bytes_sent = 0;               // GUARDED_BY(mu)
+  std::vector<std::string> idempotency_keys;  // GUARDED_BY(mu)
 
   bool Stopping() const {
     std::lock_guard lock(mu);

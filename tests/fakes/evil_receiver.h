@@ -55,11 +55,11 @@ class EvilReceiver {
   // Applies to requests read from now on.
   void Set(Behavior behavior);
 
-  size_t connections() const;        // accepted
-  size_t requests() const;           // requests read in full (after the TLS handshake, if any)
+  size_t connections() const;         // accepted
+  size_t requests() const;            // requests read in full (after the TLS handshake, if any)
   size_t handshake_failures() const;  // TLS handshakes that failed (e.g. the peer refused the cert)
-  uint64_t body_bytes_sent() const;  // body bytes of kHugeBody replies actually written
-  size_t open_connections() const;   // accepted and not yet closed (by either side)
+  uint64_t body_bytes_sent() const;   // body bytes of kHugeBody replies actually written
+  size_t open_connections() const;    // accepted and not yet closed (by either side)
   std::vector<std::string> idempotency_keys() const;  // of every request read, in order
 
   // Wait until the count reaches `n`; false on timeout.

@@ -11,6 +11,7 @@ namespace switchyard::testing {
 std::optional<double> MetricValue(const std::string& text, const std::string& series);
 
 // switchyard_deliveries_total{outcome=…,sink=…}; 0 when the series is absent.
-double DeliveriesTotal(const std::string& text, const std::string& sink, const std::string& outcome);
+double DeliveriesTotal(const std::string& text, const std::string& sink,
+                       const std::string& outcome);
 
 }  // namespace switchyard::testing
