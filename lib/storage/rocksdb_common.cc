@@ -45,7 +45,7 @@ Status CheckCurrentFile(const std::string& db_dir) {
     const std::string name = it->path().filename().string();
     const std::string ext = it->path().extension().string();
     if (name.starts_with("MANIFEST-") || ext == ".sst" || ext == ".ldb" || ext == ".log") {
-      return Corruption("store at " + db_dir + " has data files (" + name +
+      return Corruption("store at " + db_dir + " is corrupted: it has data files (" + name +
                         ") but no CURRENT file; refusing to start, since opening it would start "
                         "an empty store and discard them. Restore CURRENT (it names the newest "
                         "MANIFEST file, followed by a newline) or move the store aside.");
