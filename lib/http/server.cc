@@ -160,21 +160,44 @@ struct HttpServer::Impl {
         net::use_awaitable, std::move(request));
   }
 
-  // Writes a response; `close` adds Connection: close.
+  // Serializes a response into one buffer: status line, Server, Content-Type, the handler's
+  // headers, Content-Length, Connection as needed, then the body. (Beast's serializer walks a
+  // buffer-sequence view per write and cost about a third of the I/O thread's instructions.)
+  static std::string SerializeResponse(const Response& r, unsigned version, bool keep_alive) {
+    auto clean = [](std::string_view v) {  // header values never split a line
+      std::string out(v);
+      for (char& c : out) {
+        if (c == '\r' || c == '\n') c = ' ';
+      }
+      return out;
+    };
+    std::string out;
+    out.reserve(160 + r.body.size());
+    out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    out.append(std::to_string(r.status));
+    out.push_back(' ');
+    out.append(bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(r.status))));
+    out.append("\r\nServer: switchyard\r\n");
+    const bool no_content = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
+    if (!r.body.empty() || r.status != 204) {
+      out.append("Content-Type: ").append(clean(r.content_type)).append("\r\n");
+    }
+    for (const auto& [k, v] : r.headers) out.append(clean(k)).append(": ").append(clean(v)).append("\r\n");
+    if (!no_content) out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
+    if (version == 10 && keep_alive) out.append("Connection: keep-alive\r\n");
+    if (version != 10 && !keep_alive) out.append("Connection: close\r\n");
+    out.append("\r\n");
+    if (!no_content) out.append(r.body);
+    return out;
+  }
+
+  // Writes a response; without `keep_alive` it says Connection: close.
   static net::awaitable<bool> WriteResponse(beast::tcp_stream& stream, const Response& r,
                                             unsigned version, bool keep_alive,
                                             std::chrono::milliseconds timeout) {
-    bhttp::response<bhttp::string_body> res;
-    res.version(version);
-    res.result(static_cast<unsigned>(r.status));
-    res.set(bhttp::field::server, "switchyard");
-    if (!r.body.empty() || r.status != 204) res.set(bhttp::field::content_type, r.content_type);
-    for (const auto& [k, v] : r.headers) res.insert(k, v);
-    res.body() = r.body;
-    res.keep_alive(keep_alive);
-    res.prepare_payload();
+    const std::string bytes = SerializeResponse(r, version, keep_alive);
     stream.expires_after(timeout);
-    auto [ec, n] = co_await bhttp::async_write(stream, res, kNoThrow);
+    auto [ec, n] = co_await net::async_write(stream, net::buffer(bytes), kNoThrow);
     co_return !ec;
   }
 
