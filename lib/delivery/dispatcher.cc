@@ -116,6 +116,7 @@ struct Dispatcher::Impl {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Completion> completions;  // GUARDED_BY(mu)
+  std::vector<storage::DeliveryRecord> completed;  // done, not yet removed; dispatcher thread
   bool wake = false;                   // GUARDED_BY(mu)
   bool config_changed = false;         // GUARDED_BY(mu)
   bool reopen = false;                 // GUARDED_BY(mu)
@@ -210,6 +211,7 @@ struct Dispatcher::Impl {
         wake = config_changed = reopen = false;
       }
       for (Completion& c : done) Record(std::move(c));
+      FlushCompleted();
       if (rebuild) {
         if (Status s = BuildSinks(); !s.ok()) {
           log::Error("sinks not rebuilt after reload", {{"error", s.message()}});
@@ -220,6 +222,7 @@ struct Dispatcher::Impl {
       }
       if (stop) {
         stop_acknowledged = true;
+        FlushCompleted();
         if (in_flight_total == 0) return;
         continue;  // only collect outcomes now
       }
@@ -229,6 +232,7 @@ struct Dispatcher::Impl {
   }
 
   void StartDue() {
+    FlushCompleted();  // a delivery just recorded as done must not be read as due again
     const int64_t now_ms = clock.NowMillis();
     const auto steady_now = clock.SteadyNow();
     for (auto& [name, st] : sinks) {
@@ -442,7 +446,7 @@ struct Dispatcher::Impl {
 
     if (c.filtered) {
       metrics.Delivery(d.sink, "filtered");
-      LogIfFailed(store.Complete(d), d);
+      completed.push_back(std::move(d));
       return;
     }
     metrics.ObserveDeliverySeconds(d.sink, seconds);
@@ -454,7 +458,7 @@ struct Dispatcher::Impl {
     if (o.kind == sinks::Outcome::Kind::kSuccess) {
       metrics.Delivery(d.sink, "success");
       if (st) BreakerSuccess(*st);
-      LogIfFailed(store.Complete(d), d);
+      completed.push_back(std::move(d));
       return;
     }
     d.last_error = o.error.substr(0, 512);
@@ -510,6 +514,18 @@ struct Dispatcher::Impl {
               {{"sink", st.name}, {"cooldown_ms", std::to_string(st.cooldown.count())}});
   }
 
+  // Removes the deliveries recorded as delivered or filtered since the last flush, in one write.
+  // Called before any read of due deliveries. On failure they stay pending and are retried after
+  // a restart (at least once).
+  void FlushCompleted() {
+    if (completed.empty()) return;
+    if (Status s = store.CompleteAll(completed); !s.ok()) {
+      log::Error("recording delivery outcomes failed",
+                 {{"count", std::to_string(completed.size())}, {"error", s.message()}});
+    }
+    completed.clear();
+  }
+
   void LogIfFailed(const Status& s, const storage::DeliveryRecord& d) {
     if (!s.ok()) log::Error("recording delivery outcome failed", {{"id", d.id}, {"error", s.message()}});
   }
@@ -517,6 +533,7 @@ struct Dispatcher::Impl {
   // Gauges, dead-letter retention, deliveries of sinks that are no longer configured. ~1/s.
   void Housekeeping() {
     HandleIssues();
+    FlushCompleted();
     const int64_t now_ms = clock.NowMillis();
     if (now_ms < next_housekeeping_ms) return;
     next_housekeeping_ms = now_ms + 1000;

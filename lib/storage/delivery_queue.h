@@ -60,6 +60,9 @@ class DeliveryQueue {
                                                   const std::vector<std::string>& skip) = 0;
   // Delivered (or filtered): removes the delivery.
   virtual Status Complete(const DeliveryRecord& d) = 0;
+  // Complete() for many deliveries in one write (the dispatcher records a round's successes
+  // together). All or none are removed.
+  virtual Status CompleteAll(const std::vector<DeliveryRecord>& ds) = 0;
   // Failed, will retry: stores attempts/error and moves it to `next_due_ms` in the schedule.
   virtual Status Reschedule(const DeliveryRecord& d, int64_t next_due_ms) = 0;
   // Permanent failure or out of attempts/age: moves it to the dead letters.

@@ -171,6 +171,11 @@ class RocksDbStore final : public Store {
   }
 
   Result<std::optional<StoredEvent>> Get(const std::string& id) override {
+    {
+      std::lock_guard lock(recent_mu_);
+      auto it = recent_.find(id);
+      if (it != recent_.end()) return std::optional<StoredEvent>(*it->second);
+    }
     std::string value;
     rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), events_cf_, id, &value);
     if (s.IsNotFound()) return std::optional<StoredEvent>();
@@ -273,6 +278,20 @@ class RocksDbStore final : public Store {
     wb.Delete(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id));
     Status s = WriteQueue(wb);
     if (s.ok()) AdjustCounts(d.sink, -1, 0);
+    return s;
+  }
+
+  Status CompleteAll(const std::vector<DeliveryRecord>& ds) override {
+    if (ds.empty()) return Status::Ok();
+    rocksdb::WriteBatch wb;
+    for (const DeliveryRecord& d : ds) {
+      wb.Delete(deliveries_cf_, d.id);
+      wb.Delete(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id));
+    }
+    Status s = WriteQueue(wb);
+    if (s.ok()) {
+      for (const DeliveryRecord& d : ds) AdjustCounts(d.sink, -1, 0);
+    }
     return s;
   }
 
@@ -565,6 +584,13 @@ class RocksDbStore final : public Store {
       std::lock_guard lock(counts_mu_);
       for (const DeliveryRecord& d : new_deliveries) LowerWatermarkLocked(d.sink, d.due_ms);
     }
+    if (status.ok()) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!results[i].duplicate && !batch[i].deliveries.empty()) {
+          RememberRecent(std::move(batch[i].event));
+        }
+      }
+    }
     log::ScopedBatch log_batch;  // the callbacks' log lines leave in one write(2)
     for (size_t i = 0; i < batch.size(); ++i) {
       if (status.ok()) {
@@ -572,6 +598,24 @@ class RocksDbStore final : public Store {
       } else {
         batch[i].done(status);
       }
+    }
+  }
+
+  // Keeps a just-written event (with deliveries) in memory, so the dispatcher, which reads it
+  // next, skips a RocksDB read and an LZ4 decode. Bounded by kRecentBytes, oldest out first.
+  // Events are immutable, so a cached copy can never be stale.
+  void RememberRecent(StoredEvent e) {
+    const size_t bytes = e.body.size() + 256;
+    std::lock_guard lock(recent_mu_);
+    std::string id = e.id;
+    auto shared = std::make_shared<const StoredEvent>(std::move(e));
+    if (!recent_.emplace(id, std::move(shared)).second) return;
+    recent_order_.emplace_back(std::move(id), bytes);
+    recent_bytes_ += bytes;
+    while (recent_bytes_ > kRecentBytes && !recent_order_.empty()) {
+      recent_.erase(recent_order_.front().first);
+      recent_bytes_ -= recent_order_.front().second;
+      recent_order_.pop_front();
     }
   }
 
@@ -681,6 +725,12 @@ class RocksDbStore final : public Store {
   bool disk_bytes_read_ = false;
   uint64_t disk_bytes_ = 0;
   std::chrono::steady_clock::time_point disk_bytes_read_at_;
+
+  static constexpr size_t kRecentBytes = 8u << 20;
+  std::mutex recent_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const StoredEvent>> recent_;  // GUARDED_BY
+  std::deque<std::pair<std::string, size_t>> recent_order_;                    // GUARDED_BY
+  size_t recent_bytes_ = 0;                                                     // GUARDED_BY
 
   mutable std::mutex health_mu_;
   Status health_;     // GUARDED_BY(health_mu_)

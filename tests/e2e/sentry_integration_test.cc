@@ -306,8 +306,10 @@ TEST_F(SentryIntegrationTest, RefresherRenewsTokensBeforeTheyExpire) {
   ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
   ASSERT_TRUE(pushover_.WaitFor(1, kWait));
   EXPECT_EQ(sentry_.stats().unauthorized, 0);
-  EXPECT_NE(Metrics().find("switchyard_token_refreshes_total{outcome=\"success\",source=\"sentry\"}"),
-            std::string::npos);
+  EXPECT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_token_refreshes_total{outcome=\"success\",source=\"sentry\"}") !=
+           std::string::npos;
+  }));
 }
 
 TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinstall) {
@@ -317,9 +319,10 @@ TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinst
   sentry_.RevokeTokens(kUuid);  // the refresh token no longer exists at Sentry
   ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
   EXPECT_GE(sentry_.stats().refreshes_refused, 1);
-  EXPECT_NE(Metrics().find(
-                "switchyard_token_refreshes_total{outcome=\"rejected\",source=\"sentry\"} 1"),
-            std::string::npos);
+  EXPECT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_token_refreshes_total{outcome=\"rejected\",source=\"sentry\"} 1") !=
+           std::string::npos;
+  }));
   EXPECT_TRUE(daemon_.WaitForLog("must be re-installed"));
 }
 
@@ -330,9 +333,10 @@ TEST_F(SentryIntegrationTest, RefreshFailingWith5xxIsRetriedWithBackoff) {
   sentry_.FailNext({.method = "POST", .path_part = "/authorizations/", .status = 503});
   ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 1; })) << daemon_.Log();
   EXPECT_EQ(StatusOf(), "installed");
-  EXPECT_NE(Metrics().find(
-                "switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"} 1"),
-            std::string::npos);
+  EXPECT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"} 1") !=
+           std::string::npos;
+  }));
 }
 
 TEST_F(SentryIntegrationTest, RateLimitedIssueFetchWaitsForRetryAfter) {
