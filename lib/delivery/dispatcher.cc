@@ -352,7 +352,15 @@ struct Dispatcher::Impl {
     delivery.route = d.route;
     delivery.attempt = static_cast<int>(d.attempts) + 1;
     delivery.event = event;
-    if (doc_holds_event || doc.Parse(event->body).ok()) {
+    // The body is parsed only when something here reads it: the route's field templates for
+    // this sink, or the default title (Pushover's message fallback). A plain http or file sink
+    // forwards the stored bytes untouched.
+    const config::RouteConfig* route_cfg = FindRoute(d.route);
+    bool needs_doc = st.config.type == "pushover";
+    if (route_cfg && !needs_doc) {
+      for (const auto& t : route_cfg->to) needs_doc |= t.sink == st.name && !t.fields.empty();
+    }
+    if (needs_doc && (doc_holds_event || doc.Parse(event->body).ok())) {
       for (const auto& path : kTitlePaths) {
         if (auto t = doc.GetString(std::span<const std::string>(path)); t && !t->empty()) {
           delivery.default_title = std::string(*t);

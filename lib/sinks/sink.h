@@ -30,6 +30,8 @@ struct Delivery {
   // html, ttl, retry, expire; http: body). Absent when the route does not set them.
   std::map<std::string, std::string> fields;
   // The issue/event title found in the payload (pushover's default message), may be empty.
+  // Filled for pushover sinks and whenever the route renders fields for this sink; other sinks
+  // get the stored bytes without the dispatcher parsing them.
   std::string default_title;
 };
 

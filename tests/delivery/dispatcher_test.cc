@@ -492,20 +492,34 @@ routes:
   EXPECT_THAT(metrics_.Serialize(), HasSubstr("outcome=\"success\""));
 }
 
-TEST_F(DispatcherTest, DefaultTitleFollowsThePayloadKind) {
+TEST_F(DispatcherTest, PushoverDefaultTitleFollowsThePayloadKind) {
+  Start(R"yaml(sinks:
+  phone: {type: pushover}
+routes:
+  - name: r
+    to: [phone]
+)yaml");
+  Add("r", "phone", false, ReadPayload("event_alert.triggered.json"), "event_alert");
+  ASSERT_TRUE(WaitCalls("phone", 1));
+  EXPECT_EQ(Fake("phone").last().default_title, "ReferenceError: heck is not defined");
+  EXPECT_TRUE(Fake("phone").last().fields.empty());
+  Add("r", "phone", false, R"({"data":{}})");
+  ASSERT_TRUE(WaitCalls("phone", 2));
+  EXPECT_EQ(Fake("phone").last().default_title, "");
+  // A body that is not JSON is still delivered as is.
+  Add("r", "phone", false, "not json");
+  ASSERT_TRUE(WaitCalls("phone", 3));
+  EXPECT_EQ(Fake("phone").last().event->body, "not json");
+  EXPECT_TRUE(Eventually([&] { return Pending("phone") == 0; }));
+}
+
+TEST_F(DispatcherTest, AnHttpSinkWithoutTemplatesGetsTheStoredBytesUnparsed) {
   Start(kOps);
   Add("r", "ops", false, ReadPayload("event_alert.triggered.json"), "event_alert");
   ASSERT_TRUE(WaitCalls("ops", 1));
-  EXPECT_EQ(Fake("ops").last().default_title, "ReferenceError: heck is not defined");
+  EXPECT_EQ(Fake("ops").last().default_title, "") << "nothing read the body";
   EXPECT_TRUE(Fake("ops").last().fields.empty());
-  Add("r", "ops", false, R"({"data":{}})");
-  ASSERT_TRUE(WaitCalls("ops", 2));
-  EXPECT_EQ(Fake("ops").last().default_title, "");
-  // A body that is not JSON is still delivered as is.
-  Add("r", "ops", false, "not json");
-  ASSERT_TRUE(WaitCalls("ops", 3));
-  EXPECT_EQ(Fake("ops").last().event->body, "not json");
-  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+  EXPECT_EQ(Fake("ops").last().event->body, ReadPayload("event_alert.triggered.json"));
 }
 
 TEST_F(DispatcherTest, ARetryIsRescheduledWithExponentialBackoffAndWaitsForTheClock) {
