@@ -125,6 +125,7 @@ int RunDaemon(const std::string& config_path) {
   store_options.sync = cfg->storage.sync;
   store_options.dedupe_window = cfg->storage.dedupe_window;
   store_options.min_free_bytes = cfg->storage.min_free_bytes;
+  store_options.max_disk_bytes = cfg->storage.max_disk_bytes;
   store_options.on_group_commit = [&metrics](size_t n) { metrics.StorageGroupCommit(n); };
   auto store = storage::OpenStore(store_options, clock);
   if (!store.ok()) {

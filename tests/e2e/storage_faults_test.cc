@@ -338,9 +338,7 @@ TEST_F(StorageFaultsTest, TornWalTailIsRecoveredWithEveryAcknowledgedWebhook) {
 }
 
 // storage.max_disk_bytes: past the bound, 503 + Retry-After; the daemon stays up.
-// DISABLED until lib/app/daemon.cc copies cfg->storage.max_disk_bytes into StoreOptions (the
-// store enforces it, see tests/storage/storage_bounds_test.cc; the daemon does not pass it yet).
-TEST_F(StorageFaultsTest, DISABLED_MaxDiskBytesAnswers503WithRetryAfterPastTheBound) {
+TEST_F(StorageFaultsTest, MaxDiskBytesAnswers503WithRetryAfterPastTheBound) {
   ASSERT_TRUE(receiver_.SetDown(true));  // nothing drains
   daemon_.Start(Config(dir_.path() + "/var", "  max_disk_bytes: 2097152\n  dedupe_window: 0\n"));
   std::string pad;
