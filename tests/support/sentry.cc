@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -106,7 +107,7 @@ std::string SentrySignature(const std::string& secret, const std::string& body) 
 
 std::vector<std::pair<std::string, std::string>> SentryHeaders(const std::string& resource,
                                                                const std::string& signature) {
-  static int counter = 0;
+  static std::atomic<unsigned> counter{0};  // tests post from several threads
   char request_id[40];
   snprintf(request_id, sizeof request_id, "%032x", ++counter);
   return {{"Content-Type", "application/json"},
