@@ -12,6 +12,9 @@ namespace {
 
 constexpr char kKnownFilters[] = "truncate(N), default(\"text\"), upper, lower, json, urlencode";
 constexpr std::string_view kEllipsis = "\xE2\x80\xA6";  // U+2026 HORIZONTAL ELLIPSIS
+// json (up to 6x: \u00XX per control byte) and urlencode (3x) multiply a value's size, so a chain
+// of them grows it exponentially; a placeholder may use this many (worst case 6 x 3 x 3 = 54x).
+constexpr size_t kMaxGrowingFilters = 3;
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -173,6 +176,7 @@ Result<size_t> ParsePlaceholder(std::string_view text, size_t open, Template::Pa
   if (!path.ok()) return ErrorAt(path_begin + path_error, error_offset, path.status().message());
   part->path = std::move(path).value();
 
+  size_t growing = 0;  // json and urlencode filters so far
   while (true) {
     pos = SkipSpace(text, pos);
     if (pos >= text.size()) {
@@ -183,6 +187,14 @@ Result<size_t> ParsePlaceholder(std::string_view text, size_t open, Template::Pa
     pos = SkipSpace(text, pos + 1);
     Result<size_t> next = ParseFilter(text, pos, &part->filters, error_offset);
     if (!next.ok()) return next.status();
+    const Template::Filter::Kind kind = part->filters.back().kind;
+    if ((kind == Template::Filter::Kind::kJson || kind == Template::Filter::Kind::kUrlEncode) &&
+        ++growing > kMaxGrowingFilters) {
+      return ErrorAt(pos, error_offset,
+                     "at most " + std::to_string(kMaxGrowingFilters) +
+                         " json or urlencode filters per placeholder (each multiplies the size "
+                         "of the value)");
+    }
     pos = next.value();
   }
 }

@@ -12,6 +12,8 @@
 //                JSON (EventView::LookupJson; numbers stay numbers, missing is null); after a
 //                filter changed the text: the text as a JSON string.
 //   urlencode    percent-encodes every byte except RFC 3986 unreserved (ALPHA DIGIT - . _ ~).
+// A placeholder may use json and urlencode at most 3 times in all: each multiplies the size of
+// the value (json up to 6x, urlencode 3x), so longer chains would grow it exponentially.
 #pragma once
 
 #include <string>

@@ -211,6 +211,23 @@ TEST_F(TemplateTest, ReportsParseErrorsAtTheFault) {
   EXPECT_THAT(ErrorOf(R"({{ action | default("\q") }})", 21), HasSubstr("unknown escape"));
 }
 
+// Found by fuzz/fuzz_rules: each json after a filter doubles the backslashes (or writes \u00XX
+// for a control byte), so `x | upper | json | json | ...` rendered an exponentially growing value.
+TEST_F(TemplateTest, AtMostThreeJsonOrUrlencodeFiltersPerPlaceholder) {
+  EXPECT_EQ(Render("{{ data.issue.level | upper | json | json | json }}"),
+            R"("\"\\\"ERROR\\\"\"")");
+  EXPECT_EQ(Render("{{ data.issue.level | urlencode | json }}{{ action | json | json | json }}"),
+            R"("error""\"\\\"created\\\"\"")");
+  EXPECT_THAT(ErrorOf("{{ a | json | json | urlencode | json }}", 33),
+              HasSubstr("at most 3 json or urlencode filters per placeholder"));
+  EXPECT_THAT(ErrorOf("{{ a | urlencode|urlencode | urlencode |urlencode}}", 40),
+              HasSubstr("at most 3"));
+  std::string chain = "{{ data.issue.tricky | default(\"\f\f\")";
+  for (int i = 0; i < 40; ++i) chain += " | json | default(\"x\")";
+  chain += " }}";
+  EXPECT_FALSE(Template::Parse(chain).ok());
+}
+
 TEST_F(TemplateTest, UnknownFilterNamesTheKnownOnes) {
   const std::string message = ErrorOf("{{ action | capitalize }}", 12);
   EXPECT_THAT(message, HasSubstr("'capitalize'"));
