@@ -1,5 +1,7 @@
 #include "delivery/dispatcher.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <span>
@@ -129,6 +131,7 @@ struct Dispatcher::Impl {
   bool stop_acknowledged = false;
   int64_t next_housekeeping_ms = 0;
   int64_t next_event_purge_ms = 0;
+  int64_t next_trim_ms = 0;
   std::mt19937_64 rng{std::random_device{}()};
   json::JsonDoc doc{256};
   json::JsonDoc issue_doc{256};
@@ -573,6 +576,13 @@ struct Dispatcher::Impl {
     // Events: once no delivery can still need them. A delivery dies at the latest max_age after
     // its event arrived (or when attempted after that), and stays a dead letter dlq_retention;
     // a day's margin covers a paused (circuit-open) sink.
+    // A burst (thousands of connections each sending a request) leaves freed heap pages that
+    // glibc keeps; hand them back every 10 s so RSS follows the steady state, not the peak.
+    // Runs here, off the I/O threads: it takes a few milliseconds on a large heap.
+    if (now_ms >= next_trim_ms) {
+      next_trim_ms = now_ms + 10000;
+      malloc_trim(0);
+    }
     if (now_ms >= next_event_purge_ms) {
       next_event_purge_ms = now_ms + 60000;
       int64_t max_age = cfg->retry.max_age.count();
