@@ -7,6 +7,7 @@
 #include <string>
 
 #include <boost/json.hpp>
+#include <optional>
 
 #include "app/daemon.h"
 #include "cli/admin_client.h"
@@ -122,20 +123,32 @@ int RunDlq(const std::string& config_path, const std::string& action,
   return 0;
 }
 
-// `switchyard queue`: pending and dead deliveries, per sink.
-int RunQueue(const std::string& config_path, bool json, const std::string& admin_override) {
+// GETs an admin view. Returns the exit code when the command is done (an error, or `raw` and the
+// body printed as is); nullopt with the parsed JSON in *out for the caller to render.
+std::optional<int> GetAdminView(const std::string& config_path, const std::string& admin_override,
+                                const std::string& target, bool raw, boost::json::value* out) {
   std::string reply;
-  if (int rc = AdminRequest(config_path, admin_override, "GET", "/admin/queue", "", &reply);
-      rc != 0) {
+  if (int rc = AdminRequest(config_path, admin_override, "GET", target, "", &reply); rc != 0) {
     return rc;
   }
-  if (json) {
+  if (raw) {
     printf("%s\n", reply.c_str());
     return 0;
   }
   boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(reply, ec);
-  if (ec || !v.is_object()) {
+  *out = boost::json::parse(reply, ec);
+  if (ec) {
+    fprintf(stderr, "switchyard: unexpected answer from %s\n", target.c_str());
+    return 2;
+  }
+  return std::nullopt;
+}
+
+// `switchyard queue`: pending and dead deliveries, per sink.
+int RunQueue(const std::string& config_path, bool json, const std::string& admin_override) {
+  boost::json::value v;
+  if (auto rc = GetAdminView(config_path, admin_override, "/admin/queue", json, &v)) return *rc;
+  if (!v.is_object()) {
     fprintf(stderr, "switchyard: unexpected answer from /admin/queue\n");
     return 2;
   }
@@ -159,19 +172,11 @@ int RunQueue(const std::string& config_path, bool json, const std::string& admin
 // `switchyard installations`: the Sentry app installations the daemon holds (never a token).
 int RunInstallations(const std::string& config_path, bool json,
                      const std::string& admin_override) {
-  std::string reply;
-  if (int rc = AdminRequest(config_path, admin_override, "GET", "/admin/installations", "",
-                            &reply);
-      rc != 0) {
-    return rc;
+  boost::json::value v;
+  if (auto rc = GetAdminView(config_path, admin_override, "/admin/installations", json, &v)) {
+    return *rc;
   }
-  if (json) {
-    printf("%s\n", reply.c_str());
-    return 0;
-  }
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(reply, ec);
-  if (ec || !v.is_array()) {
+  if (!v.is_array()) {
     fprintf(stderr, "switchyard: unexpected answer from /admin/installations\n");
     return 2;
   }
