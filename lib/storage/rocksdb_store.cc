@@ -72,8 +72,11 @@ class DedupeExpiryFilter final : public rocksdb::CompactionFilter {
 // One column family as a KvTable; every write is synced.
 class RocksKvTable final : public KvTable {
  public:
-  RocksKvTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
+  RocksKvTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+               std::function<Status(size_t)> room)
+      : db_(db), cf_(cf), room_(std::move(room)) {}
   Status Put(std::string_view key, std::string_view value) override {
+    if (Status room = room_(key.size() + value.size()); !room.ok()) return room;
     rocksdb::WriteOptions wo;
     wo.sync = true;
     rocksdb::Status s = db_->Put(wo, cf_, rocksdb::Slice(key.data(), key.size()),
@@ -81,6 +84,7 @@ class RocksKvTable final : public KvTable {
     return s.ok() ? Status::Ok() : Unavailable("storage write failed: " + s.ToString());
   }
   Status Delete(std::string_view key) override {
+    if (Status room = room_(key.size()); !room.ok()) return room;
     rocksdb::WriteOptions wo;
     wo.sync = true;
     rocksdb::Status s = db_->Delete(wo, cf_, rocksdb::Slice(key.data(), key.size()));
@@ -108,6 +112,7 @@ class RocksKvTable final : public KvTable {
  private:
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
+  std::function<Status(size_t)> room_;
 };
 
 struct PendingAppend {
@@ -149,7 +154,8 @@ class RocksDbStore final : public Store {
     deliveries_cf_ = db_->Handle(kDeliveriesCf);
     schedule_cf_ = db_->Handle(kScheduleCf);
     dead_cf_ = db_->Handle(kDeadCf);
-    installations_.emplace(db_->db(), db_->Handle(kInstallationsCf));
+    installations_.emplace(db_->db(), db_->Handle(kInstallationsCf),
+                           [this](size_t bytes) { return RoomForWrite(bytes); });
     if (Status s = LoadCounts(); !s.ok()) return s;
     writer_ = std::thread([this] { WriterLoop(); });
     return Status::Ok();
@@ -399,6 +405,7 @@ class RocksDbStore final : public Store {
 
   Status PurgeEventsBefore(int64_t cutoff_ms) override {
     std::string end = UlidLowerBound(cutoff_ms);
+    if (Status room = RoomForWrite(end.size() + 64); !room.ok()) return room;
     rocksdb::WriteOptions wo;
     rocksdb::Status s = db_->db()->DeleteRange(wo, events_cf_, rocksdb::Slice(), end);
     if (!s.ok()) return Unavailable("purging old events: " + s.ToString());
@@ -423,7 +430,21 @@ class RocksDbStore final : public Store {
  private:
   // Queue updates are not fsync'd: losing one in a machine crash only repeats a delivery
   // (at-least-once), never loses one; the WAL still makes them survive a process crash.
+  // Every write outside the group commit (queue updates, purges, installations) first checks
+  // the same free-space floor as ingest: Debian's librocksdb aborts on an assertion when a write
+  // follows one that failed with ENOSPC, so no write may be tried on a full disk. A refused
+  // queue update leaves the delivery pending (it is delivered again: at least once).
+  Status RoomForWrite(size_t bytes) const {
+    if (options_.min_free_bytes == 0) return Status::Ok();
+    struct statvfs fs;
+    if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // cannot tell; try
+    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes >= options_.min_free_bytes + bytes) return Status::Ok();
+    return Unavailable("storage nearly full: " + std::to_string(free_bytes) + " bytes free");
+  }
+
   Status WriteQueue(rocksdb::WriteBatch& wb) {
+    if (Status room = RoomForWrite(wb.GetDataSize()); !room.ok()) return room;
     rocksdb::WriteOptions wo;
     wo.sync = false;
     rocksdb::Status s = db_->db()->Write(wo, &wb);
