@@ -89,26 +89,29 @@ HookHandler::HookHandler(const config::ConfigHolder& config, storage::EventStore
 
 void HookHandler::Handle(http::Request request, http::Respond respond) {
   std::string_view path = request.Path();
-  if (path.starts_with(kHooksPrefix)) {
-    std::string_view name = path.substr(sizeof(kHooksPrefix) - 1);
-    HandleHook(name, std::move(request), std::move(respond));
+  const bool hook = path.starts_with(kHooksPrefix);
+  if (!hook && !path.starts_with(kSetupPrefix)) {
+    respond(http::Response::Error(404, "not found"));
     return;
   }
-  if (path.starts_with(kSetupPrefix)) {
-    HandleSetup(path.substr(sizeof(kSetupPrefix) - 1), std::move(request), std::move(respond));
-    return;
-  }
-  respond(http::Response::Error(404, "not found"));
-}
-
-void HookHandler::HandleSetup(std::string_view source_name, http::Request request,
-                              http::Respond respond) {
+  // Both endpoints name a source; the lookup happens once, before the request moves on.
   auto cfg = config_.Get();
-  const config::SourceConfig* source = cfg->FindSource(source_name);
+  const config::SourceConfig* source =
+      cfg->FindSource(path.substr(hook ? sizeof(kHooksPrefix) - 1 : sizeof(kSetupPrefix) - 1));
   if (!source) {
     respond(http::Response::Error(404, "unknown source"));
     return;
   }
+  if (hook) {
+    HandleHook(*cfg, *source, std::move(request), std::move(respond));
+  } else {
+    HandleSetup(*source, std::move(request), std::move(respond));
+  }
+}
+
+void HookHandler::HandleSetup(const config::SourceConfig& source_cfg, http::Request request,
+                              http::Respond respond) {
+  const config::SourceConfig* source = &source_cfg;
   if (request.method != "GET" && request.method != "HEAD") {
     http::Response r = http::Response::Error(405, "method not allowed");
     r.headers.emplace_back("Allow", "GET");
@@ -159,14 +162,10 @@ void HookHandler::HandleSetup(std::string_view source_name, http::Request reques
                     });
 }
 
-void HookHandler::HandleHook(std::string_view source_name, http::Request request,
-                             http::Respond respond) {
-  auto cfg = config_.Get();
-  const config::SourceConfig* source = cfg->FindSource(source_name);
-  if (!source) {
-    respond(http::Response::Error(404, "unknown source"));
-    return;
-  }
+void HookHandler::HandleHook(const config::Config& config, const config::SourceConfig& source_cfg,
+                             http::Request request, http::Respond respond) {
+  const config::Config* cfg = &config;
+  const config::SourceConfig* source = &source_cfg;
   const std::string& name = source->name;
   auto reject = [&](int status, std::string_view reason, std::string_view message) {
     metrics_.WebhookReceived(name, request.Header("sentry-hook-resource"), "rejected");

@@ -32,8 +32,12 @@ class HookHandler : public http::Handler {
   void Handle(http::Request request, http::Respond respond) override;
 
  private:
-  void HandleHook(std::string_view source_name, http::Request request, http::Respond respond);
-  void HandleSetup(std::string_view source_name, http::Request request, http::Respond respond);
+  // `config` and `source` stay valid for the call (Handle holds the config snapshot); what
+  // outlives it (the store's completion) copies what it needs.
+  void HandleHook(const config::Config& config, const config::SourceConfig& source,
+                  http::Request request, http::Respond respond);
+  void HandleSetup(const config::SourceConfig& source, http::Request request,
+                   http::Respond respond);
 
   const config::ConfigHolder& config_;
   storage::EventStore& store_;

@@ -136,24 +136,27 @@ void SentryApi::TokenRequest(const config::SourceConfig& source, const std::stri
        });
 }
 
-void SentryApi::ExchangeGrant(const config::SourceConfig& source, const std::string& uuid,
-                              const std::string& code, ApiCallback<TokenGrant> done) {
+// The token endpoint's JSON body: the grant and the app's credentials (sentry-protocol.md §3).
+static std::string TokenBody(const config::SourceConfig& source, std::string_view grant_type,
+                             std::string_view field, const std::string& value) {
   boost::json::object body;
-  body["grant_type"] = "authorization_code";
-  body["code"] = code;
+  body["grant_type"] = grant_type;
+  body[field] = value;
   body["client_id"] = source.client_id;
   body["client_secret"] = source.client_secret;
-  TokenRequest(source, uuid, boost::json::serialize(body), "exchange", std::move(done));
+  return boost::json::serialize(body);
+}
+
+void SentryApi::ExchangeGrant(const config::SourceConfig& source, const std::string& uuid,
+                              const std::string& code, ApiCallback<TokenGrant> done) {
+  TokenRequest(source, uuid, TokenBody(source, "authorization_code", "code", code), "exchange",
+               std::move(done));
 }
 
 void SentryApi::Refresh(const config::SourceConfig& source, const std::string& uuid,
                         const std::string& refresh_token, ApiCallback<TokenGrant> done) {
-  boost::json::object body;
-  body["grant_type"] = "refresh_token";
-  body["refresh_token"] = refresh_token;
-  body["client_id"] = source.client_id;
-  body["client_secret"] = source.client_secret;
-  TokenRequest(source, uuid, boost::json::serialize(body), "refresh", std::move(done));
+  TokenRequest(source, uuid, TokenBody(source, "refresh_token", "refresh_token", refresh_token),
+               "refresh", std::move(done));
 }
 
 void SentryApi::VerifyInstall(const config::SourceConfig& source, const std::string& uuid,

@@ -435,12 +435,20 @@ class RocksDbStore final : public Store {
   // follows one that failed with ENOSPC, so no write may be tried on a full disk. A refused
   // queue update leaves the delivery pending (it is delivered again: at least once).
   Status RoomForWrite(size_t bytes) const {
-    if (options_.min_free_bytes == 0) return Status::Ok();
+    const std::optional<uint64_t> free_bytes = FreeBytesBelowFloor(bytes);
+    if (!free_bytes) return Status::Ok();
+    return Unavailable("storage nearly full: " + std::to_string(*free_bytes) + " bytes free");
+  }
+
+  // The free bytes of the store's filesystem when they are below min_free_bytes + `bytes`;
+  // nullopt when there is room (or the floor is off, or statvfs cannot tell: then try).
+  std::optional<uint64_t> FreeBytesBelowFloor(size_t bytes) const {
+    if (options_.min_free_bytes == 0) return std::nullopt;
     struct statvfs fs;
-    if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // cannot tell; try
+    if (statvfs(options_.path.c_str(), &fs) != 0) return std::nullopt;
     const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-    if (free_bytes >= options_.min_free_bytes + bytes) return Status::Ok();
-    return Unavailable("storage nearly full: " + std::to_string(free_bytes) + " bytes free");
+    if (free_bytes >= options_.min_free_bytes + bytes) return std::nullopt;
+    return free_bytes;
   }
 
   Status WriteQueue(rocksdb::WriteBatch& wb) {
@@ -643,11 +651,8 @@ class RocksDbStore final : public Store {
   // Fails while the filesystem has less than min_free_bytes (plus this batch) free. Checked per
   // group commit, so a filling disk is refused before RocksDB ever sees ENOSPC.
   Status CheckFreeSpace(size_t batch_bytes) {
-    if (options_.min_free_bytes == 0) return Status::Ok();
-    struct statvfs fs;
-    if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // cannot tell; try
-    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-    if (free_bytes >= options_.min_free_bytes + batch_bytes) {
+    const std::optional<uint64_t> free_bytes = FreeBytesBelowFloor(batch_bytes);
+    if (!free_bytes) {
       if (low_space_) log::Info("storage has free space again", {{"path", options_.path}});
       low_space_ = false;
       return Status::Ok();
@@ -655,11 +660,11 @@ class RocksDbStore final : public Store {
     if (!low_space_) {
       log::Error("storage nearly full; refusing new webhooks until space returns",
                  {{"path", options_.path},
-                  {"free_bytes", std::to_string(free_bytes)},
+                  {"free_bytes", std::to_string(*free_bytes)},
                   {"min_free_bytes", std::to_string(options_.min_free_bytes)}});
     }
     low_space_ = true;
-    return Unavailable("storage nearly full (" + std::to_string(free_bytes) + " bytes free)");
+    return Unavailable("storage nearly full (" + std::to_string(*free_bytes) + " bytes free)");
   }
 
   // Fails while the store holds more than max_disk_bytes (plus this batch), so a backlog that
