@@ -370,10 +370,10 @@ struct Dispatcher::Impl {
           break;
         }
       }
-      if (const config::RouteConfig* route = FindRoute(d.route)) {
+      if (route_cfg) {
         const rules::EventMeta meta = MetaOf(*event);
         rules::PayloadEventView view(doc, meta, issue);
-        for (const auto& t : route->to) {
+        for (const auto& t : route_cfg->to) {
           if (t.sink != st.name) continue;
           for (const auto& [field, tmpl] : t.fields) delivery.fields[field] = tmpl.Render(view);
         }
