@@ -34,15 +34,14 @@ bool HmacSha256(std::string_view key, std::string_view data, Sha256Digest* out) 
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
   if (ctx == nullptr) return false;
   char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-      OSSL_PARAM_construct_end()};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+                         OSSL_PARAM_construct_end()};
   size_t len = 0;
-  bool ok = EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
-                         params) == 1 &&
-            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()),
-                           data.size()) == 1 &&
-            EVP_MAC_final(ctx, out->data(), &len, out->size()) == 1 && len == out->size();
+  bool ok =
+      EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) ==
+          1 &&
+      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1 &&
+      EVP_MAC_final(ctx, out->data(), &len, out->size()) == 1 && len == out->size();
   EVP_MAC_CTX_free(ctx);
   return ok;
 }

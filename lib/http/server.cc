@@ -1,5 +1,6 @@
 #include "http/server.h"
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,8 +12,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
@@ -46,7 +45,8 @@ Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
     port = address.substr(close + 2);
   } else {
     auto colon = address.rfind(':');
-    if (colon == std::string::npos) return InvalidArgument("bad listen address \"" + address + "\"");
+    if (colon == std::string::npos)
+      return InvalidArgument("bad listen address \"" + address + "\"");
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
   }
@@ -178,12 +178,15 @@ struct HttpServer::Impl {
     out.push_back(' ');
     out.append(bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(r.status))));
     out.append("\r\nServer: switchyard\r\n");
-    const bool no_content = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
+    const bool no_content =
+        r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
     if (!r.body.empty() || r.status != 204) {
       out.append("Content-Type: ").append(clean(r.content_type)).append("\r\n");
     }
-    for (const auto& [k, v] : r.headers) out.append(clean(k)).append(": ").append(clean(v)).append("\r\n");
-    if (!no_content) out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
+    for (const auto& [k, v] : r.headers)
+      out.append(clean(k)).append(": ").append(clean(v)).append("\r\n");
+    if (!no_content)
+      out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
     if (version == 10 && keep_alive) out.append("Connection: keep-alive\r\n");
     if (version != 10 && !keep_alive) out.append("Connection: close\r\n");
     out.append("\r\n");

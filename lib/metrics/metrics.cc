@@ -18,8 +18,8 @@ namespace switchyard::metrics {
 namespace {
 
 constexpr std::array<std::string_view, 9> kKnownResources = {
-    "installation", "issue",  "error",           "comment", "event_alert",
-    "metric_alert", "seer",   "preprod_artifact", "size_analysis"};
+    "installation",     "issue",        "error", "comment", "event_alert", "metric_alert", "seer",
+    "preprod_artifact", "size_analysis"};
 
 // Caches Family::Add results: Add takes a lock and hashes every label, so look up once per label
 // set and keep the pointer (prometheus-cpp never moves metrics while the family lives).
@@ -59,7 +59,8 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& received =
       prometheus::BuildCounter()
           .Name("switchyard_webhooks_received_total")
-          .Help("Webhooks received, by source, resource and outcome (accepted, duplicate, rejected).")
+          .Help(
+              "Webhooks received, by source, resource and outcome (accepted, duplicate, rejected).")
           .Register(*registry);
   prometheus::Family<prometheus::Counter>& rejected =
       prometheus::BuildCounter()
@@ -69,8 +70,9 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Histogram>& ingest_family =
       prometheus::BuildHistogram()
           .Name("switchyard_ingest_duration_seconds")
-          .Help("Time from a complete webhook request to its response being ready (includes the "
-                "durable write).")
+          .Help(
+              "Time from a complete webhook request to its response being ready (includes the "
+              "durable write).")
           .Register(*registry);
   prometheus::Histogram& ingest = ingest_family.Add({}, LatencyBuckets());
   prometheus::Family<prometheus::Counter>& commits_family =
@@ -111,11 +113,10 @@ struct Metrics::Impl {
           .Name("switchyard_queue_pending")
           .Help("Deliveries waiting (due now or scheduled for a retry), by sink.")
           .Register(*registry);
-  prometheus::Family<prometheus::Gauge>& dlq_entries =
-      prometheus::BuildGauge()
-          .Name("switchyard_dlq_entries")
-          .Help("Dead letters kept, by sink.")
-          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& dlq_entries = prometheus::BuildGauge()
+                                                           .Name("switchyard_dlq_entries")
+                                                           .Help("Dead letters kept, by sink.")
+                                                           .Register(*registry);
   prometheus::Family<prometheus::Gauge>& circuit_open =
       prometheus::BuildGauge()
           .Name("switchyard_sink_circuit_open")
@@ -240,8 +241,8 @@ void Metrics::ObserveDeliverySeconds(std::string_view sink, double seconds) {
     if (it == impl_->delivery_histograms.end()) {
       h = &impl_->delivery_duration.Add(
           {{"sink", std::string(sink)}},
-          prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-                                                  2.5, 5, 10, 30});
+          prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                                  5, 10, 30});
       impl_->delivery_histograms.emplace(std::string(sink), h);
     } else {
       h = it->second;
@@ -276,15 +277,14 @@ void Metrics::TokenRefresh(std::string_view source, std::string_view outcome) {
 }
 
 void Metrics::SetInstallations(std::string_view source, std::string_view status, double count) {
-  impl_->installations_cache
-      .Get({{"source", std::string(source)}, {"status", std::string(status)}})
+  impl_->installations_cache.Get({{"source", std::string(source)}, {"status", std::string(status)}})
       .Set(count);
 }
 
-void Metrics::SentryApiCall(std::string_view source, std::string_view what,
-                            std::string_view code) {
+void Metrics::SentryApiCall(std::string_view source, std::string_view what, std::string_view code) {
   impl_->api_cache
-      .Get({{"source", std::string(source)}, {"what", std::string(what)},
+      .Get({{"source", std::string(source)},
+            {"what", std::string(what)},
             {"code", std::string(code)}})
       .Increment();
 }

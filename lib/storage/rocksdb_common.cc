@@ -102,8 +102,8 @@ Result<std::unique_ptr<Database>> OpenDatabase(
                         "); refusing to start. Restore it from a backup or move it aside.");
     }
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
-      return FailedPrecondition("store at " + path +
-                                " is in use by another process (" + s.ToString() + ")");
+      return FailedPrecondition("store at " + path + " is in use by another process (" +
+                                s.ToString() + ")");
     }
     return Unavailable("cannot open store at " + path + ": " + s.ToString());
   }

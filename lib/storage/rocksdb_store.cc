@@ -23,25 +23,24 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
-
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <mutex>
-#include <thread>
-#include <algorithm>
 #include <map>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "common/crypto.h"
 #include "common/ids.h"
 #include "common/log.h"
-#include "storage/event_store.h"
 #include "storage/delivery_record.h"
+#include "storage/event_store.h"
 #include "storage/rocksdb_common.h"
 
 namespace switchyard::storage {
@@ -72,8 +71,7 @@ class DedupeExpiryFilter final : public rocksdb::CompactionFilter {
 // One column family as a KvTable; every write is synced.
 class RocksKvTable final : public KvTable {
  public:
-  RocksKvTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-               std::function<Status(size_t)> room)
+  RocksKvTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::function<Status(size_t)> room)
       : db_(db), cf_(cf), room_(std::move(room)) {}
   Status Put(std::string_view key, std::string_view value) override {
     if (Status room = room_(key.size() + value.size()); !room.ok()) return room;
@@ -124,7 +122,9 @@ struct PendingAppend {
 class RocksDbStore final : public Store {
  public:
   RocksDbStore(StoreOptions options, Clock& clock)
-      : options_(std::move(options)), clock_(clock), dedupe_filter_(clock, options_.dedupe_window) {}
+      : options_(std::move(options)),
+        clock_(clock),
+        dedupe_filter_(clock, options_.dedupe_window) {}
 
   ~RocksDbStore() override { Close(); }
 
@@ -195,7 +195,8 @@ class RocksDbStore final : public Store {
 
   Status ScanEventsSince(int64_t from_ms,
                          const std::function<bool(const StoredEvent&)>& fn) override {
-    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), events_cf_));
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->db()->NewIterator(rocksdb::ReadOptions(), events_cf_));
     for (it->Seek(UlidLowerBound(from_ms)); it->Valid(); it->Next()) {
       auto decoded = DecodeEvent(std::string_view(it->value().data(), it->value().size()));
       if (!decoded.ok()) return decoded.status();
@@ -242,8 +243,8 @@ class RocksDbStore final : public Store {
     }
     std::string lower = ScheduleBound(sink, start);
     // now_ms + 1 overflows for "everything" (INT64_MAX): then bound by the end of the sink's keys.
-    std::string upper = now_ms == INT64_MAX ? std::string(sink) + '\x01'
-                                            : ScheduleBound(sink, now_ms + 1);
+    std::string upper =
+        now_ms == INT64_MAX ? std::string(sink) + '\x01' : ScheduleBound(sink, now_ms + 1);
     rocksdb::Slice lower_slice(lower), upper_slice(upper);
     rocksdb::ReadOptions ro;
     ro.iterate_lower_bound = &lower_slice;
@@ -487,8 +488,8 @@ class RocksDbStore final : public Store {
         db_->db()->NewIterator(rocksdb::ReadOptions(), deliveries_cf_));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       auto d = DecodeDelivery(it->value().ToStringView());
-      if (!d.ok()) return Corruption("delivery record " + it->key().ToString() + ": " +
-                                     d.status().message());
+      if (!d.ok())
+        return Corruption("delivery record " + it->key().ToString() + ": " + d.status().message());
       auto& c = counts_.sinks[d->sink];
       if (d->dead) {
         ++c.dead;
@@ -735,9 +736,9 @@ class RocksDbStore final : public Store {
   std::optional<RocksKvTable> installations_;
 
   mutable std::mutex counts_mu_;
-  QueueCounts counts_;                                // GUARDED_BY(counts_mu_)
-  std::map<std::string, int64_t> watermark_;          // GUARDED_BY(counts_mu_)
-  uint64_t watermark_epoch_ = 0;                      // GUARDED_BY(counts_mu_)
+  QueueCounts counts_;                        // GUARDED_BY(counts_mu_)
+  std::map<std::string, int64_t> watermark_;  // GUARDED_BY(counts_mu_)
+  uint64_t watermark_epoch_ = 0;              // GUARDED_BY(counts_mu_)
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -755,7 +756,7 @@ class RocksDbStore final : public Store {
   static constexpr size_t kRecentBytes = 8u << 20;
   std::mutex recent_mu_;
   std::unordered_map<std::string, std::shared_ptr<const StoredEvent>> recent_;  // GUARDED_BY
-  std::deque<std::pair<std::string, size_t>> recent_order_;                    // GUARDED_BY
+  std::deque<std::pair<std::string, size_t>> recent_order_;                     // GUARDED_BY
   size_t recent_bytes_ = 0;                                                     // GUARDED_BY
 
   mutable std::mutex health_mu_;

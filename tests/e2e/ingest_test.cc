@@ -1,4 +1,5 @@
 // End-to-end tests of the ingest path: the real daemon binary, real sockets, real RocksDB.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -7,8 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "support/daemon_process.h"
 #include "support/http_client.h"
@@ -34,12 +33,13 @@ std::string ConfigYaml(const std::string& dir, const Options& o = {}) {
          "  threads: 2\n" +
          o.server_extra +
          "storage:\n"
-         "  path: " + (o.storage_path.empty() ? dir + "/var" : o.storage_path) + "\n" +
-         o.storage_extra +
+         "  path: " +
+         (o.storage_path.empty() ? dir + "/var" : o.storage_path) + "\n" + o.storage_extra +
          "sources:\n"
          "  sentry:\n"
          "    type: sentry\n"
-         "    client_secret: " + kSecret + "\n" + o.source_extra;
+         "    client_secret: " +
+         kSecret + "\n" + o.source_extra;
 }
 
 class IngestTest : public ::testing::Test {
@@ -73,10 +73,10 @@ TEST_F(IngestTest, AcceptsEverySignedSentryPayloadWith202AndAnId) {
 TEST_F(IngestTest, AcceptsAppSignatureHeaderUsedByUiComponents) {
   StartDaemon();
   std::string body = CompactPayload("issue.created.json");
-  auto r = Fetch(daemon_.port(), "POST", "/hooks/sentry",
-                 {{"Sentry-Hook-Resource", "issue"},
-                  {"Sentry-App-Signature", SentrySignature(kSecret, body)}},
-                 body);
+  auto r = Fetch(
+      daemon_.port(), "POST", "/hooks/sentry",
+      {{"Sentry-Hook-Resource", "issue"}, {"Sentry-App-Signature", SentrySignature(kSecret, body)}},
+      body);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
 }
@@ -177,7 +177,8 @@ TEST_F(IngestTest, WrongSignatureIs401AndNeverEchoesTheExpectedOne) {
 TEST_F(IngestTest, MissingSignatureIs401) {
   StartDaemon();
   std::string body = CompactPayload("issue.created.json");
-  auto r = Fetch(daemon_.port(), "POST", "/hooks/sentry", {{"Sentry-Hook-Resource", "issue"}}, body);
+  auto r =
+      Fetch(daemon_.port(), "POST", "/hooks/sentry", {{"Sentry-Hook-Resource", "issue"}}, body);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
   EXPECT_NE(r->body.find("missing"), std::string::npos);
@@ -219,9 +220,9 @@ TEST_F(IngestTest, MissingResourceHeaderIs400) {
 
 TEST_F(IngestTest, MalformedJsonIs400WithAReason) {
   StartDaemon();
-  for (std::string body : {std::string("{\"action\":"), std::string("[1,2]"),
-                           std::string("{\"a\":1} trailing"), std::string("\"just a string\""),
-                           std::string("{\"bad\":\"\xff\xfe\"}")}) {
+  for (std::string body :
+       {std::string("{\"action\":"), std::string("[1,2]"), std::string("{\"a\":1} trailing"),
+        std::string("\"just a string\""), std::string("{\"bad\":\"\xff\xfe\"}")}) {
     auto r = Post(body);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << body;
@@ -231,8 +232,8 @@ TEST_F(IngestTest, MalformedJsonIs400WithAReason) {
 
 TEST_F(IngestTest, SentryDocsInvalidSeerPayloadIs400) {
   StartDaemon();
-  std::string body =
-      ReadFile(std::string(SWITCHYARD_PAYLOADS_DIR) + "/seer.solution_completed.NOT-VALID-JSON.txt");
+  std::string body = ReadFile(std::string(SWITCHYARD_PAYLOADS_DIR) +
+                              "/seer.solution_completed.NOT-VALID-JSON.txt");
   auto r = Post(body, "seer");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400);
@@ -284,8 +285,9 @@ TEST_F(IngestTest, BodyOfExactlyMaxBodyBytesIsAcceptedAndOneMoreIs413) {
 TEST_F(IngestTest, ChunkedBodyOverTheLimitIs413) {
   StartDaemon({.server_extra = "  max_body_bytes: 1024\n"});
   RawConnection c(daemon_.port());
-  std::string head = "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
-                     "Sentry-Hook-Signature: 00\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string head =
+      "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
+      "Sentry-Hook-Signature: 00\r\nTransfer-Encoding: chunked\r\n\r\n";
   std::string chunk(800, 'a');
   char size[16];
   snprintf(size, sizeof size, "%zx\r\n", chunk.size());
@@ -298,9 +300,10 @@ TEST_F(IngestTest, ChunkedBodyOverTheLimitIs413) {
 TEST_F(IngestTest, ChunkedBodyIsReassembledBeforeVerification) {
   StartDaemon();
   std::string body = CompactPayload("event_alert.triggered.json");
-  std::string req = "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: event_alert\r\n"
-                    "Sentry-Hook-Signature: " + SentrySignature(kSecret, body) +
-                    "\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string req =
+      "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: event_alert\r\n"
+      "Sentry-Hook-Signature: " +
+      SentrySignature(kSecret, body) + "\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (size_t off = 0; off < body.size(); off += 777) {
     std::string part = body.substr(off, 777);
     char size[16];
@@ -319,11 +322,13 @@ TEST_F(IngestTest, PipelinedRequestsAreAnsweredInOrder) {
   StartDaemon();
   std::string a = CompactPayload("issue.created.json");
   std::string b = CompactPayload("comment.created.json");
-  std::string wire =
-      BuildRequest("POST", "/hooks/sentry", SentryHeaders("issue", SentrySignature(kSecret, a)), a) +
-      BuildRequest("POST", "/hooks/sentry", SentryHeaders("comment", SentrySignature(kSecret, b)), b) +
-      BuildRequest("POST", "/hooks/sentry", SentryHeaders("issue", SentrySignature(kSecret, a)), a) +
-      BuildRequest("GET", "/hooks/sentry", {}, "");
+  std::string wire = BuildRequest("POST", "/hooks/sentry",
+                                  SentryHeaders("issue", SentrySignature(kSecret, a)), a) +
+                     BuildRequest("POST", "/hooks/sentry",
+                                  SentryHeaders("comment", SentrySignature(kSecret, b)), b) +
+                     BuildRequest("POST", "/hooks/sentry",
+                                  SentryHeaders("issue", SentrySignature(kSecret, a)), a) +
+                     BuildRequest("GET", "/hooks/sentry", {}, "");
   RawConnection c(daemon_.port());
   ASSERT_TRUE(c.Send(wire));
   auto r1 = c.Read(), r2 = c.Read(), r3 = c.Read(), r4 = c.Read();
@@ -339,10 +344,11 @@ TEST_F(IngestTest, ExpectContinueIsHonoured) {
   StartDaemon();
   std::string body = CompactPayload("issue.created.json");
   RawConnection c2(daemon_.port());
-  std::string head = "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
-                     "Sentry-Hook-Signature: " + SentrySignature(kSecret, body) +
-                     "\r\nExpect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) +
-                     "\r\n\r\n";
+  std::string head =
+      "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
+      "Sentry-Hook-Signature: " +
+      SentrySignature(kSecret, body) +
+      "\r\nExpect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
   ASSERT_TRUE(c2.Send(head));
   auto cont = c2.Read();
   ASSERT_TRUE(cont);
@@ -413,10 +419,11 @@ TEST_F(IngestTest, HundredsOfConcurrentKeepAliveConnectionsAreAllServed) {
   constexpr int kConnections = 300;
   constexpr int kRequestsEach = 3;
   std::vector<std::unique_ptr<RawConnection>> conns;
-  for (int i = 0; i < kConnections; ++i) conns.push_back(std::make_unique<RawConnection>(daemon_.port()));
+  for (int i = 0; i < kConnections; ++i)
+    conns.push_back(std::make_unique<RawConnection>(daemon_.port()));
   std::string body = CompactPayload("issue.created.json");
-  std::string req =
-      BuildRequest("POST", "/hooks/sentry", SentryHeaders("issue", SentrySignature(kSecret, body)), body);
+  std::string req = BuildRequest("POST", "/hooks/sentry",
+                                 SentryHeaders("issue", SentrySignature(kSecret, body)), body);
   int accepted = 0;
   for (int round = 0; round < kRequestsEach; ++round) {
     for (auto& c : conns) ASSERT_TRUE(c->Send(req));  // all in flight at once
@@ -441,8 +448,8 @@ TEST_F(IngestTest, SigtermExitsZeroAndReadyzTurnsUnready) {
 TEST_F(IngestTest, SigtermFinishesAnInFlightRequest) {
   StartDaemon({.server_extra = "  body_timeout: 10s\n"});
   std::string body = CompactPayload("issue.created.json");
-  std::string req =
-      BuildRequest("POST", "/hooks/sentry", SentryHeaders("issue", SentrySignature(kSecret, body)), body);
+  std::string req = BuildRequest("POST", "/hooks/sentry",
+                                 SentryHeaders("issue", SentrySignature(kSecret, body)), body);
   RawConnection c(daemon_.port());
   // Send all but the last byte, stop the daemon, then complete the request.
   ASSERT_TRUE(c.Send(req.substr(0, req.size() - 1)));
@@ -475,9 +482,15 @@ TEST_F(IngestTest, MetricsExposeIngestCountersInTextFormat004) {
   EXPECT_EQ(m->status, 200);
   EXPECT_EQ(m->Header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& t = m->body;
-  EXPECT_NE(t.find("switchyard_webhooks_received_total{outcome=\"accepted\",resource=\"issue\",source=\"sentry\"} 1"), std::string::npos) << t;
-  EXPECT_NE(t.find("switchyard_webhooks_received_total{outcome=\"duplicate\",resource=\"issue\",source=\"sentry\"} 1"), std::string::npos);
-  EXPECT_NE(t.find("switchyard_webhooks_rejected_total{reason=\"signature\",source=\"sentry\"} 1"), std::string::npos);
+  EXPECT_NE(t.find("switchyard_webhooks_received_total{outcome=\"accepted\",resource=\"issue\","
+                   "source=\"sentry\"} 1"),
+            std::string::npos)
+      << t;
+  EXPECT_NE(t.find("switchyard_webhooks_received_total{outcome=\"duplicate\",resource=\"issue\","
+                   "source=\"sentry\"} 1"),
+            std::string::npos);
+  EXPECT_NE(t.find("switchyard_webhooks_rejected_total{reason=\"signature\",source=\"sentry\"} 1"),
+            std::string::npos);
   EXPECT_NE(t.find("switchyard_ingest_duration_seconds_count 2"), std::string::npos);
   EXPECT_NE(t.find("process_resident_memory_bytes"), std::string::npos);
   EXPECT_NE(t.find("process_start_time_seconds"), std::string::npos);
@@ -527,7 +540,8 @@ TEST_F(IngestTest, DiskFullAnswers503WithRetryAfterAndRecoversWhenSpaceReturns) 
   int status = 0;
   std::optional<HttpResponse> r;
   for (int i = 0; i < 400 && status != 503; ++i) {
-    std::string body = "{\"action\":\"created\",\"i\":" + std::to_string(i) + ",\"p\":\"" + pad + "\"}";
+    std::string body =
+        "{\"action\":\"created\",\"i\":" + std::to_string(i) + ",\"p\":\"" + pad + "\"}";
     r = Post(body);
     ASSERT_TRUE(r);
     status = r->status;
@@ -545,7 +559,9 @@ TEST_F(IngestTest, DiskFullAnswers503WithRetryAfterAndRecoversWhenSpaceReturns) 
     auto again = Post("{\"action\":\"created\",\"after\":" + std::to_string(i) + "}");
     ASSERT_TRUE(again);
     recovered = again->status == 202;
-    if (!recovered) std::this_thread::sleep_for(std::chrono::milliseconds(50));  // RocksDB recovery is asynchronous
+    if (!recovered)
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(50));  // RocksDB recovery is asynchronous
   }
   EXPECT_TRUE(recovered) << daemon_.Log();
   EXPECT_EQ(daemon_.Terminate(), 0);
