@@ -70,6 +70,7 @@ struct SessionState {
   net::any_io_executor executor;
   beast::tcp_stream* stream = nullptr;
   bool idle = true;
+  uint64_t wait_generation = 0;  // bumped when a readiness wait ends; stale timers do nothing
 };
 
 }  // namespace
@@ -209,12 +210,34 @@ struct HttpServer::Impl {
     co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
   }
 
-  static constexpr size_t kIdleReadBytes = 1024;
+  // A request's bytes are read into a buffer of this size at once, so a typical webhook (a few
+  // KB) takes one read(2); Beast would otherwise grow the buffer 512 bytes at a time.
+  static constexpr size_t kReadBytes = 16384;
+
+  // Waits until the socket is readable, holding no read buffer (10,000 idle keep-alive
+  // connections cost no buffer memory), or until `deadline`: then the wait is cancelled and
+  // false is returned. Also false when the socket is cancelled (shutdown) or fails.
+  static net::awaitable<bool> WaitReadable(beast::tcp_stream& stream, net::steady_timer& timer,
+                                           const std::shared_ptr<SessionState>& state,
+                                           std::chrono::steady_clock::time_point deadline) {
+    const uint64_t generation = ++state->wait_generation;
+    timer.expires_at(deadline);
+    timer.async_wait([state, generation](const boost::system::error_code& ec) {
+      if (ec || state->wait_generation != generation || !state->stream) return;
+      boost::system::error_code ignored;
+      state->stream->socket().cancel(ignored);
+    });
+    auto [ec] = co_await stream.socket().async_wait(tcp::socket::wait_read, kNoThrow);
+    ++state->wait_generation;
+    timer.cancel();
+    co_return !ec;
+  }
 
   net::awaitable<void> Session(tcp::socket socket, Listener* l,
                                std::shared_ptr<SessionState> state) {
     const ListenerOptions& opt = l->options;
     beast::tcp_stream stream(std::move(socket));
+    net::steady_timer wait_timer(stream.get_executor());
     state->stream = &stream;
     std::string remote;
     {
@@ -225,25 +248,25 @@ struct HttpServer::Impl {
     beast::flat_buffer buffer;
     bool first = true;
     for (;;) {
-      // Phase 1: wait for the next request's first byte (unless pipelined bytes are buffered).
+      // Phase 1: wait for the next request's first byte (unless pipelined bytes are buffered),
+      // then read what has arrived. The first request's header_timeout covers the wait and the
+      // whole head; a later request's head gets header_timeout from its first byte.
+      auto head_deadline = std::chrono::steady_clock::now() + opt.header_timeout;
       if (buffer.size() == 0) {
-        if (first) {
-          stream.expires_after(opt.header_timeout);  // covers first byte and the whole head
-        } else {
-          stream.expires_after(opt.idle_timeout);
-        }
         state->idle = true;
         if (stopping) break;
-        // An idle keep-alive connection holds only a small read buffer: the previous request's
-        // capacity is released (10,000 idle connections would otherwise pin ~40 MB).
-        buffer.shrink_to_fit();
-        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kIdleReadBytes), kNoThrow);
+        buffer.shrink_to_fit();  // an idle connection holds no read buffer
+        auto wait_deadline =
+            first ? head_deadline : std::chrono::steady_clock::now() + opt.idle_timeout;
+        if (!co_await WaitReadable(stream, wait_timer, state, wait_deadline)) break;
         state->idle = false;
-        if (ec) break;  // closed, idle/head timeout, or cancelled by shutdown
+        if (!first) head_deadline = std::chrono::steady_clock::now() + opt.header_timeout;
+        stream.expires_at(head_deadline);
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kReadBytes), kNoThrow);
+        if (ec) break;  // closed, reset, or cancelled by shutdown
         buffer.commit(n);
-        if (!first) stream.expires_after(opt.header_timeout);
       } else {
-        stream.expires_after(opt.header_timeout);
+        stream.expires_at(head_deadline);
       }
       first = false;
 
@@ -264,6 +287,11 @@ struct HttpServer::Impl {
         }
       }
       auto started = std::chrono::steady_clock::now();
+      // Room for the declared body (bounded by max_body_bytes, checked with the head), so it is
+      // read in as few reads as the network allows.
+      if (auto length = parser.content_length(); length && *length > buffer.size()) {
+        buffer.reserve(static_cast<size_t>(*length) + 1024);
+      }
 
       // Phase 3: the body.
       if (auto expect = parser.get()[bhttp::field::expect];

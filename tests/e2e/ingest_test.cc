@@ -398,6 +398,44 @@ TEST_F(IngestTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
   EXPECT_TRUE(c.WaitClosed(std::chrono::seconds(3)));
 }
 
+// A new connection that never sends a byte is cut at header_timeout: its wait for the first
+// byte is part of the first request's head, not an idle keep-alive wait.
+TEST_F(IngestTest, SilentNewConnectionIsClosedAtHeaderTimeoutNotIdleTimeout) {
+  StartDaemon({.server_extra = "  header_timeout: 300ms\n  idle_timeout: 60s\n"});
+  RawConnection silent(daemon_.port());
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(silent.WaitClosed(std::chrono::seconds(5)));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// A body far larger than the first read (16 KiB), whose head arrives alone and whose body
+// arrives in pieces, is read whole and verified; the connection then carries another request.
+TEST_F(IngestTest, LargeBodyArrivingInPiecesAfterTheHeadIsReadWholeOnAKeepAliveConnection) {
+  StartDaemon();
+  std::string prefix = "{\"action\":\"created\",\"pad\":\"";
+  std::string body = prefix + std::string(200000, 'p') + "\"}";
+  std::string wire = BuildRequest("POST", "/hooks/sentry",
+                                  SentryHeaders("issue", SentrySignature(kSecret, body)), body);
+  const size_t head_end = wire.find("\r\n\r\n") + 4;
+  RawConnection c(daemon_.port());
+  ASSERT_TRUE(c.Send(wire.substr(0, head_end)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the head is read on its own
+  const size_t third = (wire.size() - head_end) / 3;
+  ASSERT_TRUE(c.Send(wire.substr(head_end, third)));
+  ASSERT_TRUE(c.Send(wire.substr(head_end + third, third)));
+  ASSERT_TRUE(c.Send(wire.substr(head_end + 2 * third)));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  // The same connection, after going idle, serves the next webhook.
+  std::string small = CompactPayload("issue.created.json");
+  ASSERT_TRUE(c.Send(BuildRequest("POST", "/hooks/sentry",
+                                  SentryHeaders("issue", SentrySignature(kSecret, small)), small)));
+  auto r2 = c.Read();
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->status, 202) << r2->body;
+}
+
 TEST_F(IngestTest, OversizedHeadIs431) {
   StartDaemon({.server_extra = "  max_header_bytes: 2048\n"});
   auto r = Fetch(daemon_.port(), "GET", "/hooks/sentry", {{"X-Big", std::string(4096, 'h')}});
