@@ -1,5 +1,6 @@
 #include "storage/rocksdb_common.h"
 
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
@@ -67,6 +68,20 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   // is gone, and then delete those files as obsolete: a silent reset. Refuse instead.
   if (Status s = CheckCurrentFile(path + "/db"); !s.ok()) return s;
 
+  // Flushes and compactions are background work: at a lower CPU priority (nice 19) they use
+  // the cores the I/O and writer threads leave idle instead of taking turns with them, which
+  // otherwise puts multi-millisecond stalls into webhook answers while a memtable is flushed.
+  // Under saturation they still run (a full write buffer stalls the writer, which frees CPU).
+  static const bool lowered = [] {
+    rocksdb::Env* env = rocksdb::Env::Default();
+    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH, rocksdb::CpuPriority::kLow)
+        .PermitUncheckedError();
+    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow)
+        .PermitUncheckedError();
+    return true;
+  }();
+  (void)lowered;
+
   rocksdb::DBOptions db_opts;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
@@ -74,6 +89,9 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   db_opts.max_open_files = 512;  // bounded: systemd's default soft NOFILE limit is 1024
   db_opts.paranoid_checks = true;
   db_opts.keep_log_file_num = 5;
+  // Obsolete WAL and table files are deleted by a background job, not by the writer thread that
+  // happens to finish a memtable switch (an unlink of a large file takes milliseconds).
+  db_opts.avoid_unnecessary_blocking_io = true;
   // One memory budget for the memtables of every column family (RAM holds a window of the
   // queue, not the queue): flushes start when the total reaches it.
   db_opts.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(64u << 20);

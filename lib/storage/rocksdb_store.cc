@@ -131,11 +131,12 @@ class RocksDbStore final : public Store {
   Status Open() {
     rocksdb::ColumnFamilyOptions dedupe_opts = BaseColumnFamilyOptions();
     dedupe_opts.compaction_filter = &dedupe_filter_;
-    // Event bodies are LZ4-compressed in the record already; compressing SSTs again costs CPU
-    // on every flush for little gain. Only the bottommost level (cold data) is compressed.
+    // Event bodies are LZ4-compressed in the record already, so table files are not compressed
+    // again at any level. One compression for every level also lets RocksDB move a flushed file
+    // down a level without rewriting it (event keys are time-ordered ULIDs, so flushed files do
+    // not overlap); a different bottommost compression turned every such move into a rewrite.
     rocksdb::ColumnFamilyOptions events_opts = BaseColumnFamilyOptions();
     events_opts.compression = rocksdb::kNoCompression;
-    events_opts.bottommost_compression = rocksdb::kLZ4Compression;
     // Queue families are delete-heavy: compact files that are mostly tombstones early.
     rocksdb::ColumnFamilyOptions queue_opts = BaseColumnFamilyOptions();
     queue_opts.table_properties_collector_factories.emplace_back(
