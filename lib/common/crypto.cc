@@ -28,22 +28,58 @@ Sha256Digest Sha256(std::string_view data) {
   return out;
 }
 
+namespace {
+
+// This thread's HMAC context, keyed with the last key used on the thread. Re-initialising it
+// with a null key reuses that key's schedule, so verifying many webhooks of one source costs no
+// context allocation, digest fetch or key setup (OpenSSL 3's fetch takes locks and hash lookups).
+// The key copy lives as long as the thread and is wiped when the thread ends.
+class ThreadHmac {
+ public:
+  ~ThreadHmac() {
+    EVP_MAC_CTX_free(ctx_);
+    if (!key_.empty()) OPENSSL_cleanse(key_.data(), key_.size());
+  }
+
+  // Returns a context initialised with `key`, or null if OpenSSL fails.
+  EVP_MAC_CTX* Init(std::string_view key) {
+    if (ctx_ != nullptr && keyed_ && key == key_) {
+      if (EVP_MAC_init(ctx_, nullptr, 0, nullptr) == 1) return ctx_;
+    }
+    keyed_ = false;
+    if (ctx_ == nullptr) {
+      EVP_MAC* mac = HmacAlgorithm();
+      if (mac == nullptr || (ctx_ = EVP_MAC_CTX_new(mac)) == nullptr) return nullptr;
+    }
+    char digest_name[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+                           OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                     params) != 1) {
+      return nullptr;
+    }
+    if (!key_.empty()) OPENSSL_cleanse(key_.data(), key_.size());
+    key_.assign(key);
+    keyed_ = true;
+    return ctx_;
+  }
+
+ private:
+  EVP_MAC_CTX* ctx_ = nullptr;
+  std::string key_;
+  bool keyed_ = false;
+};
+
+}  // namespace
+
 bool HmacSha256(std::string_view key, std::string_view data, Sha256Digest* out) {
-  EVP_MAC* mac = HmacAlgorithm();
-  if (mac == nullptr) return false;
-  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
+  thread_local ThreadHmac hmac;
+  EVP_MAC_CTX* ctx = hmac.Init(key);
   if (ctx == nullptr) return false;
-  char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-                         OSSL_PARAM_construct_end()};
   size_t len = 0;
-  bool ok =
-      EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) ==
-          1 &&
-      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1 &&
-      EVP_MAC_final(ctx, out->data(), &len, out->size()) == 1 && len == out->size();
-  EVP_MAC_CTX_free(ctx);
-  return ok;
+  return EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) ==
+             1 &&
+         EVP_MAC_final(ctx, out->data(), &len, out->size()) == 1 && len == out->size();
 }
 
 std::string HexLower(const uint8_t* data, size_t n) {
