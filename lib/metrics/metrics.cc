@@ -8,6 +8,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <array>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -22,21 +23,28 @@ constexpr std::array<std::string_view, 9> kKnownResources = {
     "preprod_artifact", "size_analysis"};
 
 // Caches Family::Add results: Add takes a lock and hashes every label, so look up once per label
-// set and keep the pointer (prometheus-cpp never moves metrics while the family lives).
+// set and keep the pointer (prometheus-cpp never moves metrics while the family lives). A hit
+// allocates nothing: the key is built in a per-thread buffer and found by string_view. Every
+// caller of one cache passes the labels in the same order (the key is the values in that order).
 template <typename T>
 class SeriesCache {
  public:
+  using Labels = std::initializer_list<std::pair<std::string_view, std::string_view>>;
+
   explicit SeriesCache(prometheus::Family<T>& family) : family_(family) {}
-  T& Get(const std::map<std::string, std::string>& labels) {
-    std::string key;
-    for (const auto& [k, v] : labels) (key += v) += '\x1f';
+  T& Get(Labels labels) {
+    thread_local std::string key;
+    key.clear();
+    for (const auto& [name, value] : labels) (key += value) += '\x1f';
     {
       std::shared_lock lock(mu_);
-      if (auto it = cache_.find(key); it != cache_.end()) return *it->second;
+      if (auto it = cache_.find(std::string_view(key)); it != cache_.end()) return *it->second;
     }
+    std::map<std::string, std::string> label_map;
+    for (const auto& [name, value] : labels) label_map.emplace(name, value);
     std::unique_lock lock(mu_);
-    T& metric = family_.Add(labels);
-    cache_.emplace(std::move(key), &metric);
+    T& metric = family_.Add(label_map);
+    cache_.emplace(key, &metric);
     return metric;
   }
 
@@ -303,15 +311,12 @@ std::string_view Metrics::ResourceLabel(std::string_view resource) {
 void Metrics::WebhookReceived(std::string_view source, std::string_view resource,
                               std::string_view outcome) {
   impl_->received_cache
-      .Get({{"source", std::string(source)},
-            {"resource", std::string(ResourceLabel(resource))},
-            {"outcome", std::string(outcome)}})
+      .Get({{"source", source}, {"resource", ResourceLabel(resource)}, {"outcome", outcome}})
       .Increment();
 }
 
 void Metrics::WebhookRejected(std::string_view source, std::string_view reason) {
-  impl_->rejected_cache.Get({{"source", std::string(source)}, {"reason", std::string(reason)}})
-      .Increment();
+  impl_->rejected_cache.Get({{"source", source}, {"reason", reason}}).Increment();
 }
 
 void Metrics::ObserveIngestSeconds(double seconds) { impl_->ingest.Observe(seconds); }
