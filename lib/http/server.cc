@@ -200,9 +200,21 @@ struct HttpServer::Impl {
                                             unsigned version, bool keep_alive,
                                             std::chrono::milliseconds timeout) {
     const std::string bytes = SerializeResponse(r, version, keep_alive);
+    // An answer almost always fits the socket's send buffer: hand it to the kernel now (the
+    // socket is non-blocking) without an asynchronous operation and its timer. Only what the
+    // kernel does not take waits for writability, under the write timeout.
+    boost::system::error_code ec;
+    size_t n = stream.socket().write_some(net::buffer(bytes), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) {
+      n = 0;
+    } else if (ec) {
+      co_return false;
+    }
+    if (n == bytes.size()) co_return true;
     stream.expires_after(timeout);
-    auto [ec, n] = co_await net::async_write(stream, net::buffer(bytes), kNoThrow);
-    co_return !ec;
+    auto [ec2, written] = co_await net::async_write(
+        stream, net::buffer(bytes.data() + n, bytes.size() - n), kNoThrow);
+    co_return !ec2;
   }
 
   static net::awaitable<void> WriteError(beast::tcp_stream& stream, int status,
@@ -210,9 +222,21 @@ struct HttpServer::Impl {
     co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
   }
 
-  // A request's bytes are read into a buffer of this size at once, so a typical webhook (a few
-  // KB) takes one read(2); Beast would otherwise grow the buffer 512 bytes at a time.
-  static constexpr size_t kReadBytes = 16384;
+  // Reads what has arrived on a readable, non-blocking socket in one read(2) of up to 64 KiB into
+  // this thread's scratch buffer, then copies exactly those bytes into `buffer`: a typical
+  // webhook (a few KB) takes one read, and a connection's buffer is the size of its request,
+  // not of the largest possible read (10,000 connections sending at once stay small). Beast
+  // alone would grow the buffer 512 bytes at a time, one read each. would_block means the
+  // readiness was spurious.
+  static void ReadAvailable(tcp::socket& socket, beast::flat_buffer& buffer,
+                            boost::system::error_code& ec) {
+    static constexpr size_t kScratchBytes = 65536;
+    thread_local std::unique_ptr<char[]> scratch(new char[kScratchBytes]);
+    const size_t n = socket.read_some(net::buffer(scratch.get(), kScratchBytes), ec);
+    if (ec) return;
+    net::buffer_copy(buffer.prepare(n), net::buffer(scratch.get(), n));
+    buffer.commit(n);
+  }
 
   // Waits until the socket is readable, holding no read buffer (10,000 idle keep-alive
   // connections cost no buffer memory), or until `deadline`: then the wait is cancelled and
@@ -237,6 +261,13 @@ struct HttpServer::Impl {
                                std::shared_ptr<SessionState> state) {
     const ListenerOptions& opt = l->options;
     beast::tcp_stream stream(std::move(socket));
+    {
+      // Synchronous reads and writes on it (ReadAvailable, WriteResponse) must never block the
+      // I/O thread; asynchronous operations work the same either way.
+      boost::system::error_code ec;
+      stream.socket().non_blocking(true, ec);
+      if (ec) co_return;
+    }
     net::steady_timer wait_timer(stream.get_executor());
     state->stream = &stream;
     std::string remote;
@@ -258,13 +289,18 @@ struct HttpServer::Impl {
         buffer.shrink_to_fit();  // an idle connection holds no read buffer
         auto wait_deadline =
             first ? head_deadline : std::chrono::steady_clock::now() + opt.idle_timeout;
-        if (!co_await WaitReadable(stream, wait_timer, state, wait_deadline)) break;
+        boost::system::error_code ec;
+        do {
+          if (!co_await WaitReadable(stream, wait_timer, state, wait_deadline)) {
+            ec = net::error::timed_out;
+            break;
+          }
+          ReadAvailable(stream.socket(), buffer, ec);
+        } while (ec == net::error::would_block || ec == net::error::try_again);
+        if (ec) break;  // closed, reset, timed out, or cancelled by shutdown
         state->idle = false;
         if (!first) head_deadline = std::chrono::steady_clock::now() + opt.header_timeout;
         stream.expires_at(head_deadline);
-        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kReadBytes), kNoThrow);
-        if (ec) break;  // closed, reset, or cancelled by shutdown
-        buffer.commit(n);
       } else {
         stream.expires_at(head_deadline);
       }
