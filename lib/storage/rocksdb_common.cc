@@ -68,15 +68,13 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   // is gone, and then delete those files as obsolete: a silent reset. Refuse instead.
   if (Status s = CheckCurrentFile(path + "/db"); !s.ok()) return s;
 
-  // Flushes and compactions are background work: at a lower CPU priority (nice 19) they use
-  // the cores the I/O and writer threads leave idle instead of taking turns with them, which
-  // otherwise puts multi-millisecond stalls into webhook answers while a memtable is flushed.
-  // Under saturation they still run (a full write buffer stalls the writer, which frees CPU).
+  // Compactions are background work that nothing waits for: at nice 19 they use the CPU the I/O
+  // and writer threads leave idle instead of taking turns with them. Flushes keep the normal
+  // priority: a starved flush fills the write buffers and RocksDB then stops all writes (seen as
+  // 50-90 ms answers under saturation).
   static const bool lowered = [] {
-    rocksdb::Env* env = rocksdb::Env::Default();
-    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH, rocksdb::CpuPriority::kLow)
-        .PermitUncheckedError();
-    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow)
+    rocksdb::Env::Default()
+        ->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow)
         .PermitUncheckedError();
     return true;
   }();
@@ -92,6 +90,10 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   // Obsolete WAL and table files are deleted by a background job, not by the writer thread that
   // happens to finish a memtable switch (an unlink of a large file takes milliseconds).
   db_opts.avoid_unnecessary_blocking_io = true;
+  // Table files written by flushes and compactions are handed to the disk 1 MiB at a time, not
+  // in one burst at their final fsync: a 16 MiB burst queued the WAL's fdatasync behind it, and
+  // every `sync: true` answer with it.
+  db_opts.bytes_per_sync = 1u << 20;
   // One memory budget for the memtables of every column family (RAM holds a window of the
   // queue, not the queue): flushes start when the total reaches it.
   db_opts.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(64u << 20);
