@@ -1,5 +1,6 @@
 #include "http/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -270,6 +271,12 @@ struct HttpServer::Impl {
     }
     net::steady_timer wait_timer(stream.get_executor());
     state->stream = &stream;
+    // Cleared however the session ends (an exception too), before `stream` is destroyed:
+    // Shutdown's callbacks reach the stream only through state->stream.
+    struct ClearStream {
+      SessionState* state;
+      ~ClearStream() { state->stream = nullptr; }
+    } clear_stream{state.get()};
     std::string remote;
     {
       boost::system::error_code ec;
@@ -291,7 +298,7 @@ struct HttpServer::Impl {
             first ? head_deadline : std::chrono::steady_clock::now() + opt.idle_timeout;
         boost::system::error_code ec;
         do {
-          if (!co_await WaitReadable(stream, wait_timer, state, wait_deadline)) {
+          if (stopping || !co_await WaitReadable(stream, wait_timer, state, wait_deadline)) {
             ec = net::error::timed_out;
             break;
           }
@@ -323,10 +330,12 @@ struct HttpServer::Impl {
         }
       }
       auto started = std::chrono::steady_clock::now();
-      // Room for the declared body (bounded by max_body_bytes, checked with the head), so it is
-      // read in as few reads as the network allows.
+      // Room for the next read of the declared body: Beast reads at most 64 KiB at a time and
+      // would otherwise grow the buffer 512 bytes per read. Never more: the declared length is
+      // the client's word, and the body's own storage grows as bytes actually arrive.
       if (auto length = parser.content_length(); length && *length > buffer.size()) {
-        buffer.reserve(static_cast<size_t>(*length) + 1024);
+        constexpr uint64_t kMaxReserve = 65536;
+        buffer.reserve(buffer.size() + static_cast<size_t>(std::min(*length, kMaxReserve)));
       }
 
       // Phase 3: the body.
@@ -360,6 +369,8 @@ struct HttpServer::Impl {
         request.headers.emplace_back(std::move(name), std::string(field.value()));
       }
       request.body = std::move(msg.body());
+      // Nothing pipelined: the read buffer is not held while the handler runs (a fsync).
+      if (buffer.size() == 0) buffer.shrink_to_fit();
       request.remote = remote;
       request.started = started;
 
@@ -368,7 +379,6 @@ struct HttpServer::Impl {
       if (!co_await WriteResponse(stream, response, version, again, opt.write_timeout)) break;
       if (!again) break;
     }
-    state->stream = nullptr;
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.socket().close(ignored);
@@ -461,14 +471,17 @@ void HttpServer::Shutdown(std::chrono::milliseconds timeout) {
     for (auto& [raw, state] : impl_->sessions) {
       // `state = state`: clang before 16 cannot capture a structured binding.
       net::post(state->executor, [state = state, only_idle] {
-        if (state->stream && (!only_idle || state->idle)) state->stream->socket().cancel();
+        if (state->stream && (!only_idle || state->idle)) {
+          boost::system::error_code ignored;  // a socket a timeout already closed is fine
+          state->stream->socket().cancel(ignored);
+        }
       });
     }
   };
   close_sessions(/*only_idle=*/true);
   {
-    // Sessions finish their in-flight request and close; re-sweep idle ones periodically since
-    // a session may turn idle after the first sweep (it then sees `stopping` and closes itself).
+    // Sessions finish their in-flight request and close; one that turns idle after the sweep
+    // sees `stopping` before it waits again and closes itself.
     std::unique_lock lock(impl_->sessions_mu);
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!impl_->sessions.empty() && std::chrono::steady_clock::now() < deadline) {
