@@ -151,6 +151,13 @@ int RunDaemon(const std::string& config_path) {
   // Outbound: one HTTP client for every sink and the Sentry API.
   httpclient::HttpClientOptions client_options;
   client_options.threads = 1;
+  // The pool keeps every connection a burst used (a pool smaller than the sinks' concurrency
+  // closed most connections after each burst: a new TCP connection per delivery). It never
+  // holds more than were in use at once, and idle ones close after idle_timeout; the floor
+  // leaves room for sinks whose concurrency a reload raises.
+  size_t concurrency = 16;  // the Sentry API's share
+  for (const auto& sink : cfg->sinks) concurrency += sink.concurrency;
+  client_options.max_idle_per_host = std::clamp<size_t>(concurrency, 256, 4096);
   std::unique_ptr<httpclient::HttpClient> client = httpclient::NewHttpClient(client_options);
   sentry::InstallationManager installations(holder, *tokens, *client, metrics, clock);
   if (Status s = installations.Start(store->get()); !s.ok()) {
