@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/json.hpp>
 #include <ostream>
 #include <thread>
+#include <vector>
 
 #include "fakes/evil_receiver.h"
 #include "fakes/recording_receiver.h"
@@ -249,6 +251,35 @@ TEST_F(ReceiverFaultsTest, InvalidTlsCertificateIsNeverDeliveredAndEndsInTheDlq)
 // While every delivery slot of a sink hangs on a receiver, webhooks are still answered: ingest
 // never waits for delivery. Compared with a baseline taken in the same test with a healthy
 // receiver, not with a wall-clock threshold.
+// Bursts of deliveries reuse the connections the sink's concurrency opened: the client keeps
+// every connection a burst used. (A pool smaller than the concurrency closed most of them after
+// each burst: one new TCP connection per delivery.)
+TEST_F(ReceiverFaultsTest, BurstsOfDeliveriesReuseTheSinksConnections) {
+  constexpr int kConcurrency = 32;
+  constexpr int kBursts = 4;
+  // Slow enough that each burst's deliveries overlap and use the sink's whole concurrency.
+  EvilReceiver evil({.kind = Misbehavior::kSlow, .delay = milliseconds(100)});
+  StartDaemon(evil.url(), "10s", /*max_attempts=*/3, kConcurrency);
+  for (int burst = 0; burst < kBursts; ++burst) {
+    std::vector<std::thread> senders;
+    std::atomic<int> accepted{0};
+    for (int t = 0; t < 8; ++t) {
+      senders.emplace_back([&, t] {
+        for (int i = 0; i < kConcurrency / 8; ++i) {
+          const std::string marker =
+              "b" + std::to_string(burst) + "-" + std::to_string(t) + "-" + std::to_string(i);
+          if (Post(marker) == 202) ++accepted;
+        }
+      });
+    }
+    for (auto& s : senders) s.join();
+    ASSERT_EQ(accepted.load(), kConcurrency);
+    ASSERT_TRUE(WaitQueue(0, 0)) << "burst " << burst;
+  }
+  EXPECT_EQ(evil.requests(), static_cast<size_t>(kBursts * kConcurrency));
+  EXPECT_LE(evil.connections(), static_cast<size_t>(kConcurrency));
+}
+
 TEST_F(ReceiverFaultsTest, WebhooksAreAnsweredWithoutWaitingWhileTheReceiverHangs) {
   constexpr int kConcurrency = 4;
   constexpr int kSamples = 60;
