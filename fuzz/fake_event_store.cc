@@ -29,10 +29,12 @@ void FakeEventStore::Append(storage::StoredEvent event,
   done(std::move(result));
 }
 
-Result<std::optional<storage::StoredEvent>> FakeEventStore::Get(const std::string& id) {
-  if (last_event_ && last_event_->id == id)
-    return std::optional<storage::StoredEvent>(*last_event_);
-  return std::optional<storage::StoredEvent>();
+Result<std::shared_ptr<const storage::StoredEvent>> FakeEventStore::Get(const std::string& id) {
+  if (last_event_ && last_event_->id == id) {
+    return std::shared_ptr<const storage::StoredEvent>(
+        std::make_shared<storage::StoredEvent>(*last_event_));
+  }
+  return std::shared_ptr<const storage::StoredEvent>();
 }
 
 }  // namespace switchyard::fuzz

@@ -29,7 +29,7 @@ class FakeEventStore : public storage::EventStore {
 
   void Append(storage::StoredEvent event, std::vector<storage::NewDelivery> deliveries,
               std::function<void(Result<storage::AppendResult>)> done) override;
-  Result<std::optional<storage::StoredEvent>> Get(const std::string& id) override;
+  Result<std::shared_ptr<const storage::StoredEvent>> Get(const std::string& id) override;
   Status Health() const override { return Status::Ok(); }
   storage::StoreStats Stats() const override { return stats_; }
   void Close() override {}

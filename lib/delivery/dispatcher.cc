@@ -67,7 +67,7 @@ struct SinkState {
   config::RetryConfig retry;
   bool blocking = false;  // file sink: Deliver on the blocking pool
   size_t in_flight = 0;
-  std::set<std::string> in_flight_ids;
+  storage::DeliveryIdSet in_flight_ids;
   TokenBucket bucket;
   // Circuit breaker.
   uint32_t consecutive_failures = 0;
@@ -255,8 +255,7 @@ struct Dispatcher::Impl {
       }
       if (limit == 0) continue;
       limit = std::min(limit, options.max_scan);
-      std::vector<std::string> skip(st.in_flight_ids.begin(), st.in_flight_ids.end());
-      auto due = store.Due(name, now_ms, limit, skip);
+      auto due = store.Due(name, now_ms, limit, st.in_flight_ids);
       if (!due.ok()) {
         log::Error("reading due deliveries failed", {{"sink", name}, {"error", due.status().message()}});
         continue;
@@ -291,7 +290,7 @@ struct Dispatcher::Impl {
     if (!event.value()) {
       return fail(sinks::Outcome::Kind::kPermanent, "event " + d.event_id + " no longer stored");
     }
-    auto shared_event = std::make_shared<const storage::StoredEvent>(std::move(*event.value()));
+    std::shared_ptr<const storage::StoredEvent> shared_event = std::move(event).value();
 
     const config::RouteConfig* route = FindRoute(d.route);
     if (d.deferred) {

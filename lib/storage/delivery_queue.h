@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ struct QueueCounts {
   std::map<std::string, PerSink> sinks;
 };
 
+// Ids of deliveries (in flight); found by string_view.
+using DeliveryIdSet = std::set<std::string, std::less<>>;
+
 class DeliveryQueue {
  public:
   virtual ~DeliveryQueue() = default;
@@ -57,7 +61,7 @@ class DeliveryQueue {
   // ids in `skip` (in flight). Reads only the live part of the sink's schedule.
   virtual Result<std::vector<DeliveryRecord>> Due(const std::string& sink, int64_t now_ms,
                                                   size_t limit,
-                                                  const std::vector<std::string>& skip) = 0;
+                                                  const DeliveryIdSet& skip) = 0;
   // Delivered (or filtered): removes the delivery.
   virtual Status Complete(const DeliveryRecord& d) = 0;
   // Complete() for many deliveries in one write (the dispatcher records a round's successes

@@ -18,5 +18,7 @@ std::string ScheduleKey(std::string_view sink, int64_t due_ms, std::string_view 
 std::string ScheduleBound(std::string_view sink, int64_t due_ms);
 // Parses a schedule key; false if malformed.
 bool ParseScheduleKey(std::string_view key, std::string* sink, int64_t* due_ms, std::string* id);
+// The same without copies: `id` views `key`.
+bool ParseScheduleKeyView(std::string_view key, int64_t* due_ms, std::string_view* id);
 
 }  // namespace switchyard::storage

@@ -60,8 +60,9 @@ class EventStore {
   virtual void Append(StoredEvent event, std::vector<NewDelivery> deliveries,
                       std::function<void(Result<AppendResult>)> done) = 0;
 
-  // Reads one event by id. Blocking; not for I/O threads.
-  virtual Result<std::optional<StoredEvent>> Get(const std::string& id) = 0;
+  // Reads one event by id; null if it is not stored. Events are immutable, so the event may be
+  // shared with the store's cache of recent events (no copy). Blocking; not for I/O threads.
+  virtual Result<std::shared_ptr<const StoredEvent>> Get(const std::string& id) = 0;
 
   // OK while writes succeed; the last write error otherwise (cleared by the next success).
   virtual Status Health() const = 0;

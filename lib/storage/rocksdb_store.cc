@@ -177,19 +177,20 @@ class RocksDbStore final : public Store {
     done(Unavailable(closing ? "storage is closing" : "storage write queue is full"));
   }
 
-  Result<std::optional<StoredEvent>> Get(const std::string& id) override {
+  Result<std::shared_ptr<const StoredEvent>> Get(const std::string& id) override {
     {
       std::lock_guard lock(recent_mu_);
       auto it = recent_.find(id);
-      if (it != recent_.end()) return std::optional<StoredEvent>(*it->second);
+      if (it != recent_.end()) return it->second;
     }
     std::string value;
     rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), events_cf_, id, &value);
-    if (s.IsNotFound()) return std::optional<StoredEvent>();
+    if (s.IsNotFound()) return std::shared_ptr<const StoredEvent>();
     if (!s.ok()) return Unavailable("reading event: " + s.ToString());
     auto decoded = DecodeEvent(value);
     if (!decoded.ok()) return decoded.status();
-    return std::optional<StoredEvent>(std::move(decoded).value());
+    return std::shared_ptr<const StoredEvent>(
+        std::make_shared<StoredEvent>(std::move(decoded).value()));
   }
 
   KvTable& Installations() override { return *installations_; }
@@ -232,7 +233,7 @@ class RocksDbStore final : public Store {
   // DeliveryQueue
 
   Result<std::vector<DeliveryRecord>> Due(const std::string& sink, int64_t now_ms, size_t limit,
-                                          const std::vector<std::string>& skip) override {
+                                          const DeliveryIdSet& skip) override {
     std::vector<DeliveryRecord> out;
     int64_t start;
     uint64_t epoch;
@@ -252,10 +253,12 @@ class RocksDbStore final : public Store {
     ro.iterate_upper_bound = &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(ro, schedule_cf_));
     bool first = true;
+    // In-flight deliveries stay scheduled until they complete, so a scan walks past up to
+    // `concurrency` of them: each costs a key parse into views and a set lookup, no allocation.
     for (it->Seek(lower_slice); it->Valid() && out.size() < limit; it->Next()) {
-      std::string key_sink, id;
+      std::string_view id;
       int64_t due = 0;
-      if (!ParseScheduleKey(it->key().ToStringView(), &key_sink, &due, &id)) continue;
+      if (!ParseScheduleKeyView(it->key().ToStringView(), &due, &id)) continue;
       if (first) {
         std::lock_guard lock(counts_mu_);
         auto& w = watermark_[sink];
@@ -264,14 +267,15 @@ class RocksDbStore final : public Store {
         if (epoch == watermark_epoch_ && due > w) w = due;
         first = false;
       }
-      if (std::find(skip.begin(), skip.end(), id) != skip.end()) continue;
+      if (skip.find(id) != skip.end()) continue;
       std::string value;
-      rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), deliveries_cf_, id, &value);
+      rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), deliveries_cf_,
+                                         rocksdb::Slice(id.data(), id.size()), &value);
       if (s.IsNotFound()) continue;  // completed concurrently
       if (!s.ok()) return Unavailable("reading delivery: " + s.ToString());
       auto d = DecodeDelivery(value);
       if (!d.ok()) {
-        log::Error("skipping corrupt delivery record", {{"id", id}});
+        log::Error("skipping corrupt delivery record", {{"id", std::string(id)}});
         continue;
       }
       out.push_back(std::move(d).value());

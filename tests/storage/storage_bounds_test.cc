@@ -88,7 +88,7 @@ TEST_F(StorageBoundsTest, MaxDiskBytesRefusesAppendsPastTheBoundAndRaisingItAcce
   EXPECT_TRUE(AppendSync(store, RandomBody(rng_, kBody)).ok());
   for (const std::string& id : ids) {
     auto e = store.Get(id);
-    ASSERT_TRUE(e.ok() && e.value().has_value()) << id;
+    ASSERT_TRUE(e.ok() && e.value() != nullptr) << id;
     EXPECT_EQ(e.value()->body.size(), kBody);
   }
   EXPECT_EQ(store.Counts().pending, ids.size() + 1);
@@ -137,7 +137,7 @@ TEST_F(StorageBoundsTest, StoreWithoutCurrentFileIsRefusedNotReset) {
   auto opened = OpenStore(Options(0), clock_);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   auto e = opened.value()->Get(id);
-  ASSERT_TRUE(e.ok() && e.value().has_value());
+  ASSERT_TRUE(e.ok() && e.value() != nullptr);
   EXPECT_EQ(e.value()->body, "{\"keep\":\"me\"}");
 }
 

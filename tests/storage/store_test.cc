@@ -144,7 +144,7 @@ TEST_F(StoreTest, AppendStoresTheEventAndItsDeliveriesAndReportsTheCount) {
 
   auto e = store_->Get(r->id);
   ASSERT_TRUE(e.ok());
-  ASSERT_TRUE(e.value().has_value());
+  ASSERT_TRUE(e.value() != nullptr);
   EXPECT_EQ(e.value()->id, r->id);
   EXPECT_EQ(e.value()->source, "sentry");
   EXPECT_EQ(e.value()->resource, "issue");
@@ -223,8 +223,8 @@ TEST_F(StoreTest, PurgeEventsBeforeRemovesOnlyOlderEvents) {
   auto gone = store_->Get(old_event->id);
   auto kept = store_->Get(new_event->id);
   ASSERT_TRUE(gone.ok() && kept.ok());
-  EXPECT_FALSE(gone.value().has_value());
-  ASSERT_TRUE(kept.value().has_value());
+  EXPECT_FALSE(gone.value() != nullptr);
+  ASSERT_TRUE(kept.value() != nullptr);
   EXPECT_EQ(kept.value()->body, "{\"age\":\"new\"}");
 }
 
@@ -234,14 +234,14 @@ TEST_F(StoreTest, AppendWithoutDeliveriesStoresOnlyTheEvent) {
   EXPECT_EQ(r->deliveries, 0u);
   auto e = store_->Get(r->id);
   ASSERT_TRUE(e.ok());
-  EXPECT_TRUE(e.value().has_value());
+  EXPECT_TRUE(e.value() != nullptr);
   EXPECT_EQ(store_->Counts().pending, 0u);
 }
 
 TEST_F(StoreTest, GetOfAnUnknownIdIsEmptyNotAnError) {
   auto e = store_->Get("01ARZ3NDEKTSV4RRFFQ69G5FAV");
   ASSERT_TRUE(e.ok());
-  EXPECT_FALSE(e.value().has_value());
+  EXPECT_FALSE(e.value() != nullptr);
   auto d = store_->GetDelivery("01ARZ3NDEKTSV4RRFFQ69G5FAV");
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE(d.value().has_value());
@@ -423,7 +423,7 @@ TEST_F(StoreTest, CompleteRemovesTheDelivery) {
   // The event itself stays (for replay and the file sink); only the delivery goes.
   auto e = store_->Get(a.event_id);
   ASSERT_TRUE(e.ok());
-  EXPECT_TRUE(e.value().has_value());
+  EXPECT_TRUE(e.value() != nullptr);
 }
 
 TEST_F(StoreTest, RescheduleMovesTheDeliveryToItsNewDueTime) {
@@ -714,7 +714,7 @@ TEST_F(StoreTest, EverythingSurvivesCloseAndReopen) {
 
   auto e = store_->Get(r->id);
   ASSERT_TRUE(e.ok());
-  ASSERT_TRUE(e.value().has_value());
+  ASSERT_TRUE(e.value() != nullptr);
   EXPECT_EQ(e.value()->body, std::string(4000, 'x'));
 
   auto due_now = store_->Due("s", t0, 10, {});
@@ -901,6 +901,12 @@ TEST(DeliveryEncodingTest, ScheduleKeysSortByDueTimeWithinASink) {
   EXPECT_EQ(due, 2000);
   EXPECT_EQ(id, "A");
   EXPECT_FALSE(ParseScheduleKey("no-nul", &sink, &due, &id));
+  std::string_view id_view;
+  int64_t due_view = 0;
+  ASSERT_TRUE(ParseScheduleKeyView(c, &due_view, &id_view));
+  EXPECT_EQ(due_view, 256);
+  EXPECT_EQ(id_view, "Z");
+  EXPECT_FALSE(ParseScheduleKeyView(std::string("s\0short", 7), &due_view, &id_view));
   EXPECT_THAT(ScheduleKey("s", 1, "x"), HasSubstr("x"));
 }
 
