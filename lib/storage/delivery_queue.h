@@ -60,8 +60,7 @@ class DeliveryQueue {
   // Up to `limit` pending deliveries of `sink` with due_ms <= now_ms, in due order, skipping the
   // ids in `skip` (in flight). Reads only the live part of the sink's schedule.
   virtual Result<std::vector<DeliveryRecord>> Due(const std::string& sink, int64_t now_ms,
-                                                  size_t limit,
-                                                  const DeliveryIdSet& skip) = 0;
+                                                  size_t limit, const DeliveryIdSet& skip) = 0;
   // Delivered (or filtered): removes the delivery.
   virtual Status Complete(const DeliveryRecord& d) = 0;
   // Complete() for many deliveries in one write (the dispatcher records a round's successes
