@@ -31,8 +31,7 @@ void FakeEventStore::Append(storage::StoredEvent event,
 
 Result<std::shared_ptr<const storage::StoredEvent>> FakeEventStore::Get(const std::string& id) {
   if (last_event_ && last_event_->id == id) {
-    return std::shared_ptr<const storage::StoredEvent>(
-        std::make_shared<storage::StoredEvent>(*last_event_));
+    return std::make_shared<const storage::StoredEvent>(*last_event_);
   }
   return std::shared_ptr<const storage::StoredEvent>();
 }

@@ -38,15 +38,15 @@ class ThreadHmac {
  public:
   ~ThreadHmac() {
     EVP_MAC_CTX_free(ctx_);
-    if (!key_.empty()) OPENSSL_cleanse(key_.data(), key_.size());
+    Forget();
   }
 
   // Returns a context initialised with `key`, or null if OpenSSL fails.
   EVP_MAC_CTX* Init(std::string_view key) {
-    if (ctx_ != nullptr && keyed_ && key == key_) {
+    if (!key_.empty() && key == key_) {
       if (EVP_MAC_init(ctx_, nullptr, 0, nullptr) == 1) return ctx_;
     }
-    keyed_ = false;
+    Forget();
     if (ctx_ == nullptr) {
       EVP_MAC* mac = HmacAlgorithm();
       if (mac == nullptr || (ctx_ = EVP_MAC_CTX_new(mac)) == nullptr) return nullptr;
@@ -58,16 +58,19 @@ class ThreadHmac {
                      params) != 1) {
       return nullptr;
     }
-    if (!key_.empty()) OPENSSL_cleanse(key_.data(), key_.size());
     key_.assign(key);
-    keyed_ = true;
     return ctx_;
   }
 
  private:
+  // Wipes the remembered key: the context no longer holds a key to reuse.
+  void Forget() {
+    OPENSSL_cleanse(key_.data(), key_.size());
+    key_.clear();
+  }
+
   EVP_MAC_CTX* ctx_ = nullptr;
-  std::string key_;
-  bool keyed_ = false;
+  std::string key_;  // the key ctx_ is set up with; empty: none to reuse
 };
 
 }  // namespace

@@ -292,7 +292,6 @@ struct HttpServer::Impl {
       auto head_deadline = std::chrono::steady_clock::now() + opt.header_timeout;
       if (buffer.size() == 0) {
         state->idle = true;
-        if (stopping) break;
         buffer.shrink_to_fit();  // an idle connection holds no read buffer
         auto wait_deadline =
             first ? head_deadline : std::chrono::steady_clock::now() + opt.idle_timeout;

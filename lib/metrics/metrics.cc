@@ -233,12 +233,11 @@ void Metrics::DeclareRoutes(const std::vector<std::string>& routes) {
 }
 
 void Metrics::RouteMatched(std::string_view route) {
-  impl_->route_cache.Get({{"route", std::string(route)}}).Increment();
+  impl_->route_cache.Get({{"route", route}}).Increment();
 }
 
 void Metrics::Delivery(std::string_view sink, std::string_view outcome) {
-  impl_->delivery_cache.Get({{"sink", std::string(sink)}, {"outcome", std::string(outcome)}})
-      .Increment();
+  impl_->delivery_cache.Get({{"sink", sink}, {"outcome", outcome}}).Increment();
 }
 
 void Metrics::ObserveDeliverySeconds(std::string_view sink, double seconds) {
@@ -260,45 +259,39 @@ void Metrics::ObserveDeliverySeconds(std::string_view sink, double seconds) {
 }
 
 void Metrics::SetQueueDepth(std::string_view sink, double pending, double dead) {
-  impl_->pending_cache.Get({{"sink", std::string(sink)}}).Set(pending);
-  impl_->dlq_cache.Get({{"sink", std::string(sink)}}).Set(dead);
+  impl_->pending_cache.Get({{"sink", sink}}).Set(pending);
+  impl_->dlq_cache.Get({{"sink", sink}}).Set(dead);
 }
 
 void Metrics::SetCircuitOpen(std::string_view sink, bool open) {
-  impl_->circuit_cache.Get({{"sink", std::string(sink)}}).Set(open ? 1 : 0);
+  impl_->circuit_cache.Get({{"sink", sink}}).Set(open ? 1 : 0);
 }
 
 void Metrics::SetPushoverQuota(std::string_view sink, double remaining, double limit,
                                double reset) {
-  impl_->remaining_cache.Get({{"sink", std::string(sink)}}).Set(remaining);
-  impl_->limit_cache.Get({{"sink", std::string(sink)}}).Set(limit);
-  impl_->reset_cache.Get({{"sink", std::string(sink)}}).Set(reset);
+  impl_->remaining_cache.Get({{"sink", sink}}).Set(remaining);
+  impl_->limit_cache.Get({{"sink", sink}}).Set(limit);
+  impl_->reset_cache.Get({{"sink", sink}}).Set(reset);
 }
 
 void Metrics::ConfigReload(std::string_view outcome) {
-  impl_->reload_cache.Get({{"outcome", std::string(outcome)}}).Increment();
+  impl_->reload_cache.Get({{"outcome", outcome}}).Increment();
 }
 
 void Metrics::TokenRefresh(std::string_view source, std::string_view outcome) {
-  impl_->refresh_cache.Get({{"source", std::string(source)}, {"outcome", std::string(outcome)}})
-      .Increment();
+  impl_->refresh_cache.Get({{"source", source}, {"outcome", outcome}}).Increment();
 }
 
 void Metrics::SetInstallations(std::string_view source, std::string_view status, double count) {
-  impl_->installations_cache.Get({{"source", std::string(source)}, {"status", std::string(status)}})
-      .Set(count);
+  impl_->installations_cache.Get({{"source", source}, {"status", status}}).Set(count);
 }
 
 void Metrics::SentryApiCall(std::string_view source, std::string_view what, std::string_view code) {
-  impl_->api_cache
-      .Get({{"source", std::string(source)},
-            {"what", std::string(what)},
-            {"code", std::string(code)}})
-      .Increment();
+  impl_->api_cache.Get({{"source", source}, {"what", what}, {"code", code}}).Increment();
 }
 
 void Metrics::EnrichCache(std::string_view result) {
-  impl_->enrich_cache_series.Get({{"result", std::string(result)}}).Increment();
+  impl_->enrich_cache_series.Get({{"result", result}}).Increment();
 }
 
 std::string_view Metrics::ResourceLabel(std::string_view resource) {

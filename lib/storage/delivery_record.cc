@@ -66,21 +66,15 @@ std::string ScheduleKey(std::string_view sink, int64_t due_ms, std::string_view 
   return k;
 }
 
-bool ParseScheduleKeyView(std::string_view key, int64_t* due_ms, std::string_view* id) {
+bool ParseScheduleKey(std::string_view key, std::string_view* sink, int64_t* due_ms,
+                      std::string_view* id) {
   auto nul = key.find('\0');
   if (nul == std::string_view::npos || key.size() < nul + 1 + 8) return false;
+  *sink = key.substr(0, nul);
   uint64_t v = 0;
   for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(key[nul + 1 + i]);
   *due_ms = static_cast<int64_t>(v);
   *id = key.substr(nul + 9);
-  return true;
-}
-
-bool ParseScheduleKey(std::string_view key, std::string* sink, int64_t* due_ms, std::string* id) {
-  std::string_view id_view;
-  if (!ParseScheduleKeyView(key, due_ms, &id_view)) return false;
-  *sink = std::string(key.substr(0, key.find('\0')));
-  *id = std::string(id_view);
   return true;
 }
 

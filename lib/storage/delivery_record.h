@@ -16,9 +16,8 @@ Result<DeliveryRecord> DecodeDelivery(std::string_view bytes);
 std::string ScheduleKey(std::string_view sink, int64_t due_ms, std::string_view id);
 // The smallest key of `sink` with due >= due_ms.
 std::string ScheduleBound(std::string_view sink, int64_t due_ms);
-// Parses a schedule key; false if malformed.
-bool ParseScheduleKey(std::string_view key, std::string* sink, int64_t* due_ms, std::string* id);
-// The same without copies: `id` views `key`.
-bool ParseScheduleKeyView(std::string_view key, int64_t* due_ms, std::string_view* id);
+// Parses a schedule key; false if malformed. `sink` and `id` view `key` (no copies).
+bool ParseScheduleKey(std::string_view key, std::string_view* sink, int64_t* due_ms,
+                      std::string_view* id);
 
 }  // namespace switchyard::storage

@@ -189,8 +189,7 @@ class RocksDbStore final : public Store {
     if (!s.ok()) return Unavailable("reading event: " + s.ToString());
     auto decoded = DecodeEvent(value);
     if (!decoded.ok()) return decoded.status();
-    return std::shared_ptr<const StoredEvent>(
-        std::make_shared<StoredEvent>(std::move(decoded).value()));
+    return std::make_shared<const StoredEvent>(std::move(decoded).value());
   }
 
   KvTable& Installations() override { return *installations_; }
@@ -256,9 +255,9 @@ class RocksDbStore final : public Store {
     // In-flight deliveries stay scheduled until they complete, so a scan walks past up to
     // `concurrency` of them: each costs a key parse into views and a set lookup, no allocation.
     for (it->Seek(lower_slice); it->Valid() && out.size() < limit; it->Next()) {
-      std::string_view id;
+      std::string_view key_sink, id;
       int64_t due = 0;
-      if (!ParseScheduleKeyView(it->key().ToStringView(), &due, &id)) continue;
+      if (!ParseScheduleKey(it->key().ToStringView(), &key_sink, &due, &id)) continue;
       if (first) {
         std::lock_guard lock(counts_mu_);
         auto& w = watermark_[sink];

@@ -894,19 +894,17 @@ TEST(DeliveryEncodingTest, ScheduleKeysSortByDueTimeWithinASink) {
   EXPECT_LT(a, b);
   EXPECT_LE(ScheduleBound("s", 1000), a);
   EXPECT_GT(ScheduleBound("s", 1001), a);
-  std::string sink, id;
+  std::string_view sink, id;
   int64_t due = 0;
   ASSERT_TRUE(ParseScheduleKey(b, &sink, &due, &id));
   EXPECT_EQ(sink, "s");
   EXPECT_EQ(due, 2000);
   EXPECT_EQ(id, "A");
   EXPECT_FALSE(ParseScheduleKey("no-nul", &sink, &due, &id));
-  std::string_view id_view;
-  int64_t due_view = 0;
-  ASSERT_TRUE(ParseScheduleKeyView(c, &due_view, &id_view));
-  EXPECT_EQ(due_view, 256);
-  EXPECT_EQ(id_view, "Z");
-  EXPECT_FALSE(ParseScheduleKeyView(std::string("s\0short", 7), &due_view, &id_view));
+  ASSERT_TRUE(ParseScheduleKey(c, &sink, &due, &id));
+  EXPECT_EQ(due, 256);
+  EXPECT_EQ(id, "Z");
+  EXPECT_FALSE(ParseScheduleKey(std::string("s\0short", 7), &sink, &due, &id));
   EXPECT_THAT(ScheduleKey("s", 1, "x"), HasSubstr("x"));
 }
 
