@@ -1,10 +1,13 @@
 #include "common/blocking_pool.h"
 
+#include "common/thread_name.h"
+
 namespace switchyard {
 
 BlockingPool::BlockingPool(int threads) {
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this] {
+      NameThisThread("sy-blocking");
       for (;;) {
         std::function<void()> task;
         {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <span>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -12,10 +11,12 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <thread>
 
 #include "common/blocking_pool.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "json/json_doc.h"
 #include "routing/router.h"
 #include "rules/event_view.h"
@@ -602,7 +603,10 @@ Dispatcher::~Dispatcher() { Stop(std::chrono::milliseconds(0)); }
 
 Status Dispatcher::Start() {
   if (Status s = impl_->BuildSinks(); !s.ok()) return s;
-  impl_->thread = std::thread([this] { impl_->Loop(); });
+  impl_->thread = std::thread([this] {
+    NameThisThread("sy-dispatch");
+    impl_->Loop();
+  });
   return Status::Ok();
 }
 

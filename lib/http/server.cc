@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "http/request_framing.h"
 
 namespace switchyard::http {
@@ -445,6 +446,7 @@ void HttpServer::Start() {
   }
   for (auto& ctx : impl_->contexts) {
     impl_->threads.emplace_back([ctx = ctx.get()] {
+      NameThisThread("sy-io");
       auto guard = net::make_work_guard(*ctx);
       ctx->run();
     });

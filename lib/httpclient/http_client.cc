@@ -55,6 +55,7 @@
 #include <unordered_map>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 
 namespace switchyard::httpclient {
 
@@ -742,7 +743,10 @@ class ClientImpl final : public HttpClient {
       workers_.push_back(std::make_unique<Worker>(options_, &ssl_ctx_, &tls_status_));
     }
     for (auto& w : workers_) {
-      threads_.emplace_back([w = w.get()] { w->Run(); });
+      threads_.emplace_back([w = w.get()] {
+        NameThisThread("sy-http-client");
+        w->Run();
+      });
     }
   }
 

@@ -12,6 +12,7 @@
 
 #include "common/blocking_pool.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "common/time_format.h"
 #include "json/json_doc.h"
 #include "sentry/sentry_api.h"
@@ -753,7 +754,10 @@ Status InstallationManager::Start(storage::Store* events) {
   if (events) {
     impl_->Post([impl = impl_.get(), events] { impl->Recover(events); });
   }
-  impl_->refresher = std::thread([impl = impl_.get()] { impl->RefresherLoop(); });
+  impl_->refresher = std::thread([impl = impl_.get()] {
+    NameThisThread("sy-token-refresh");
+    impl->RefresherLoop();
+  });
   return Status::Ok();
 }
 

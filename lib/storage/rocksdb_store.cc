@@ -39,6 +39,7 @@
 #include "common/crypto.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "storage/delivery_record.h"
 #include "storage/event_store.h"
 #include "storage/rocksdb_common.h"
@@ -158,7 +159,10 @@ class RocksDbStore final : public Store {
     installations_.emplace(db_->db(), db_->Handle(kInstallationsCf),
                            [this](size_t bytes) { return RoomForWrite(bytes); });
     if (Status s = LoadCounts(); !s.ok()) return s;
-    writer_ = std::thread([this] { WriterLoop(); });
+    writer_ = std::thread([this] {
+      NameThisThread("sy-store-write");
+      WriterLoop();
+    });
     return Status::Ok();
   }
 

@@ -1,15 +1,17 @@
 // End-to-end tests of running as a service: sd_notify protocol, reload by SIGHUP and by the admin
 // API, and the admin token.
+#include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <set>
+#include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "support/daemon_process.h"
 #include "support/http_client.h"
@@ -106,6 +108,21 @@ TEST_F(ServiceTest, NotifySocketGetsReadyReloadingStoppingAndWatchdogPings) {
   auto code = daemon_.WaitExit(std::chrono::seconds(20));
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 0);
+}
+
+TEST_F(ServiceTest, ThreadsCarryTheirRoleInTheirNames) {
+  daemon_.Start(Config("  - name: all\n    to: [a]\n"));
+  std::set<std::string> names;
+  const std::string tasks = "/proc/" + std::to_string(daemon_.pid()) + "/task";
+  for (const auto& entry : std::filesystem::directory_iterator(tasks)) {
+    std::string comm = ReadFile(entry.path().string() + "/comm");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    names.insert(comm);
+  }
+  for (const char* role : {"sy-io", "sy-store-write", "sy-dispatch", "sy-blocking"}) {
+    EXPECT_TRUE(names.count(role))
+        << role << " missing; threads: " << ::testing::PrintToString(names);
+  }
 }
 
 TEST_F(ServiceTest, SighupWithAGoodConfigSwapsTheRoutes) {

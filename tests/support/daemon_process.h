@@ -45,6 +45,7 @@ class DaemonProcess {
   // Waits for exit; nullopt on timeout.
   std::optional<int> WaitExit(std::chrono::milliseconds timeout);
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
   uint16_t port() const { return port_; }
   uint16_t admin_port() const { return admin_port_; }
