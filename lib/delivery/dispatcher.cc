@@ -392,10 +392,17 @@ struct Dispatcher::Impl {
     }
   }
 
+  // Called on sink threads. Like the store's Append: notifies only when the list was empty (the
+  // loop takes the whole list at once) and after the unlock, so the woken loop does not block
+  // on `mu` straight away.
   void Complete(Completion c) {
-    std::lock_guard lock(mu);
-    completions.push_back(std::move(c));
-    cv.notify_one();
+    bool was_empty;
+    {
+      std::lock_guard lock(mu);
+      was_empty = completions.empty();
+      completions.push_back(std::move(c));
+    }
+    if (was_empty) cv.notify_one();
   }
 
   void HandleIssues() {

@@ -168,16 +168,22 @@ class RocksDbStore final : public Store {
 
   void Append(StoredEvent event, std::vector<NewDelivery> deliveries,
               std::function<void(Result<AppendResult>)> done) override {
-    bool closing;
+    bool closing, accepted = false, wake_writer = false;
     {
       std::lock_guard lock(mu_);
       closing = closing_;
       if (!closing && queue_.size() < options_.max_pending_appends) {
+        // Only an append to an empty queue can find the writer waiting; the others would pay
+        // a futex call for nothing.
+        wake_writer = queue_.empty();
         queue_.push_back({std::move(event), std::move(deliveries), std::move(done)});
-        cv_.notify_one();
-        return;
+        accepted = true;
       }
     }
+    // Notified after the unlock: a writer woken while this thread still held the lock would
+    // block on it at once and cost two more context switches (both often share one core).
+    if (wake_writer) cv_.notify_one();
+    if (accepted) return;
     done(Unavailable(closing ? "storage is closing" : "storage write queue is full"));
   }
 
