@@ -330,12 +330,18 @@ struct HttpServer::Impl {
         }
       }
       auto started = std::chrono::steady_clock::now();
-      // Room for the next read of the declared body: Beast reads at most 64 KiB at a time and
-      // would otherwise grow the buffer 512 bytes per read. Never more: the declared length is
-      // the client's word, and the body's own storage grows as bytes actually arrive.
+      // Room for the next read of the rest of the declared body. The parser first moves the
+      // buffered body bytes into the body and empties the buffer, so the buffer's whole
+      // capacity is then free: it is enough when it holds the rest (or a 64 KiB read, Beast's
+      // most). Only a smaller buffer is grown here; Beast would grow it 512 bytes per read.
+      // Growing copies what is buffered, so a buffer that is big enough is left alone (a 64 KB
+      // body whose first read brought 63 KB used to be copied into a 128 KB buffer here).
+      // Never more than one read: the declared length is the client's word, and the body's own
+      // storage grows as bytes actually arrive.
       if (auto length = parser.content_length(); length && *length > buffer.size()) {
-        constexpr uint64_t kMaxReserve = 65536;
-        buffer.reserve(buffer.size() + static_cast<size_t>(std::min(*length, kMaxReserve)));
+        constexpr uint64_t kMaxRead = 65536;
+        const auto next_read = static_cast<size_t>(std::min(*length - buffer.size(), kMaxRead));
+        if (buffer.capacity() < next_read) buffer.reserve(buffer.size() + next_read);
       }
 
       // Phase 3: the body.
