@@ -604,9 +604,21 @@ class RocksDbStore final : public Store {
       // Count the new deliveries before they become visible: the dispatcher may deliver and
       // Complete() one the moment the write lands, and its decrement must find it counted.
       for (const DeliveryRecord& d : new_deliveries) AdjustCounts(d.sink, +1, 0);
+      // Cache the events before the write for the same reason: a dispatcher scanning at that
+      // moment reads them next (remembered after the write, most were read back from RocksDB
+      // and decoded). Nothing can ask for them before the write: their ids are new and their
+      // deliveries not yet visible. The events are already encoded into `wb`.
+      std::vector<std::string> remembered;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!results[i].duplicate && !batch[i].deliveries.empty()) {
+          remembered.push_back(batch[i].event.id);
+          RememberRecent(std::move(batch[i].event));
+        }
+      }
       status = Write(wb);
       if (!status.ok()) {
         for (const DeliveryRecord& d : new_deliveries) AdjustCounts(d.sink, -1, 0);
+        ForgetRecent(remembered);
       }
     }
 
@@ -627,13 +639,6 @@ class RocksDbStore final : public Store {
       // Lowering the watermark must follow the write (see LowerWatermarkLocked).
       std::lock_guard lock(counts_mu_);
       for (const DeliveryRecord& d : new_deliveries) LowerWatermarkLocked(d.sink, d.due_ms);
-    }
-    if (status.ok()) {
-      for (size_t i = 0; i < batch.size(); ++i) {
-        if (!results[i].duplicate && !batch[i].deliveries.empty()) {
-          RememberRecent(std::move(batch[i].event));
-        }
-      }
     }
     log::ScopedBatch log_batch;  // the callbacks' log lines leave in one write(2)
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -661,6 +666,13 @@ class RocksDbStore final : public Store {
       recent_bytes_ -= recent_order_.front().second;
       recent_order_.pop_front();
     }
+  }
+
+  // Drops events of a failed write from the recent cache (ids that will never be asked for).
+  void ForgetRecent(const std::vector<std::string>& ids) {
+    if (ids.empty()) return;
+    std::lock_guard lock(recent_mu_);
+    for (const std::string& id : ids) recent_.erase(id);  // recent_order_ entries age out
   }
 
   // Fails while the filesystem has less than min_free_bytes (plus this batch) free. Checked per
