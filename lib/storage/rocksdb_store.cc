@@ -20,6 +20,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
@@ -140,6 +141,15 @@ class RocksDbStore final : public Store {
     rocksdb::ColumnFamilyOptions events_opts = BaseColumnFamilyOptions();
     // Queue families are delete-heavy: compact files that are mostly tombstones early.
     rocksdb::ColumnFamilyOptions queue_opts = BaseColumnFamilyOptions();
+    // Their keys arrive in order (ULIDs; a sink's schedule keys by due time), and a completion
+    // deletes keys written a moment before: each memtable insert starts its skiplist search at
+    // the previous insert of the same first byte instead of at the top. End to end this took
+    // the dispatcher's completion writes from 7.8 % to 5.1 % of all samples. RocksDB 7.8 keeps
+    // one hint per prefix for a memtable's point entries and its range tombstones alike (fixed
+    // upstream later), and a hint used on both corrupts the skiplist (Debian's build asserts):
+    // never DeleteRange in these families. The events family, which does (retention), has none.
+    queue_opts.memtable_insert_with_hint_prefix_extractor.reset(
+        rocksdb::NewCappedPrefixTransform(1));
     queue_opts.table_properties_collector_factories.emplace_back(
         rocksdb::NewCompactOnDeletionCollectorFactory(/*window=*/10000, /*trigger=*/5000,
                                                       /*ratio=*/0.5));
@@ -422,6 +432,7 @@ class RocksDbStore final : public Store {
     std::string end = UlidLowerBound(cutoff_ms);
     if (Status room = RoomForWrite(end.size() + 64); !room.ok()) return room;
     rocksdb::WriteOptions wo;
+    // Only here, and only because events_cf_ has no memtable insert hints (see Open).
     rocksdb::Status s = db_->db()->DeleteRange(wo, events_cf_, rocksdb::Slice(), end);
     if (!s.ok()) return Unavailable("purging old events: " + s.ToString());
     return Status::Ok();
