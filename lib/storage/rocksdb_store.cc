@@ -619,17 +619,17 @@ class RocksDbStore final : public Store {
       // moment reads them next (remembered after the write, most were read back from RocksDB
       // and decoded). Nothing can ask for them before the write: their ids are new and their
       // deliveries not yet visible. The events are already encoded into `wb`.
-      std::vector<std::string> remembered;
+      auto cached = [&](size_t i) { return !results[i].duplicate && !batch[i].deliveries.empty(); };
       for (size_t i = 0; i < batch.size(); ++i) {
-        if (!results[i].duplicate && !batch[i].deliveries.empty()) {
-          remembered.push_back(batch[i].event.id);
-          RememberRecent(std::move(batch[i].event));
-        }
+        if (cached(i)) RememberRecent(std::move(batch[i].event));
       }
       status = Write(wb);
       if (!status.ok()) {
         for (const DeliveryRecord& d : new_deliveries) AdjustCounts(d.sink, -1, 0);
-        ForgetRecent(remembered);
+        std::lock_guard lock(recent_mu_);  // ids that will never be asked for
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (cached(i)) recent_.erase(results[i].id);  // its recent_order_ entry ages out
+        }
       }
     }
 
@@ -661,7 +661,7 @@ class RocksDbStore final : public Store {
     }
   }
 
-  // Keeps a just-written event (with deliveries) in memory, so the dispatcher, which reads it
+  // Keeps an event (with deliveries) being written in memory, so the dispatcher, which reads it
   // next, skips a RocksDB read and an LZ4 decode. Bounded by kRecentBytes, oldest out first.
   // Events are immutable, so a cached copy can never be stale.
   void RememberRecent(StoredEvent e) {
@@ -677,13 +677,6 @@ class RocksDbStore final : public Store {
       recent_bytes_ -= recent_order_.front().second;
       recent_order_.pop_front();
     }
-  }
-
-  // Drops events of a failed write from the recent cache (ids that will never be asked for).
-  void ForgetRecent(const std::vector<std::string>& ids) {
-    if (ids.empty()) return;
-    std::lock_guard lock(recent_mu_);
-    for (const std::string& id : ids) recent_.erase(id);  // recent_order_ entries age out
   }
 
   // Fails while the filesystem has less than min_free_bytes (plus this batch) free. Checked per
