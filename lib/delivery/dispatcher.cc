@@ -88,6 +88,7 @@ sinks::Outcome PermanentOutcome(std::string error) {
   return o;
 }
 
+// Borrows `e`'s headers: `e` must outlive the result.
 rules::EventMeta MetaOf(const storage::StoredEvent& e) {
   rules::EventMeta meta;
   meta.source = e.source;

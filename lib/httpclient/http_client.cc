@@ -178,35 +178,45 @@ Result<Target> ParseUrl(std::string_view url) {
   return t;
 }
 
-using BeastRequest = bhttp::request<bhttp::string_body>;
+// A request as it goes on the wire: the head (request line, fields, blank line) serialized
+// once when the request is built, and the body. Every part is validated first (token method
+// and names, no CR/LF/NUL in values, the target from a parsed URL), so nothing can split a
+// line. (Built through Beast's message, the fields cost one allocation each and its serializer
+// walked a buffer-sequence variant per write: the client's largest costs of our own.)
+struct WireRequest {
+  std::string head;
+  std::string body;
+  bool head_method = false;  // HEAD: the response has no body whatever it declares
+  bool keep_alive = true;    // false when the caller sent Connection: close
+};
 
-// The request line and header fields of `req`, ending with the blank line. Every part was
-// validated when the request was built (token method and names, no CR/LF/NUL in values, the
-// target from a parsed URL), so nothing here can split a line.
-std::string SerializeHead(const BeastRequest& req) {
-  std::string out;
-  out.reserve(256);
-  out.append(req.method_string()).push_back(' ');
-  out.append(req.target()).append(" HTTP/1.1\r\n");
-  for (const auto& field : req) {
-    out.append(field.name_string()).append(": ").append(field.value()).append("\r\n");
+// True if a Connection header value lists the token "close" (RFC 9110 §7.6.1).
+bool ListsClose(std::string_view value) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view token = value.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (beast::iequals(token, "close")) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
   }
-  out.append("\r\n");
-  return out;
+  return false;
 }
 
-Result<BeastRequest> BuildRequest(ClientRequest& in, const Target& t) {
+// Fields in this order: Host, the caller's (as given), User-Agent unless the caller set one,
+// Content-Length when there is a body or the method expects one.
+Result<WireRequest> BuildRequest(ClientRequest& in, const Target& t) {
   if (!IsToken(in.method)) return InvalidArgument("invalid method");
-  BeastRequest req;
-  req.version(11);
-  bhttp::verb verb = bhttp::string_to_verb(in.method);
-  if (verb == bhttp::verb::unknown) {
-    req.method_string(in.method);
-  } else {
-    req.method(verb);
-  }
-  req.target(t.target);
-  req.set(bhttp::field::host, t.host_header);
+  WireRequest w;
+  const bhttp::verb verb = bhttp::string_to_verb(in.method);
+  w.head_method = verb == bhttp::verb::head;
+  size_t size = in.method.size() + t.target.size() + t.host_header.size() + 64;
+  for (const auto& [name, value] : in.headers) size += name.size() + value.size() + 4;
+  w.head.reserve(size);
+  w.head.append(in.method).push_back(' ');
+  w.head.append(t.target).append(" HTTP/1.1\r\nHost: ").append(t.host_header).append("\r\n");
   bool has_user_agent = false;
   for (const auto& [name, value] : in.headers) {
     if (!IsToken(name)) return InvalidArgument("invalid header name");
@@ -219,15 +229,17 @@ Result<BeastRequest> BuildRequest(ClientRequest& in, const Target& t) {
       return InvalidArgument("header " + name + " is set by the client");
     }
     if (f == bhttp::field::user_agent) has_user_agent = true;
-    req.insert(name, value);
+    if (f == bhttp::field::connection && ListsClose(value)) w.keep_alive = false;
+    w.head.append(name).append(": ").append(value).append("\r\n");
   }
-  if (!has_user_agent) req.set(bhttp::field::user_agent, kUserAgent);
+  if (!has_user_agent) w.head.append("User-Agent: ").append(kUserAgent).append("\r\n");
   if (!in.body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put ||
       verb == bhttp::verb::patch) {
-    req.content_length(in.body.size());
+    w.head.append("Content-Length: ").append(std::to_string(in.body.size())).append("\r\n");
   }
-  req.body() = std::move(in.body);
-  return req;
+  w.head.append("\r\n");
+  w.body = std::move(in.body);
+  return w;
 }
 
 // True if an idle connection still looks usable: open, peer has not closed (FIN), and no
@@ -260,7 +272,7 @@ struct Connection {
 
 // One request. Created by Send(); after the post, touched only on its worker's thread.
 struct Op {
-  Op(net::io_context& ioc, Target t, BeastRequest r, size_t max_bytes, Clock::time_point d,
+  Op(net::io_context& ioc, Target t, WireRequest r, size_t max_bytes, Clock::time_point d,
      std::chrono::milliseconds to, ClientCallback cb)
       : target(std::move(t)),
         request(std::move(r)),
@@ -272,8 +284,7 @@ struct Op {
         resolve_timer(ioc) {}
 
   Target target;
-  BeastRequest request;
-  std::string head;  // request's serialized head, made at its first write
+  WireRequest request;
   size_t max_response_bytes;
   bool discard_oversized_body = false;
   Clock::time_point deadline;
@@ -347,12 +358,9 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
   }
   conn.lowest().expires_at(op.deadline);
   {
-    // The head is serialized once per request (a retry on a new connection reuses it) and goes
-    // out with the body in one gathered write; Beast's serializer walked a buffer-sequence
-    // variant per write and was the client thread's largest cost of our own.
-    if (op.head.empty()) op.head = SerializeHead(op.request);
-    const std::array<net::const_buffer, 2> wire = {net::buffer(op.head),
-                                                   net::buffer(op.request.body())};
+    // Head and body in one gathered write (a retry on a new connection sends the same bytes).
+    const std::array<net::const_buffer, 2> wire = {net::buffer(op.request.head),
+                                                   net::buffer(op.request.body)};
     auto [ec, n] = co_await net::async_write(stream, wire, kNoThrow);
     if (ec) {
       a.stale = reused && ec != beast::error::timeout && !op.aborted;
@@ -360,7 +368,7 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
       co_return a;
     }
   }
-  const bool head = op.request.method() == bhttp::verb::head;
+  const bool head = op.request.head_method;
   for (int interim = 0;; ++interim) {
     if (op.aborted) {
       a.result = Unavailable("client shutting down");
@@ -412,7 +420,7 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
     ClientResponse r = response();
     r.body = std::move(msg.body());
     a.keep_alive = status != 101 && msg.keep_alive() && !parser.need_eof() &&
-                   op.request.keep_alive() && conn.buffer.size() == 0;
+                   op.request.keep_alive && conn.buffer.size() == 0;
     a.result = std::move(r);
     co_return a;
   }
@@ -765,12 +773,12 @@ class ClientImpl final : public HttpClient {
     } else if (request.timeout.count() <= 0) {
       error = InvalidArgument("timeout must be positive");
     } else {
-      Result<BeastRequest> beast_request = BuildRequest(request, *target);
-      if (!beast_request.ok()) {
-        error = beast_request.status();
+      Result<WireRequest> wire = BuildRequest(request, *target);
+      if (!wire.ok()) {
+        error = wire.status();
       } else {
         worker = workers_[std::hash<std::string>{}(target->origin) % workers_.size()].get();
-        op = std::make_shared<Op>(worker->ioc(), std::move(*target), std::move(*beast_request),
+        op = std::make_shared<Op>(worker->ioc(), std::move(*target), std::move(*wire),
                                   request.max_response_bytes, Clock::now() + request.timeout,
                                   request.timeout, std::move(done));
         op->discard_oversized_body = request.discard_oversized_body;

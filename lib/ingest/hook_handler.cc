@@ -247,7 +247,7 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     meta.source = name;
     meta.resource = event.resource;
     meta.action = event.action;
-    meta.headers = request.headers;
+    meta.headers = request.headers;  // borrowed: `request` outlives the routing below
     rules::PayloadEventView view(doc, meta);
     for (const routing::RouteMatch& m :
          routing::MatchRoutes(*cfg, {name, event.resource, event.action}, view)) {
@@ -275,6 +275,7 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     }
   }
   event.received_at_ms = clock_.NowMillis();
+  event.headers.reserve(std::size(kKeptHeaders));
   for (std::string_view h : kKeptHeaders) {
     std::string_view v = request.Header(h);
     if (!v.empty()) event.headers.emplace_back(std::string(h), std::string(v.substr(0, 256)));

@@ -2,6 +2,7 @@
 // and, after enrichment, the fetched issue.
 #pragma once
 
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,8 +18,9 @@ struct EventMeta {
   std::string resource;          // $resource: the Sentry-Hook-Resource header
   std::string action;            // $action: the payload's "action"
   std::string installation_org;  // $installation.org: empty when unknown
-  // Request headers as received, names lower-case. Repeated names are allowed.
-  std::vector<std::pair<std::string, std::string>> headers;
+  // Request headers as received, names lower-case. Repeated names are allowed. Borrowed (the
+  // request's or the stored event's own list, not a copy per event): must outlive the view.
+  std::span<const std::pair<std::string, std::string>> headers;
 };
 
 // Borrows `payload`, `meta` and `issue` (which may be null: no issue fetched); all must

@@ -110,6 +110,7 @@ class HttpSink final : public Sink {
     const auto templated = delivery.fields.find("body");
     const bool has_template = templated != delivery.fields.end();
     bool configured_content_type = false;
+    request.headers.reserve(config_.headers.size() + 6);
     for (const auto& [name, value] : config_.headers) {
       if (IsOurs(name)) continue;
       if (EqualsIgnoreCase(name, "Content-Type")) {

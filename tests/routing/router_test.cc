@@ -53,7 +53,8 @@ class Event {
     meta_.source = std::move(source);
     meta_.resource = std::move(resource);
     meta_.action = std::move(action);
-    meta_.headers = {{"sentry-hook-resource", meta_.resource}};
+    headers_ = {{"sentry-hook-resource", meta_.resource}};
+    meta_.headers = headers_;
     view_ = std::make_unique<rules::PayloadEventView>(doc_, meta_);
   }
   void SetIssue(const std::string& issue_json) {
@@ -67,6 +68,7 @@ class Event {
  private:
   json::JsonDoc doc_;
   json::JsonDoc issue_;
+  std::vector<std::pair<std::string, std::string>> headers_;
   rules::EventMeta meta_;
   std::unique_ptr<rules::PayloadEventView> view_;
 };

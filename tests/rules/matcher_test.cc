@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "json/json_doc.h"
-#include "support/temp_dir.h"
 #include "rules/event_view.h"
+#include "support/temp_dir.h"
 
 namespace switchyard::rules {
 namespace {
@@ -52,10 +52,7 @@ class Event {
     meta_.resource = "issue";
     meta_.action = "created";
     meta_.installation_org = "acme";
-    meta_.headers = {{"sentry-hook-resource", "issue"},
-                     {"x-empty", ""},
-                     {"accept", "text/plain"},
-                     {"accept", "application/json"}};
+    meta_.headers = headers_;
     view_ = std::make_unique<PayloadEventView>(doc_, meta_, issue);
   }
   bool Matches(std::string_view matcher) const { return MustParse(matcher).Matches(*view_); }
@@ -63,6 +60,11 @@ class Event {
 
  private:
   json::JsonDoc doc_;
+  const std::vector<std::pair<std::string, std::string>> headers_ = {
+      {"sentry-hook-resource", "issue"},
+      {"x-empty", ""},
+      {"accept", "text/plain"},
+      {"accept", "application/json"}};
   EventMeta meta_;
   std::unique_ptr<PayloadEventView> view_;
 };

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "json/json_doc.h"
-#include "support/temp_dir.h"
 #include "rules/event_view.h"
+#include "support/temp_dir.h"
 
 namespace switchyard::rules {
 namespace {
@@ -47,7 +47,7 @@ class TemplateTest : public ::testing::Test {
     meta_.source = "sentry-prod";
     meta_.resource = "issue";
     meta_.action = "created";
-    meta_.headers = {{"user-agent", "Sentry"}};
+    meta_.headers = headers_;
   }
 
   std::string Render(std::string_view text, const json::JsonDoc* issue = nullptr) {
@@ -58,6 +58,7 @@ class TemplateTest : public ::testing::Test {
   }
 
   json::JsonDoc doc_;
+  const std::vector<std::pair<std::string, std::string>> headers_ = {{"user-agent", "Sentry"}};
   EventMeta meta_;
 };
 
