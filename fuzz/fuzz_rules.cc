@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "json/json_doc.h"
 #include "rules/event_view.h"
@@ -173,10 +175,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   meta.resource = "issue";
   if (auto action = payload->GetString({"action"})) meta.action = std::string(*action);
   meta.installation_org = "{{ $action }}";
-  meta.headers = {{"user-agent", "Sentry {{ $resource }}"},
-                  {"request-id", "r-1"},
-                  {"x-dup", "a"},
-                  {"X-Dup", "{{b}}"}};
+  static const std::vector<std::pair<std::string, std::string>> kHeaders = {
+      {"user-agent", "Sentry {{ $resource }}"},
+      {"request-id", "r-1"},
+      {"x-dup", "a"},
+      {"X-Dup", "{{b}}"}};
+  meta.headers = kHeaders;
   const rules::PayloadEventView view(*payload, meta);
 
   FuzzMatcher(expression, view);
