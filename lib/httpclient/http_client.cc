@@ -190,21 +190,6 @@ struct WireRequest {
   bool keep_alive = true;    // false when the caller sent Connection: close
 };
 
-// True if a Connection header value lists the token "close" (RFC 9110 §7.6.1).
-bool ListsClose(std::string_view value) {
-  while (!value.empty()) {
-    size_t comma = value.find(',');
-    std::string_view token = value.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-      token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (beast::iequals(token, "close")) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 // Fields in this order: Host, the caller's (as given), User-Agent unless the caller set one,
 // Content-Length when there is a body or the method expects one.
 Result<WireRequest> BuildRequest(ClientRequest& in, const Target& t) {
@@ -229,7 +214,9 @@ Result<WireRequest> BuildRequest(ClientRequest& in, const Target& t) {
       return InvalidArgument("header " + name + " is set by the client");
     }
     if (f == bhttp::field::user_agent) has_user_agent = true;
-    if (f == bhttp::field::connection && ListsClose(value)) w.keep_alive = false;
+    if (f == bhttp::field::connection && bhttp::token_list(value).exists("close")) {
+      w.keep_alive = false;  // RFC 9110 §7.6.1: any case, anywhere in the list
+    }
     w.head.append(name).append(": ").append(value).append("\r\n");
   }
   if (!has_user_agent) w.head.append("User-Agent: ").append(kUserAgent).append("\r\n");
