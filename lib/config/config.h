@@ -154,6 +154,15 @@ struct Config {
   RetryConfig retry;
   std::vector<RouteConfig> routes;
 
+  // Derived from the routes at load. The lower-case names of the request headers stored with
+  // each event: request-id, sentry-hook-resource, sentry-hook-timestamp, content-type,
+  // user-agent, and every $header.<name> a route reads, so templates and the checks made after
+  // an enrichment fetch see what ingest saw. Credentials are never among them (the loader
+  // rejects routes that read them).
+  std::vector<std::string> kept_headers;
+  // True if a route reads $installation.org (ingest then looks the organization up).
+  bool reads_installation_org = false;
+
   const SourceConfig* FindSource(std::string_view name) const;
   const SinkConfig* FindSink(std::string_view name) const;
 };

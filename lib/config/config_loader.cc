@@ -17,6 +17,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -64,6 +65,13 @@ constexpr std::string_view kHttpFields[] = {"sink", "body"};
 constexpr std::string_view kFileFields[] = {"sink"};
 constexpr std::string_view kMethods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
 
+// Request headers stored with every event (lower-case), and those never stored or readable by
+// routes because they carry credentials.
+constexpr std::string_view kStandardKeptHeaders[] = {
+    "request-id", "sentry-hook-resource", "sentry-hook-timestamp", "content-type", "user-agent"};
+constexpr std::string_view kCredentialHeaders[] = {"sentry-hook-signature", "sentry-app-signature",
+                                                   "authorization", "proxy-authorization",
+                                                   "cookie"};
 constexpr int64_t kMaxThreads = 4096;
 constexpr int64_t kPushoverMinRetry = 30;
 constexpr int64_t kPushoverMaxExpire = 10800;
@@ -344,6 +352,9 @@ class Loader {
 
   std::optional<rules::Matcher> CompileMatcher(const Value& v, bool enrich_issue);
   std::optional<rules::Template> CompileTemplate(const Value& v, bool enrich_issue, Text* text);
+  // Notes the metadata a matcher or template at `v` reads (kept headers, $installation.org);
+  // false (and an error) if it reads a credential header, which is never kept.
+  bool NoteMetadata(const Value& v, const std::vector<const rules::Path*>& paths);
   // The 0-based column of byte `offset` of the scalar `text` (best effort: exact for single-line
   // plain and quoted scalars whose text was not changed by interpolation).
   int ColumnOf(const Value& v, std::string_view decoded, size_t offset) const;
@@ -653,6 +664,7 @@ std::optional<rules::Matcher> Loader::CompileMatcher(const Value& v, bool enrich
     Error(v, "reads $issue.* but the route has no \"enrich: [issue]\"");
     return std::nullopt;
   }
+  if (!NoteMetadata(v, {&matcher->path()})) return std::nullopt;
   return std::move(matcher).value();
 }
 
@@ -675,8 +687,29 @@ std::optional<rules::Template> Loader::CompileTemplate(const Value& v, bool enri
     Error(v, "reads $issue.* but the route has no \"enrich: [issue]\"");
     return std::nullopt;
   }
+  if (!NoteMetadata(v, tmpl->Paths())) return std::nullopt;
   *text_out = std::move(*text);
   return std::move(tmpl).value();
+}
+
+bool Loader::NoteMetadata(const Value& v, const std::vector<const rules::Path*>& paths) {
+  for (const rules::Path* path : paths) {
+    if (path->root == rules::Path::Root::kInstallationOrg) config_.reads_installation_org = true;
+    if (path->root != rules::Path::Root::kHeader || path->segments.size() != 1) continue;
+    std::string name = path->segments[0];
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (std::find(std::begin(kCredentialHeaders), std::end(kCredentialHeaders), name) !=
+        std::end(kCredentialHeaders)) {
+      Error(v, "reads " + path->text + ", a credential: routes cannot read it (it is never " +
+                   "stored)");
+      return false;
+    }
+    if (std::find(config_.kept_headers.begin(), config_.kept_headers.end(), name) ==
+        config_.kept_headers.end()) {
+      config_.kept_headers.push_back(std::move(name));
+    }
+  }
+  return true;
 }
 
 void Loader::ParseServer(const Value& v) {
@@ -1201,6 +1234,7 @@ LoadResult Loader::Load() {
   }
   if (const Value* v = section("sources")) ParseSources(*v);
   if (const Value* v = section("sinks")) ParseSinks(*v);
+  config_.kept_headers.assign(std::begin(kStandardKeptHeaders), std::end(kStandardKeptHeaders));
   if (const Value* v = section("routes")) ParseRoutes(*v);
   if (config_.server.listen == config_.server.admin_listen &&
       !config_.server.listen.ends_with(":0")) {

@@ -94,6 +94,7 @@ rules::EventMeta MetaOf(const storage::StoredEvent& e) {
   meta.source = e.source;
   meta.resource = e.resource;
   meta.action = e.action;
+  meta.installation_org = e.installation_org;
   meta.headers = e.headers;
   return meta;
 }
@@ -329,10 +330,12 @@ struct Dispatcher::Impl {
   void PostIssue(storage::DeliveryRecord d, std::shared_ptr<const storage::StoredEvent> e,
                  Result<std::string> issue, std::optional<std::chrono::milliseconds> retry_after,
                  std::chrono::steady_clock::time_point started) {
-    // Decide and deliver on a worker (parsing the issue may take a moment; nothing here touches
-    // dispatcher-thread state except through the completion queue).
-    sinks::Outcome outcome;
-    if (!issue.ok()) {
+    // Decide and deliver on the dispatcher thread (through `issues`); failures complete here.
+    // A route without `enrich` waited only for an earlier `stop` route that reads the issue: if
+    // there is no issue to fetch (a permanent failure), that route cannot match, and this one
+    // is decided without it.
+    if (!issue.ok() && (issue.status().retryable() || NeedsIssue(d.route))) {
+      sinks::Outcome outcome;
       outcome.kind = issue.status().retryable() ? sinks::Outcome::Kind::kRetry
                                                 : sinks::Outcome::Kind::kPermanent;
       outcome.error = "enrichment failed: " + issue.status().message();
@@ -344,6 +347,15 @@ struct Dispatcher::Impl {
     issues.push_back({std::move(d), std::move(e), std::move(issue), started});
     wake = true;
     cv.notify_one();
+  }
+
+  // True unless the route is configured without `enrich` (called on any thread).
+  bool NeedsIssue(const std::string& route_name) {
+    std::shared_ptr<const config::Config> current = config.Get();
+    for (const auto& r : current->routes) {
+      if (r.name == route_name) return routing::RouteNeedsIssue(r);
+    }
+    return true;
   }
 
   // Renders the route's fields for this sink and starts the attempt. `doc_holds_event` says
@@ -420,20 +432,22 @@ struct Dispatcher::Impl {
                 r.started});
         continue;
       }
-      if (!issue_doc.Parse(r.issue.value()).ok() || !doc.Parse(r.event->body).ok()) {
+      const bool fetched = r.issue.ok();
+      if ((fetched && !issue_doc.Parse(r.issue.value()).ok()) || !doc.Parse(r.event->body).ok()) {
         Record({std::move(r.d), PermanentOutcome("issue or event is not valid JSON"), false,
                 r.started});
         continue;
       }
       const rules::EventMeta meta = MetaOf(*r.event);
-      rules::PayloadEventView view(doc, meta, &issue_doc);
-      if (!routing::RouteMatchesAfterEnrichment(*route, view)) {
+      rules::PayloadEventView view(doc, meta, fetched ? &issue_doc : nullptr);
+      if (!routing::RouteSelected(*cfg, {r.event->source, r.event->resource, r.event->action}, view,
+                                  route->name, fetched)) {
         Completion c{std::move(r.d), {}, true, r.started};
         Record(std::move(c));
         continue;
       }
       metrics.RouteMatched(route->name);
-      Deliver(it->second, std::move(r.d), std::move(r.event), &issue_doc,
+      Deliver(it->second, std::move(r.d), std::move(r.event), fetched ? &issue_doc : nullptr,
               /*doc_holds_event=*/true, r.started);
     }
   }

@@ -17,11 +17,6 @@ constexpr char kHooksPrefix[] = "/hooks/";
 constexpr char kSetupPrefix[] = "/setup/";
 constexpr char kRetryAfterSeconds[] = "5";
 
-// Headers kept with the stored event (lower-case). Never signatures or credentials.
-constexpr std::string_view kKeptHeaders[] = {"request-id", "sentry-hook-resource",
-                                             "sentry-hook-timestamp", "content-type",
-                                             "user-agent"};
-
 json::JsonDoc& ThreadDoc(uint32_t max_depth) {
   thread_local std::unique_ptr<json::JsonDoc> doc;
   thread_local uint32_t depth = 0;
@@ -241,25 +236,34 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
   event.source = name;
   event.resource = std::string(resource);
   if (auto action = doc.GetString({"action"})) event.action = std::string(*action);
+  if (auto uuid = doc.GetString({"installation", "uuid"})) {
+    event.installation_uuid = std::string(*uuid);
+  }
+  if (cfg->reads_installation_org) {
+    if (!source->org.empty()) {
+      event.installation_org = source->org;  // internal integration: configured
+    } else if (installer_ && !event.installation_uuid.empty()) {
+      event.installation_org = installer_->OrgOf(name, event.installation_uuid);
+    }
+  }
   std::vector<storage::NewDelivery> deliveries;
+  std::vector<std::string> matched;  // routes decided now, counted once the event is stored
   if (!cfg->routes.empty()) {
     rules::EventMeta meta;
     meta.source = name;
     meta.resource = event.resource;
     meta.action = event.action;
+    meta.installation_org = event.installation_org;
     meta.headers = request.headers;  // borrowed: `request` outlives the routing below
     rules::PayloadEventView view(doc, meta);
     for (const routing::RouteMatch& m :
          routing::MatchRoutes(*cfg, {name, event.resource, event.action}, view)) {
-      if (!m.deferred) metrics_.RouteMatched(m.route->name);
+      if (!m.deferred) matched.push_back(m.route->name);
       for (const config::RouteTarget& t : m.route->to) {
         const config::SinkConfig* sink = cfg->FindSink(t.sink);
         if (sink && sink->active()) deliveries.push_back({m.route->name, t.sink, m.deferred});
       }
     }
-  }
-  if (auto uuid = doc.GetString({"installation", "uuid"})) {
-    event.installation_uuid = std::string(*uuid);
   }
   std::optional<InstallationEvent> installation;
   if (event.resource == "installation" &&
@@ -275,10 +279,12 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     }
   }
   event.received_at_ms = clock_.NowMillis();
-  event.headers.reserve(std::size(kKeptHeaders));
-  for (std::string_view h : kKeptHeaders) {
-    std::string_view v = request.Header(h);
-    if (!v.empty()) event.headers.emplace_back(std::string(h), std::string(v.substr(0, 256)));
+  // Bounded by the request's header limit (server.max_header_bytes).
+  event.headers.reserve(cfg->kept_headers.size());
+  for (const std::string& h : cfg->kept_headers) {
+    for (const auto& [header, value] : request.headers) {
+      if (header == h) event.headers.emplace_back(header, value);
+    }
   }
   event.body = std::move(request.body);
 
@@ -287,7 +293,8 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
   std::string request_id(request.Header("request-id").substr(0, 64));
   store_.Append(std::move(event), std::move(deliveries),
                 [this, name, resource = std::string(resource), request_id, started,
-                 installation = std::move(installation), respond = std::move(respond)](
+                 matched = std::move(matched), installation = std::move(installation),
+                 respond = std::move(respond)](
                     Result<storage::AppendResult> result) mutable {
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -303,6 +310,9 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     }
     const storage::AppendResult& r = result.value();
     if (r.deliveries > 0 && on_deliveries_) on_deliveries_();
+    if (!r.duplicate) {
+      for (const std::string& route : matched) metrics_.RouteMatched(route);
+    }
 
     metrics_.WebhookReceived(name, resource, r.duplicate ? "duplicate" : "accepted");
     log::Info(r.duplicate ? "webhook duplicate" : "webhook accepted",

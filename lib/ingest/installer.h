@@ -28,6 +28,10 @@ class Installer {
                      const std::string& org, std::function<void(Status)> done) = 0;
   // Called after the webhook was stored and answered; must not block (work happens elsewhere).
   virtual void OnInstallationEvent(InstallationEvent event) = 0;
+  // The organization slug stored for the installation ("" if unknown). Called on the I/O
+  // threads for every webhook when routes read $installation.org: must be cheap and not block
+  // on I/O.
+  virtual std::string OrgOf(const std::string& source, const std::string& uuid) const = 0;
 };
 
 }  // namespace switchyard::ingest

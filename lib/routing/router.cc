@@ -38,6 +38,11 @@ bool Evaluate(const config::RouteConfig& route, const rules::EventView& event, b
   return false;
 }
 
+bool KeysMatch(const config::RouteConfig& route, const EventKeys& keys) {
+  return (!route.source || *route.source == keys.source) &&
+         InList(route.resources, keys.resource) && InList(route.actions, keys.action);
+}
+
 // Memoizes lookups by path text for one evaluation of the route set: many routes match on the
 // same few paths (data.issue.project.name, ...), so each is resolved in the document once.
 class MemoView final : public rules::EventView {
@@ -58,31 +63,39 @@ class MemoView final : public rules::EventView {
 
 }  // namespace
 
-bool RouteNeedsIssue(const config::RouteConfig& route) {
-  auto needs = [](const rules::Matcher& m) { return m.path().NeedsIssue(); };
-  return std::any_of(route.match.begin(), route.match.end(), needs) ||
-         std::any_of(route.match_any.begin(), route.match_any.end(), needs);
-}
+bool RouteNeedsIssue(const config::RouteConfig& route) { return !route.enrich.empty(); }
 
 std::vector<RouteMatch> MatchRoutes(const config::Config& config, const EventKeys& keys,
                                     const rules::EventView& raw_event) {
   std::vector<RouteMatch> out;
   MemoView event(raw_event);
+  bool after_deferred_stop = false;  // an earlier deferred route may stop this one
   for (const config::RouteConfig& route : config.routes) {
-    if (route.source && *route.source != keys.source) continue;
-    if (!InList(route.resources, keys.resource)) continue;
-    if (!InList(route.actions, keys.action)) continue;
+    if (!KeysMatch(route, keys)) continue;
     bool unknown = false;
     if (!Evaluate(route, event, /*skip_issue=*/true, &unknown)) continue;
-    out.push_back({&route, unknown});
-    if (route.stop && !unknown) break;
+    const bool deferred = unknown || RouteNeedsIssue(route) || after_deferred_stop;
+    out.push_back({&route, deferred});
+    if (route.stop) {
+      if (!unknown) break;  // decided now: nothing after it delivers, whatever came before
+      after_deferred_stop = true;
+    }
   }
   return out;
 }
 
-bool RouteMatchesAfterEnrichment(const config::RouteConfig& route, const rules::EventView& event) {
-  bool unknown = false;
-  return Evaluate(route, event, /*skip_issue=*/false, &unknown);
+bool RouteSelected(const config::Config& config, const EventKeys& keys,
+                   const rules::EventView& raw_event, std::string_view name, bool issue_fetched) {
+  MemoView event(raw_event);
+  for (const config::RouteConfig& route : config.routes) {
+    if (!KeysMatch(route, keys)) continue;
+    if (!issue_fetched && RouteNeedsIssue(route)) continue;
+    bool unknown = false;
+    if (!Evaluate(route, event, /*skip_issue=*/false, &unknown)) continue;
+    if (route.name == name) return true;
+    if (route.stop) return false;
+  }
+  return false;
 }
 
 }  // namespace switchyard::routing

@@ -279,4 +279,12 @@ bool Template::NeedsIssue() const {
   return false;
 }
 
+std::vector<const Path*> Template::Paths() const {
+  std::vector<const Path*> out;
+  for (const Part& part : parts_) {
+    if (!part.literal) out.push_back(&part.path);
+  }
+  return out;
+}
+
 }  // namespace switchyard::rules

@@ -34,6 +34,8 @@ class Template {
 
   // True if any placeholder reads $issue.* (rendering must wait for the enrichment fetch).
   bool NeedsIssue() const;
+  // The paths the placeholders read, in order (pointers into this template).
+  std::vector<const Path*> Paths() const;
   // True if the template has no placeholders.
   bool IsLiteral() const { return parts_.size() <= 1 && (parts_.empty() || parts_[0].literal); }
   const std::string& text() const { return text_; }

@@ -809,6 +809,12 @@ std::vector<InstallationView> InstallationManager::List() const {
   return out;
 }
 
+std::string InstallationManager::OrgOf(const std::string& source, const std::string& uuid) const {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->entries.find(Key(source, uuid));
+  return it == impl_->entries.end() ? std::string() : it->second.rec.org;
+}
+
 void InstallationManager::RefreshDue() { impl_->RefreshDue(); }
 
 size_t InstallationManager::Busy() const {

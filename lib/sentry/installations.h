@@ -81,6 +81,7 @@ class InstallationManager : public ingest::Installer {
   void Setup(const std::string& source, const std::string& uuid, const std::string& code,
              const std::string& org, std::function<void(Status)> done) override;
   void OnInstallationEvent(ingest::InstallationEvent event) override;
+  std::string OrgOf(const std::string& source, const std::string& uuid) const override;
 
   // GET `path` on the source's api_url with the installation's token ("{org}" in `path` becomes
   // the installation's org slug). 401 → one refresh, one retry. `what` labels metrics.

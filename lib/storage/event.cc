@@ -12,9 +12,11 @@ namespace switchyard::storage {
 namespace {
 
 // Version 1: raw body. Version 2: body stored as varint(raw size) + LZ4 block when that is
-// smaller (bodies under kMinCompressBytes, or that do not shrink, stay raw; a flag byte says which).
+// smaller (bodies under kMinCompressBytes, or that do not shrink, stay raw; a flag byte says
+// which). Version 3: version 2 plus the installation's organization after its uuid.
 constexpr uint8_t kVersion1 = 1;
 constexpr uint8_t kVersion2 = 2;
+constexpr uint8_t kVersion3 = 3;
 constexpr size_t kMinCompressBytes = 512;
 constexpr uint64_t kMaxBodyBytes = 256ull << 20;  // decoding bound
 
@@ -23,13 +25,14 @@ constexpr uint64_t kMaxBodyBytes = 256ull << 20;  // decoding bound
 std::string EncodeEvent(const StoredEvent& e) {
   std::string out;
   out.reserve(64 + e.body.size() + e.source.size() + e.id.size());
-  out.push_back(static_cast<char>(kVersion2));
+  out.push_back(static_cast<char>(kVersion3));
   PutBytes(out, e.id);
   PutBytes(out, e.source);
   PutBytes(out, e.resource);
   PutBytes(out, e.action);
   PutVarint(out, static_cast<uint64_t>(e.received_at_ms));
   PutBytes(out, e.installation_uuid);
+  PutBytes(out, e.installation_org);
   PutVarint(out, e.headers.size());
   for (const auto& [k, v] : e.headers) {
     PutBytes(out, k);
@@ -72,21 +75,22 @@ std::string EncodeEvent(const StoredEvent& e) {
 
 Result<StoredEvent> DecodeEvent(std::string_view bytes) {
   const uint8_t version = bytes.empty() ? 0 : static_cast<uint8_t>(bytes[0]);
-  if (version != kVersion1 && version != kVersion2) {
+  if (version != kVersion1 && version != kVersion2 && version != kVersion3) {
     return Corruption("stored event has an unknown encoding version");
   }
   Reader r(bytes.substr(1));
   StoredEvent e;
   uint64_t received = 0, n_headers = 0;
   bool ok = r.Bytes(&e.id) && r.Bytes(&e.source) && r.Bytes(&e.resource) && r.Bytes(&e.action) &&
-            r.Varint(&received) && r.Bytes(&e.installation_uuid) && r.Varint(&n_headers);
+            r.Varint(&received) && r.Bytes(&e.installation_uuid) &&
+            (version < kVersion3 || r.Bytes(&e.installation_org)) && r.Varint(&n_headers);
   if (ok && n_headers > 1024) ok = false;
   for (uint64_t i = 0; ok && i < n_headers; ++i) {
     std::string k, v;
     ok = r.Bytes(&k) && r.Bytes(&v);
     e.headers.emplace_back(std::move(k), std::move(v));
   }
-  if (ok && version == kVersion2) {
+  if (ok && version >= kVersion2) {
     uint8_t flag = 0;
     ok = r.Byte(&flag);
     if (ok && flag == 1) {

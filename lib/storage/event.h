@@ -19,8 +19,11 @@ struct StoredEvent {
   std::string action;
   int64_t received_at_ms = 0;
   std::string installation_uuid;
-  // The request headers that matter later (request-id, sentry-hook-*, content-type,
-  // user-agent), lower-case names. Never signatures or credentials.
+  // The installation's organization slug as known at ingest ($installation.org); "" if unknown
+  // or not needed by the routes then configured.
+  std::string installation_org;
+  // The request headers that matter later (Config::kept_headers: request-id, sentry-hook-*,
+  // content-type, user-agent and those routes read), lower-case names. Never credentials.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;  // the raw request body, byte for byte
 };

@@ -783,6 +783,36 @@ TEST_F(ConfigLoaderTest, RejectsIssuePathsWithoutEnrich) {
   EXPECT_NE(r.errors[1].message.find("routes[0].to[0].title: reads $issue.*"), std::string::npos);
 }
 
+TEST_F(ConfigLoaderTest, KeepsTheHeadersRoutesReadAndNotesInstallationOrg) {
+  LoadResult r =
+      Load(std::string(kSinks) +
+           "routes:\n  - name: r\n    match: ['$header.x-team = \"payments\"']\n"
+           "    to: [{sink: phone, title: '{{ $installation.org }} {{ $header.x-env }}'}]\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_EQ(r.config->kept_headers,
+            (std::vector<std::string>{"request-id", "sentry-hook-resource", "sentry-hook-timestamp",
+                                      "content-type", "user-agent", "x-team", "x-env"}));
+  EXPECT_TRUE(r.config->reads_installation_org);
+
+  LoadResult plain = Load(std::string(kSinks) + "routes:\n  - name: r\n    to: [phone]\n");
+  ASSERT_TRUE(plain.errors.empty()) << Dump(plain);
+  EXPECT_FALSE(plain.config->reads_installation_org);
+  EXPECT_EQ(plain.config->kept_headers.size(), 5u);
+}
+
+TEST_F(ConfigLoaderTest, RejectsRoutesThatReadCredentialHeaders) {
+  LoadResult r = Load(std::string(kSinks) +
+                      "routes:\n  - name: r\n    match: ['$header.authorization != \"\"']\n"
+                      "    to: [{sink: phone, title: '{{ $header.sentry-hook-signature }}'}]\n");
+  ASSERT_EQ(r.errors.size(), 2u) << Dump(r);
+  EXPECT_NE(r.errors[0].message.find("reads $header.authorization, a credential"),
+            std::string::npos)
+      << Dump(r);
+  EXPECT_NE(r.errors[1].message.find("reads $header.sentry-hook-signature, a credential"),
+            std::string::npos)
+      << Dump(r);
+}
+
 TEST_F(ConfigLoaderTest, LoadsFromAFileAndNamesItInErrors) {
   TempDir dir;
   std::string path = dir.Write("routes.yaml", "server:\n  threads: 2\n");

@@ -81,6 +81,8 @@ class SentryIntegrationTest : public ::testing::Test {
     std::string refresh_before = "1h";
     std::string static_token;  // internal integration
     std::string extra_sources;
+    bool stop_after_backend = false;  // alerts-for-backend says stop: true
+    std::string extra_routes;         // appended after alerts-for-backend
   };
 
   std::string Config(const Options& o) {
@@ -94,19 +96,27 @@ class SentryIntegrationTest : public ::testing::Test {
       source += "    token: " + o.static_token + "\n    org: test-org\n";
     }
     return "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  threads: 2\n"
-           "storage:\n  path: " + dir_.path() + "/var\n"
-           "sources:\n" + source + o.extra_sources +
+           "storage:\n  path: " +
+           dir_.path() +
+           "/var\n"
+           "sources:\n" +
+           source + o.extra_sources +
            "sinks:\n"
-           "  phone:\n    type: pushover\n    token: " + pushover_.options().token +
-           "\n    user: " + pushover_.options().user + "\n    api_url: " + pushover_.url() +
+           "  phone:\n    type: pushover\n    token: " +
+           pushover_.options().token + "\n    user: " + pushover_.options().user +
+           "\n    api_url: " + pushover_.url() +
            "\n"
-           "  ops:\n    type: http\n    url: " + receiver_.url("/ingest") + "\n    timeout: 2s\n"
+           "  ops:\n    type: http\n    url: " +
+           receiver_.url("/ingest") +
+           "\n    timeout: 2s\n"
            "retry:\n  initial: 200ms\n  max_delay: 2s\n  jitter: 0\n  max_attempts: 6\n"
            "routes:\n"
            "  - name: alerts-for-backend\n    source: sentry\n    resource: event_alert\n"
-           "    enrich: [issue]\n    match: ['$issue.project.slug = \"backend\"']\n"
+           "    enrich: [issue]\n    match: ['$issue.project.slug = \"backend\"']\n" +
+           (o.stop_after_backend ? "    stop: true\n" : "") +
            "    to:\n      - sink: phone\n        title: '{{ $issue.title }}'\n"
-           "        message: '{{ data.triggered_rule }}'\n";
+           "        message: '{{ data.triggered_rule }}'\n" +
+           o.extra_routes;
   }
 
   void Start(const Options& o) { daemon_.Start(Config(o)); }
@@ -121,6 +131,14 @@ class SentryIntegrationTest : public ::testing::Test {
                                                             : secret,
                                              body)),
                  body);
+  }
+
+  // Post with one more header.
+  std::optional<HttpResponse> PostWithHeader(const std::string& body, const std::string& resource,
+                                             const std::string& name, const std::string& value) {
+    auto headers = SentryHeaders(resource, SentrySignature(sentry_.options().client_secret, body));
+    headers.emplace_back(name, value);
+    return Fetch(daemon_.port(), "POST", "/hooks/sentry", headers, body);
   }
 
   std::optional<HttpResponse> Setup(const std::string& code, const std::string& uuid = kUuid,
@@ -251,6 +269,57 @@ TEST_F(SentryIntegrationTest, IssueAlertFetchesTheIssueAndBackendGoesToPushover)
   EXPECT_EQ(sentry_.stats().issue_gets, 1);
   ASSERT_FALSE(sentry_.IssueAuthorizations().empty());
   EXPECT_EQ(sentry_.IssueAuthorizations()[0], "Bearer " + sentry_.CurrentAccessToken(kUuid));
+}
+
+TEST_F(SentryIntegrationTest, RoutesReadTheInstallationsOrgHeadersAndTheIssueAfterTheFetch) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("frontend", "Checkout is down"));
+  // No matcher reads $issue.*: enrich alone makes the route wait for the fetch, and the
+  // org and header matchers are decided the same before and after it.
+  Start({.extra_routes = "  - name: team-alerts\n    source: sentry\n    resource: event_alert\n"
+                         "    enrich: [issue]\n"
+                         "    match:\n      - '$installation.org = \"test-org\"'\n"
+                         "      - '$header.x-team = \"payments\"'\n"
+                         "    to:\n      - sink: ops\n        body: '{{ $installation.org }}|"
+                         "{{ $header.x-team }}|{{ $issue.title }}'\n"});
+  InstallViaSetup();
+  auto r = PostWithHeader(EventAlert(), "event_alert", "X-Team", "payments");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202);
+  ASSERT_TRUE(receiver_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(receiver_.requests().at(0).body, "test-org|payments|Checkout is down");
+  EXPECT_NE(Metrics().find("switchyard_route_matches_total{route=\"team-alerts\"} 1"),
+            std::string::npos)
+      << Metrics();
+
+  // Another team's alert does not match at ingest: no fetch is needed for it.
+  auto other =
+      PostWithHeader(EventAlert(kUuid, kIssueId, "other-team"), "event_alert", "X-Team", "search");
+  ASSERT_TRUE(other);
+  ASSERT_EQ(other->status, 202);
+  ASSERT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_deliveries_total{outcome=\"filtered\",sink=\"phone\"} 2") !=
+           std::string::npos;
+  })) << Metrics();
+  EXPECT_EQ(receiver_.count(), 1u);
+}
+
+TEST_F(SentryIntegrationTest, AStopRouteDecidedByTheIssueStopsTheRoutesAfterIt) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Backend only"));
+  sentry_.AddIssue("test-org", "2220001", IssueJson("frontend", "Everyone"));
+  Start({.stop_after_backend = true, .extra_routes = "  - name: everything-else\n    to: [ops]\n"});
+  InstallViaSetup();
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  ASSERT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_deliveries_total{outcome=\"filtered\",sink=\"ops\"} 1") !=
+           std::string::npos;
+  })) << Metrics();
+  EXPECT_EQ(receiver_.count(), 0u) << "the backend route matched and stops everything-else";
+
+  // An issue of another project: the stop route does not match, so the next one delivers.
+  ASSERT_EQ(Post(EventAlert(kUuid, "2220001"), "event_alert")->status, 202);
+  ASSERT_TRUE(receiver_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(pushover_.messages().size(), 1u);
 }
 
 TEST_F(SentryIntegrationTest, AnIssueOfAnotherProjectIsFilteredNotDelivered) {

@@ -348,14 +348,54 @@ constexpr char kEnrichedRoutes[] = R"yaml(routes:
     to: [archive]
 )yaml";
 
-TEST(RouterTest, ARouteReadingIssueIsDeferredAndDoesNotStopLaterRoutes) {
+TEST(RouterTest, ADeferredStopRouteDefersTheRoutesAfterIt) {
   auto cfg = Load(kEnrichedRoutes);
   ASSERT_TRUE(cfg);
   EXPECT_TRUE(RouteNeedsIssue(cfg->routes[0]));
   EXPECT_FALSE(RouteNeedsIssue(cfg->routes[1]));
   Event alert(ReadPayload("event_alert.triggered.json"), "sentry", "event_alert");
   auto matches = MatchRoutes(*cfg, alert.keys(), alert.view());
-  EXPECT_THAT(Names(matches), ElementsAre("pump-station-alerts?", "after-deferred"));
+  // Whether after-deferred delivers depends on whether the stop route matches the issue.
+  EXPECT_THAT(Names(matches), ElementsAre("pump-station-alerts?", "after-deferred?"));
+}
+
+TEST(RouterTest, RouteSelectedAppliesADeferredRoutesStopOnceTheIssueIsKnown) {
+  auto cfg = Load(kEnrichedRoutes);
+  ASSERT_TRUE(cfg);
+  Event alert(ReadPayload("event_alert.triggered.json"), "sentry", "event_alert");
+  alert.SetIssue(ReadPayload("api.issue-details.GET.example.json"));
+  ASSERT_TRUE(RouteSelected(*cfg, alert.keys(), alert.view(), "pump-station-alerts", true));
+  EXPECT_FALSE(RouteSelected(*cfg, alert.keys(), alert.view(), "after-deferred", true))
+      << "the stop route matched: later routes are stopped";
+
+  Event elsewhere(ReadPayload("event_alert.triggered.json"), "sentry", "event_alert");
+  elsewhere.SetIssue(R"({"project":{"slug":"backend"}})");
+  EXPECT_FALSE(
+      RouteSelected(*cfg, elsewhere.keys(), elsewhere.view(), "pump-station-alerts", true));
+  EXPECT_TRUE(RouteSelected(*cfg, elsewhere.keys(), elsewhere.view(), "after-deferred", true));
+
+  // No issue to fetch: the enriched route cannot match, the others are decided without it.
+  Event no_issue(ReadPayload("event_alert.triggered.json"), "sentry", "event_alert");
+  EXPECT_FALSE(RouteSelected(*cfg, no_issue.keys(), no_issue.view(), "pump-station-alerts", false));
+  EXPECT_TRUE(RouteSelected(*cfg, no_issue.keys(), no_issue.view(), "after-deferred", false));
+}
+
+TEST(RouterTest, AnEnrichedRouteIsDeferredEvenWhenNoMatcherReadsTheIssue) {
+  auto cfg = Load(R"yaml(routes:
+  - name: templated
+    source: sentry
+    enrich: [issue]
+    match:
+      - 'data.issue.level = "error"'
+    to:
+      - sink: phone
+        title: '{{ $issue.project.slug }}'
+  - name: later
+    to: [archive]
+)yaml");
+  ASSERT_TRUE(cfg);
+  // Its template reads the issue: it delivers after the fetch.
+  EXPECT_THAT(Route(*cfg, IssueCreated()), ElementsAre("templated?", "later"));
 }
 
 TEST(RouterTest, ADeferredRouteWhoseOtherConditionsFailIsNotReturned) {
@@ -374,27 +414,27 @@ TEST(RouterTest, ADeferredRouteWhoseOtherConditionsFailIsNotReturned) {
   EXPECT_THAT(Route(*cfg, warning), ElementsAre("after-deferred"));
 }
 
-TEST(RouterTest, RouteMatchesAfterEnrichmentDecidesWithTheIssue) {
+TEST(RouterTest, RouteSelectedDecidesWithTheIssue) {
   auto cfg = Load(kEnrichedRoutes);
   ASSERT_TRUE(cfg);
   Event alert(ReadPayload("event_alert.triggered.json"), "sentry", "event_alert");
   std::string issue = ReadPayload("api.issue-details.GET.example.json");
   alert.SetIssue(issue);
-  EXPECT_TRUE(RouteMatchesAfterEnrichment(cfg->routes[0], alert.view()));
+  EXPECT_TRUE(RouteSelected(*cfg, alert.keys(), alert.view(), cfg->routes[0].name, true));
 
   Event elsewhere(ReadPayload("event_alert.triggered.json"), "sentry", "event_alert");
   elsewhere.SetIssue(R"({"project":{"slug":"backend"}})");
-  EXPECT_FALSE(RouteMatchesAfterEnrichment(cfg->routes[0], elsewhere.view()));
+  EXPECT_FALSE(RouteSelected(*cfg, elsewhere.keys(), elsewhere.view(), cfg->routes[0].name, true));
 
   // Without an issue, $issue.* reads as missing ("").
   Event no_issue(ReadPayload("event_alert.triggered.json"), "sentry", "event_alert");
-  EXPECT_FALSE(RouteMatchesAfterEnrichment(cfg->routes[0], no_issue.view()));
+  EXPECT_FALSE(RouteSelected(*cfg, no_issue.keys(), no_issue.view(), cfg->routes[0].name, true));
 
   // The payload matchers are evaluated again too.
   Event warning(R"({"action":"triggered","data":{"event":{"level":"warning"}}})", "sentry",
                 "event_alert");
   warning.SetIssue(issue);
-  EXPECT_FALSE(RouteMatchesAfterEnrichment(cfg->routes[0], warning.view()));
+  EXPECT_FALSE(RouteSelected(*cfg, warning.keys(), warning.view(), cfg->routes[0].name, true));
 }
 
 TEST(RouterTest, MatchAnyWithAnIssueMatcherIsDecidedAtIngestWhenAPayloadMatcherHolds) {
@@ -411,18 +451,20 @@ TEST(RouterTest, MatchAnyWithAnIssueMatcherIsDecidedAtIngestWhenAPayloadMatcherH
     to: [archive]
 )yaml");
   ASSERT_TRUE(cfg);
-  // The payload matcher holds: matched now, not deferred, and its stop applies.
-  EXPECT_THAT(Route(*cfg, IssueCreated()), ElementsAre("either"));
-  // It does not hold: only the issue can decide.
+  // The payload matcher holds: matched now and its stop applies (it still delivers after the
+  // fetch, for its templates).
+  EXPECT_THAT(Route(*cfg, IssueCreated()), ElementsAre("either?"));
+  // It does not hold: only the issue can decide, and it decides `later` too.
   Event warning(R"({"action":"created","data":{"issue":{"level":"warning"}}})", "sentry", "issue");
-  EXPECT_THAT(Route(*cfg, warning), ElementsAre("either?", "later"));
+  EXPECT_THAT(Route(*cfg, warning), ElementsAre("either?", "later?"));
 
   Event with_issue(R"({"action":"created","data":{"issue":{"level":"warning"}}})", "sentry",
                    "issue");
   with_issue.SetIssue(R"({"project":{"slug":"pump-station"}})");
-  EXPECT_TRUE(RouteMatchesAfterEnrichment(cfg->routes[0], with_issue.view()));
+  EXPECT_TRUE(RouteSelected(*cfg, with_issue.keys(), with_issue.view(), cfg->routes[0].name, true));
   with_issue.SetIssue(R"({"project":{"slug":"other"}})");
-  EXPECT_FALSE(RouteMatchesAfterEnrichment(cfg->routes[0], with_issue.view()));
+  EXPECT_FALSE(
+      RouteSelected(*cfg, with_issue.keys(), with_issue.view(), cfg->routes[0].name, true));
 }
 
 TEST(RouterTest, AnEmptyConfigRoutesNothing) {

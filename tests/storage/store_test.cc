@@ -4,19 +4,20 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
-#include <atomic>
 #include <future>
-#include <thread>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "storage/codec.h"
 #include "storage/delivery_record.h"
 #include "storage/event.h"
 #include "storage/event_store.h"
@@ -819,6 +820,36 @@ TEST(EventEncodingTest, SmallBodyRoundTripsRaw) {
   EXPECT_EQ(d->body, e.body);
   EXPECT_EQ(d->headers, e.headers);
   EXPECT_EQ(d->received_at_ms, 42);
+}
+
+TEST(EventEncodingTest, InstallationOrgRoundTripsAndVersion2EventsStillDecode) {
+  StoredEvent e = MakeEvent(R"({"a":1})");
+  e.installation_uuid = "7d3c5c4f-4b8e-4d1e-9a67-1e2f3a4b5c6d";
+  e.installation_org = "acme";
+  auto d = DecodeEvent(EncodeEvent(e));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->installation_org, "acme");
+  EXPECT_EQ(d->installation_uuid, e.installation_uuid);
+
+  // An event written by the previous release (version 2: no organization field).
+  std::string v2(1, '\x02');
+  PutBytes(v2, "01HZX3NDEKTSV4RRFFQ69G5FAV");
+  PutBytes(v2, "sentry");
+  PutBytes(v2, "issue");
+  PutBytes(v2, "created");
+  PutVarint(v2, 42);
+  PutBytes(v2, "uuid-1");
+  PutVarint(v2, 1);
+  PutBytes(v2, "request-id");
+  PutBytes(v2, "r1");
+  v2.push_back('\0');  // raw body
+  PutBytes(v2, "{}");
+  auto old = DecodeEvent(v2);
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->installation_uuid, "uuid-1");
+  EXPECT_EQ(old->installation_org, "");
+  EXPECT_EQ(old->headers.size(), 1u);
+  EXPECT_EQ(old->body, "{}");
 }
 
 TEST(EventEncodingTest, IncompressibleAndBinaryBodiesRoundTrip) {
