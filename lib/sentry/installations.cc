@@ -41,7 +41,7 @@ uint64_t Fnv1a(std::string_view s) {
 // A refusal that retrying the same request cannot fix (Sentry answered 4xx).
 bool Definitive(const Status& s) {
   return s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kInvalidArgument ||
-         s.code() == StatusCode::kNotFound;
+         s.code() == StatusCode::kNotFound || s.code() == StatusCode::kFailedPrecondition;
 }
 
 std::string ReplaceOrg(std::string path, const std::string& org) {

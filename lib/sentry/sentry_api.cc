@@ -97,7 +97,9 @@ void SentryApi::Send(const config::SourceConfig& source, std::string_view what,
     sinks::Outcome o =
         sinks::ClassifyHttpStatus(r.status, r.Header("retry-after"), std::chrono::system_clock::now());
     if (o.kind == sinks::Outcome::Kind::kRetry) return done(Unavailable(message), o.retry_after);
-    return done(InvalidArgument(message), std::nullopt);
+    // Sentry refused the request (400, 403, ...): not the caller's input being malformed, which
+    // is InvalidArgument (/setup answers 400 for that and 502 for this).
+    return done(FailedPrecondition(message), std::nullopt);
   });
 }
 

@@ -229,6 +229,21 @@ TEST_F(SentryIntegrationTest, RefusedGrantShowsAReadable502PageAndStoresNothing)
   EXPECT_EQ(bad->status, 400);
 }
 
+TEST_F(SentryIntegrationTest, AGrantRefusedWith400Or403IsA502PageNotTheBrowsersFault) {
+  Start();
+  for (int status : {400, 403}) {
+    sentry_.FailNext({.method = "POST",
+                      .path_part = "/authorizations/",
+                      .status = status,
+                      .body = R"({"detail":"Grant refused"})"});
+    auto r = Setup(sentry_.IssueGrant(kUuid));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 502) << status << ": " << r->body;
+    EXPECT_NE(r->body.find("Grant refused"), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(StatusOf(), "");
+}
+
 TEST_F(SentryIntegrationTest, WebhookAndRedirectRacingShareOneExchangeAndBothSucceed) {
   Start();
   // Slow the exchange down so the second arrival finds the first under way.
