@@ -108,13 +108,19 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
 
   // When the refresher should renew `rec`: refresh_before its expiry, minus a spread of up to
   // refresh_before/2 derived from the uuid (so a herd of installations spreads out; only ever
-  // earlier than refresh_before asks).
+  // earlier than refresh_before asks). Never before half the pair's life since it was stored
+  // has passed: a refresh_before as long as the token's lifetime would otherwise refresh the
+  // new pair at once, in a loop.
   int64_t RefreshAtMs(const Installation& rec, const config::SourceConfig* src) const {
     const int64_t before =
         src ? static_cast<int64_t>(src->refresh_before.count()) : int64_t{3600000};
     const int64_t window = std::max<int64_t>(1, before / 2);
     const int64_t spread = static_cast<int64_t>(Fnv1a(rec.uuid) % static_cast<uint64_t>(window));
-    return rec.expires_at_ms - before - spread;
+    int64_t due = rec.expires_at_ms - before - spread;
+    if (rec.updated_at_ms > 0 && rec.expires_at_ms > rec.updated_at_ms) {
+      due = std::max(due, rec.updated_at_ms + (rec.expires_at_ms - rec.updated_at_ms) / 2);
+    }
+    return due;
   }
 
   void ScheduleLocked(const std::string& key, Entry& e, int64_t due) {

@@ -183,6 +183,39 @@ TEST(RefresherTest, TenThousandInstallationsRefreshSpreadOutAndNeverLate) {
   manager.Stop();
 }
 
+TEST(RefresherTest, ARefreshBeforeLongerThanTheTokensLifeRefreshesAtHalfLifeNotInALoop) {
+  FakeClock clock;
+  MemoryTokenStore store;
+  Installation in;
+  in.source = "sentry";
+  in.uuid = "a8e5d37a-696c-4c54-adb5-b3f28d64c7de";
+  in.org = "test-org";
+  in.access_token = "initial";
+  in.refresh_token = "r0";
+  in.updated_at_ms = clock.NowMillis();
+  in.expires_at_ms = clock.NowMillis() + 8 * 3600 * 1000;
+  in.status = InstallStatus::kInstalled;
+  store.rows["sentry/" + in.uuid] = in;
+  SentryStub sentry(clock, store);
+  config::ConfigHolder holder(ConfigWith(hours(9)));  // longer than the 8 h a pair lives
+  metrics::Metrics metrics;
+  InstallationManager manager(holder, store, sentry, metrics, clock,
+                              {.max_sleep = milliseconds(5)});
+  ASSERT_TRUE(manager.Start(nullptr).ok());
+  const int64_t t0 = clock.NowMillis();
+  for (int m = 0; m < 10 * 60; ++m) {  // 10 hours, a minute at a time
+    clock.Advance(std::chrono::minutes(1));
+    manager.RefreshDue();
+    while (manager.Busy() > 0) std::this_thread::yield();
+  }
+  std::lock_guard lock(sentry.mu);
+  // Every 4 h (half of each new pair's 8 h): at 4 h and 8 h, not once a minute.
+  ASSERT_EQ(sentry.refresh_times.size(), 2u);
+  EXPECT_EQ(sentry.refresh_times[0] - t0, 4 * 3600 * 1000);
+  EXPECT_EQ(sentry.refresh_times[1] - t0, 8 * 3600 * 1000);
+  manager.Stop();
+}
+
 TEST(RefresherTest, ANewPairIsPersistedBeforeTheRetriedCallUsesIt) {
   FakeClock clock;
   MemoryTokenStore store;
