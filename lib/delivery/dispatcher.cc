@@ -518,6 +518,7 @@ struct Dispatcher::Impl {
     metrics.Delivery(d.sink, "retry");
     auto delay = BackoffDelay(retry, d.attempts, Jitter());
     if (o.retry_after) delay = std::max(delay, std::min(*o.retry_after, retry.max_delay));
+    delay = std::max(delay, o.min_retry);
     LogIfFailed(store.Reschedule(d, now_ms + delay.count()), d);
   }
 

@@ -116,7 +116,10 @@ struct State {
     if (!result.ok()) {
       Outcome out = ClassifyTransportError(result.status());
       out.error = Redact("pushover: " + out.error, {config.token, config.user});
-      if (out.kind == Outcome::Kind::kRetry) out.retry_after = kPushoverMinRetry;
+      if (out.kind == Outcome::Kind::kRetry) {
+        out.retry_after = kPushoverMinRetry;
+        out.min_retry = kPushoverMinRetry;
+      }
       return out;
     }
     const ClientResponse& res = result.value();
@@ -143,6 +146,7 @@ struct State {
                                             std::chrono::system_clock::now());
     out.kind = Outcome::Kind::kRetry;
     out.retry_after = std::max(kPushoverMinRetry, http.retry_after.value_or(kPushoverMinRetry));
+    out.min_retry = kPushoverMinRetry;
     return out;
   }
 };

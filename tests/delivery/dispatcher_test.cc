@@ -589,6 +589,26 @@ TEST_F(DispatcherTest, RetryAfterLongerThanTheBackoffWinsAndIsCappedAtMaxDelay) 
   EXPECT_TRUE(Eventually([&] { return !Record(id); }));
 }
 
+TEST_F(DispatcherTest, ASinksMinimumRetryHoldsEvenAboveMaxDelay) {
+  // Pushover's contract: never sooner than 5 s, whatever retry.max_delay says.
+  sinks::Outcome pushover_429 = Retry("pushover: HTTP 429", seconds(5));
+  pushover_429.min_retry = seconds(5);
+  Fake("ops").Script({pushover_429, Success()});
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", retry: {initial: 100ms, max_delay: 1s}}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const std::string id = Fake("ops").last().id;
+  const int64_t t = now();
+  EXPECT_EQ(WaitAttempts(id, 1).due_ms, t + 5000);
+  clock_.Advance(seconds(5));
+  ASSERT_TRUE(WaitCalls("ops", 2));
+}
+
 TEST_F(DispatcherTest, APermanentFailureIsADeadLetterAtOnce) {
   Fake("ops").Script({Permanent("HTTP 400: bad request")});
   Start(kOps);

@@ -295,6 +295,7 @@ TEST_F(PushoverSinkTest, ServerErrorsAndQuotaRetryNoSoonerThanFiveSeconds) {
     EXPECT_EQ(out.kind, Kind::kRetry) << status;
     EXPECT_EQ(out.http_status, status);
     EXPECT_EQ(out.retry_after, milliseconds(5000)) << status;
+    EXPECT_EQ(out.min_retry, milliseconds(5000)) << "a floor max_delay does not cap";
   }
   client_.Respond(503, "", {{"retry-after", "1"}});
   EXPECT_EQ(Deliver(MakeDelivery()).retry_after, milliseconds(5000)) << "5 s is the minimum";
