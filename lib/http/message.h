@@ -49,6 +49,10 @@ class Handler {
  public:
   virtual ~Handler() = default;
   virtual void Handle(Request request, Respond respond) = 0;
+  // The HTTP layer answered `status` itself (413 body too large, 400/501 bad framing) for a
+  // request whose head it parsed (`head` has no body). On an I/O thread; must not block. For
+  // metrics and logs: the answer is already decided.
+  virtual void OnRefused(const Request& /*head*/, int /*status*/) {}
 };
 
 }  // namespace switchyard::http

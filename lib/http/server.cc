@@ -166,7 +166,10 @@ struct HttpServer::Impl {
   // Serializes a response into one buffer: status line, Server, Content-Type, the handler's
   // headers, Content-Length, Connection as needed, then the body. (Beast's serializer walks a
   // buffer-sequence view per write and cost about a third of the I/O thread's instructions.)
-  static std::string SerializeResponse(const Response& r, unsigned version, bool keep_alive) {
+  // A response to HEAD (`head`) has the headers GET would have, Content-Length included, and
+  // no body (RFC 9110 §9.3.2).
+  static std::string SerializeResponse(const Response& r, unsigned version, bool keep_alive,
+                                       bool head) {
     auto clean = [](std::string_view v) {  // header values never split a line
       std::string out(v);
       for (char& c : out) {
@@ -193,15 +196,15 @@ struct HttpServer::Impl {
     if (version == 10 && keep_alive) out.append("Connection: keep-alive\r\n");
     if (version != 10 && !keep_alive) out.append("Connection: close\r\n");
     out.append("\r\n");
-    if (!no_content) out.append(r.body);
+    if (!no_content && !head) out.append(r.body);
     return out;
   }
 
   // Writes a response; without `keep_alive` it says Connection: close.
   static net::awaitable<bool> WriteResponse(beast::tcp_stream& stream, const Response& r,
                                             unsigned version, bool keep_alive,
-                                            std::chrono::milliseconds timeout) {
-    const std::string bytes = SerializeResponse(r, version, keep_alive);
+                                            std::chrono::milliseconds timeout, bool head = false) {
+    const std::string bytes = SerializeResponse(r, version, keep_alive, head);
     // An answer almost always fits the socket's send buffer: hand it to the kernel now (the
     // socket is non-blocking) without an asynchronous operation and its timer. Only what the
     // kernel does not take waits for writability, under the write timeout.
@@ -222,6 +225,24 @@ struct HttpServer::Impl {
   static net::awaitable<void> WriteError(beast::tcp_stream& stream, int status,
                                          std::string_view msg, std::chrono::milliseconds timeout) {
     co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
+  }
+
+  // Tells the listener's handler about a request the HTTP layer refused after parsing its head
+  // (a 413 for a Content-Length over the limit comes as the head ends, its fields all parsed; a
+  // 431's head is incomplete and is not reported).
+  static void NotifyRefused(Handler* handler, const bhttp::request_parser<bhttp::string_body>& p,
+                            int status) {
+    const auto& msg = p.get();
+    if (status == 431 || msg.target().empty()) return;
+    Request head;
+    head.method = std::string(msg.method_string());
+    head.target = std::string(msg.target());
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+      head.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    handler->OnRefused(head, status);
   }
 
   // Reads what has arrived on a readable, non-blocking socket in one read(2) of up to 64 KiB into
@@ -320,11 +341,13 @@ struct HttpServer::Impl {
       {
         auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
         if (auto error = ReadErrorResponse(ec)) {
+          NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
           break;
         }
         if (ec) break;  // timeout (slowloris), reset, EOF: nothing to answer
         if (auto error = FramingError(parser)) {
+          NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
           break;
         }
@@ -356,6 +379,7 @@ struct HttpServer::Impl {
       {
         auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
         if (auto error = ReadErrorResponse(ec)) {
+          NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
           break;
         }
@@ -365,6 +389,7 @@ struct HttpServer::Impl {
       auto msg = parser.release();
       const unsigned version = msg.version();
       const bool keep_alive = msg.keep_alive();
+      const bool head_request = msg.method() == bhttp::verb::head;
       Request request;
       request.method = std::string(msg.method_string());
       request.target = std::string(msg.target());
@@ -382,7 +407,10 @@ struct HttpServer::Impl {
 
       Response response = co_await CallHandler(l->handler, std::move(request));
       const bool again = keep_alive && !stopping;
-      if (!co_await WriteResponse(stream, response, version, again, opt.write_timeout)) break;
+      if (!co_await WriteResponse(stream, response, version, again, opt.write_timeout,
+                                  head_request)) {
+        break;
+      }
       if (!again) break;
     }
     boost::system::error_code ignored;

@@ -104,6 +104,21 @@ void HookHandler::Handle(http::Request request, http::Respond respond) {
   }
 }
 
+void HookHandler::OnRefused(const http::Request& head, int status) {
+  std::string_view path = head.Path();
+  if (!path.starts_with(kHooksPrefix)) return;
+  auto cfg = config_.Get();
+  const config::SourceConfig* source = cfg->FindSource(path.substr(sizeof(kHooksPrefix) - 1));
+  if (!source) return;
+  const std::string_view reason = status == 413 ? "too_large" : "malformed";
+  metrics_.WebhookReceived(source->name, head.Header("sentry-hook-resource"), "rejected");
+  metrics_.WebhookRejected(source->name, reason);
+  log::Info("webhook rejected", {{"source", source->name},
+                                 {"request_id", head.Header("request-id")},
+                                 {"status", std::to_string(status)},
+                                 {"reason", reason}});
+}
+
 void HookHandler::HandleSetup(const config::SourceConfig& source_cfg, http::Request request,
                               http::Respond respond) {
   const config::SourceConfig* source = &source_cfg;

@@ -30,6 +30,9 @@ class HookHandler : public http::Handler {
               std::function<void()> on_deliveries = {}, Installer* installer = nullptr);
 
   void Handle(http::Request request, http::Respond respond) override;
+  // A webhook the HTTP layer refused (413: body over max_body_bytes; 400/501: framing) counts
+  // as rejected for its source, like the refusals made here.
+  void OnRefused(const http::Request& head, int status) override;
 
  private:
   // `config` and `source` stay valid for the call (Handle holds the config snapshot); what

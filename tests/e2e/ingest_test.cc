@@ -1,6 +1,8 @@
 // End-to-end tests of the ingest path: the real daemon binary, real sockets, real RocksDB.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@ struct Options {
   std::string server_extra;  // more keys under server:
   std::string storage_extra;
   std::string source_extra;
+  std::string tail;  // sinks:, routes:, ...
 };
 
 std::string ConfigYaml(const std::string& dir, const Options& o = {}) {
@@ -39,7 +42,7 @@ std::string ConfigYaml(const std::string& dir, const Options& o = {}) {
          "  sentry:\n"
          "    type: sentry\n"
          "    client_secret: " +
-         kSecret + "\n" + o.source_extra;
+         kSecret + "\n" + o.source_extra + o.tail;
 }
 
 class IngestTest : public ::testing::Test {
@@ -280,6 +283,58 @@ TEST_F(IngestTest, BodyOfExactlyMaxBodyBytesIsAcceptedAndOneMoreIs413) {
   auto big = Post(over);
   ASSERT_TRUE(big);
   EXPECT_EQ(big->status, 413);
+}
+
+TEST_F(IngestTest, A413FromTheHttpLayerCountsAsARejectedWebhook) {
+  StartDaemon({.server_extra = "  max_body_bytes: 1024\n"});
+  auto big = Post("{\"pad\":\"" + std::string(2000, 'x') + "\"}");
+  ASSERT_TRUE(big);
+  ASSERT_EQ(big->status, 413);
+  auto m = Fetch(daemon_.admin_port(), "GET", "/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("switchyard_webhooks_rejected_total{reason=\"too_large\",source=\"sentry\"} 1"),
+            std::string::npos)
+      << m->body;
+  EXPECT_NE(m->body.find("switchyard_webhooks_received_total{outcome=\"rejected\",resource=\"issue\","
+                         "source=\"sentry\"} 1"),
+            std::string::npos)
+      << m->body;
+}
+
+TEST_F(IngestTest, AHeadRequestGetsTheHeadersWithoutTheBody) {
+  StartDaemon();
+  // Raw bytes: a client reading a body after HEAD would hang, so read to the close instead.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(daemon_.port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string req = "HEAD /setup/sentry HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  ASSERT_TRUE(got.starts_with("HTTP/1.1 400")) << got;
+  EXPECT_NE(got.find("Content-Length: "), std::string::npos) << got;
+  EXPECT_EQ(got.find("Content-Length: 0\r\n"), std::string::npos) << "GET's length: " << got;
+  EXPECT_TRUE(got.ends_with("\r\n\r\n")) << "nothing after the head: " << got;
+}
+
+TEST_F(IngestTest, RouteMatchesCountStoredEventsNotDuplicates) {
+  StartDaemon({.tail = "sinks:\n  archive: {type: file, path: " + dir_.path() +
+                       "/archive.jsonl}\nroutes:\n  - name: all\n    to: [archive]\n"});
+  std::string body = CompactPayload("issue.created.json");
+  ASSERT_EQ(Post(body)->status, 202);
+  ASSERT_EQ(Post(body)->status, 200);  // a duplicate delivers nothing more
+  auto m = Fetch(daemon_.admin_port(), "GET", "/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("switchyard_route_matches_total{route=\"all\"} 1\n"), std::string::npos)
+      << m->body;
 }
 
 TEST_F(IngestTest, ChunkedBodyOverTheLimitIs413) {
