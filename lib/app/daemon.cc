@@ -51,6 +51,7 @@ http::ListenerOptions PublicListenerOptions(const config::ServerConfig& s) {
 http::ListenerOptions AdminListenerOptions(const config::ServerConfig& s) {
   http::ListenerOptions o = PublicListenerOptions(s);
   o.name = "admin";
+  o.serve_while_draining = true;  // /readyz says 503 and /metrics answers until the end
   o.address = s.admin_listen;
   o.max_body_bytes = 1 << 20;
   o.max_connections = 256;
@@ -279,12 +280,18 @@ int RunDaemon(const std::string& config_path) {
 
   log::Info("stopping", {{"timeout_ms", std::to_string(cfg->server.shutdown_timeout.count())}});
   sd_notify(0, "STOPPING=1");
-  ready = false;
-  stopping = true;
+  ready = false;  // /readyz: 503 while in-flight webhooks finish
+  // Everything below fits in shutdown_timeout: the public listener drains (in-flight webhooks
+  // are finished and stored, new connections refused) while the dispatcher lets its in-flight
+  // attempts finish, side by side. Attempts still running then stay pending and are retried
+  // after a restart. Webhooks get 503 only once the listener has stopped (a request whose
+  // body was still arriving at SIGTERM is in flight, not new).
   const auto budget = holder.Get()->server.shutdown_timeout;
-  server.Shutdown(budget);
-  // Attempts still running after the budget stay pending and are retried after a restart.
-  dispatcher.Stop(budget / 2);
+  const auto work_budget = budget * 9 / 10;  // the rest: closing the store
+  std::thread dispatcher_stop([&dispatcher, work_budget] { dispatcher.Stop(work_budget); });
+  server.Shutdown(work_budget);
+  dispatcher_stop.join();
+  stopping = true;
   installations.Stop();
   client->Shutdown();
   (*store)->Close();

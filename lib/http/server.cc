@@ -70,6 +70,7 @@ Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
 // than `executor` are touched only there.
 struct SessionState {
   net::any_io_executor executor;
+  const std::atomic<bool>* closing = nullptr;  // the listener's; outlives the session
   beast::tcp_stream* stream = nullptr;
   bool idle = true;
   uint64_t wait_generation = 0;  // bumped when a readiness wait ends; stale timers do nothing
@@ -93,6 +94,9 @@ struct HttpServer::Impl {
     Handler* handler;
     std::unique_ptr<tcp::acceptor> acceptor;
     std::atomic<uint32_t> active{0};
+    // Set by Shutdown when this listener stops: no more accepts, and its sessions close after
+    // the request in flight.
+    std::atomic<bool> closing{false};
   };
   std::vector<std::unique_ptr<Listener>> listeners;
 
@@ -116,14 +120,14 @@ struct HttpServer::Impl {
   net::awaitable<void> AcceptLoop(Listener* l) {
     net::steady_timer wait(co_await net::this_coro::executor);
     for (;;) {
-      while (l->active.load() >= l->options.max_connections && !stopping) {
+      while (l->active.load() >= l->options.max_connections && !l->closing) {
         wait.expires_after(std::chrono::milliseconds(5));
         co_await wait.async_wait(kNoThrow);
       }
-      if (stopping) co_return;
+      if (l->closing) co_return;
       net::io_context& target = *contexts[next_context++ % contexts.size()];
       auto [ec, socket] = co_await l->acceptor->async_accept(target, kNoThrow);
-      if (stopping || ec == net::error::operation_aborted) co_return;
+      if (l->closing || ec == net::error::operation_aborted) co_return;
       if (ec) {
         // EMFILE and friends: back off briefly rather than spin.
         log::Warn("accept failed", {{"listener", l->options.name}, {"error", ec.message()}});
@@ -132,7 +136,7 @@ struct HttpServer::Impl {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
-      auto state = std::make_shared<SessionState>(SessionState{socket.get_executor()});
+      auto state = std::make_shared<SessionState>(SessionState{socket.get_executor(), &l->closing});
       {
         std::lock_guard lock(sessions_mu);
         sessions.emplace(state.get(), state);
@@ -319,7 +323,7 @@ struct HttpServer::Impl {
             first ? head_deadline : std::chrono::steady_clock::now() + opt.idle_timeout;
         boost::system::error_code ec;
         do {
-          if (stopping || !co_await WaitReadable(stream, wait_timer, state, wait_deadline)) {
+          if (l->closing || !co_await WaitReadable(stream, wait_timer, state, wait_deadline)) {
             ec = net::error::timed_out;
             break;
           }
@@ -406,7 +410,7 @@ struct HttpServer::Impl {
       request.started = started;
 
       Response response = co_await CallHandler(l->handler, std::move(request));
-      const bool again = keep_alive && !stopping;
+      const bool again = keep_alive && !l->closing;
       if (!co_await WriteResponse(stream, response, version, again, opt.write_timeout,
                                   head_request)) {
         break;
@@ -490,44 +494,61 @@ void HttpServer::Start() {
 void HttpServer::Shutdown(std::chrono::milliseconds timeout) {
   if (impl_->shut_down.exchange(true)) return;
   impl_->stopping = true;
-  // Stop accepting and wake everything that waits on a timer or signal.
-  for (auto& l : impl_->listeners) {
-    net::post(impl_->ioc(), [&l] {
-      boost::system::error_code ec;
-      l->acceptor->close(ec);
-    });
-  }
-  net::post(impl_->ioc(), [this] {
-    if (impl_->signals) impl_->signals->cancel();
-    for (auto& t : impl_->timers) t->cancel();
-  });
-  auto close_sessions = [this](bool only_idle) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = start + timeout;
+  // The last part of the budget is for cancelling what did not finish and closing the
+  // listeners that served while the others drained.
+  const auto grace = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500), timeout / 4);
+  const auto drain_end = end - grace;
+
+  // Stops a set of listeners: no more accepts, idle (or, with `all`, every) sessions cancelled.
+  auto close = [this](bool draining_ones, bool all) {
+    for (auto& l : impl_->listeners) {
+      if (l->options.serve_while_draining != draining_ones) continue;
+      l->closing = true;
+      net::post(impl_->ioc(), [l = l.get()] {
+        boost::system::error_code ec;
+        l->acceptor->close(ec);
+      });
+    }
     std::lock_guard lock(impl_->sessions_mu);
     for (auto& [raw, state] : impl_->sessions) {
+      if (!*state->closing) continue;
       // `state = state`: clang before 16 cannot capture a structured binding.
-      net::post(state->executor, [state = state, only_idle] {
-        if (state->stream && (!only_idle || state->idle)) {
+      net::post(state->executor, [state = state, all] {
+        if (state->stream && (all || state->idle)) {
           boost::system::error_code ignored;  // a socket a timeout already closed is fine
           state->stream->socket().cancel(ignored);
         }
       });
     }
   };
-  close_sessions(/*only_idle=*/true);
+  // Sessions of the listeners that have closed.
+  auto closing_sessions = [this] {
+    size_t n = 0;
+    for (auto& [raw, state] : impl_->sessions) n += *state->closing ? 1 : 0;
+    return n;
+  };
+
+  // 1. The public listeners stop; in-flight requests finish, idle connections close. A session
+  //    that turns idle after the sweep sees `closing` before it waits again and closes itself.
+  close(/*draining_ones=*/false, /*all=*/false);
   {
-    // Sessions finish their in-flight request and close; one that turns idle after the sweep
-    // sees `stopping` before it waits again and closes itself.
     std::unique_lock lock(impl_->sessions_mu);
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!impl_->sessions.empty() && std::chrono::steady_clock::now() < deadline) {
-      impl_->sessions_cv.wait_for(lock, std::chrono::milliseconds(50));
-    }
+    impl_->sessions_cv.wait_until(lock, drain_end, [&] { return closing_sessions() == 0; });
   }
-  close_sessions(/*only_idle=*/false);
+  // 2. What did not finish is cancelled; then the listeners that served meanwhile close too.
+  close(/*draining_ones=*/false, /*all=*/true);
+  close(/*draining_ones=*/true, /*all=*/true);
+  net::post(impl_->ioc(), [this] {
+    if (impl_->signals) impl_->signals->cancel();
+    for (auto& t : impl_->timers) t->cancel();
+  });
   {
     std::unique_lock lock(impl_->sessions_mu);
-    impl_->sessions_cv.wait_for(lock, std::chrono::milliseconds(500),
-                                [this] { return impl_->sessions.empty(); });
+    impl_->sessions_cv.wait_until(lock, std::max(end, std::chrono::steady_clock::now() +
+                                                          std::chrono::milliseconds(50)),
+                                  [this] { return impl_->sessions.empty(); });
   }
   for (auto& ctx : impl_->contexts) ctx->stop();
   for (auto& t : impl_->threads) {

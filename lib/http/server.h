@@ -32,6 +32,9 @@ struct ListenerOptions {
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds write_timeout{30000};
   uint32_t max_connections = 10000;
+  // Keep accepting and serving while the other listeners drain at shutdown, and close last
+  // (the admin listener: /readyz answers 503 and /metrics stays scrapable until the end).
+  bool serve_while_draining = false;
 };
 
 class HttpServer {
@@ -55,8 +58,9 @@ class HttpServer {
   void Start();
 
   // Stops accepting, lets in-flight requests finish (their responses say Connection: close),
-  // closes idle connections, and waits up to `timeout` for connections to end; then cancels the
-  // rest and joins the I/O threads. Idempotent.
+  // closes idle connections, and waits for connections to end; then cancels the rest, closes
+  // the `serve_while_draining` listeners, and joins the I/O threads. Returns within about
+  // `timeout` in all. Idempotent.
   void Shutdown(std::chrono::milliseconds timeout);
 
   // True once Shutdown has begun.
