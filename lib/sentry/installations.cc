@@ -173,8 +173,22 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       auto it = entries.find(key);
       if (it != entries.end() && it->second.rec.status != InstallStatus::kNeedsReinstall &&
           !it->second.rec.access_token.empty()) {
+        // Already installed: the code was (or will be) used once. An organization learnt only
+        // now (the redirect carried no orgSlug; the webhook does) is kept.
+        std::optional<Installation> learnt;
+        if (it->second.rec.org.empty() && !org.empty()) {
+          it->second.rec.org = org;
+          learnt = it->second.rec;
+        }
         lock.unlock();
-        return done(Status::Ok());  // already installed: the code was (or will be) used once
+        if (learnt) {
+          auto self = shared_from_this();
+          Post([self, rec = std::move(*learnt)] { self->Persist(rec); });
+          log::Info("installation organization learnt", {{"source", source},
+                                                         {"installation", uuid},
+                                                         {"org", org}});
+        }
+        return done(Status::Ok());
       }
       auto ex = exchanges.find(key);
       if (ex != exchanges.end()) {
@@ -302,15 +316,16 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     StartVerify(key, *src, rec, /*finish_exchange=*/true);
   }
 
+  // `retried`: this verify follows a refresh because the previous one was answered 401.
   void StartVerify(const std::string& key, const config::SourceConfig& src,
-                   const Installation& rec, bool finish_exchange) {
+                   const Installation& rec, bool finish_exchange, bool retried = false) {
     auto self = shared_from_this();
     api.VerifyInstall(src, rec.uuid, rec.access_token,
-                      [self, key, finish_exchange](Result<bool> r,
-                                                   std::optional<std::chrono::milliseconds> ra) {
+                      [self, key, finish_exchange, retried](
+                          Result<bool> r, std::optional<std::chrono::milliseconds> ra) {
                         auto status = std::make_shared<Status>(r.ok() ? Status::Ok() : r.status());
-                        if (!self->Post([self, key, finish_exchange, status, ra] {
-                              self->FinishVerify(key, *status, ra, finish_exchange);
+                        if (!self->Post([self, key, finish_exchange, status, ra, retried] {
+                              self->FinishVerify(key, *status, ra, finish_exchange, retried);
                             }) &&
                             finish_exchange) {
                           self->FailExchange(key, Unavailable("switchyard is stopping"));
@@ -318,9 +333,54 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
                       });
   }
 
+  // A verify answered 401: refresh the pair (as any API call does), then verify once more with
+  // the new token. The entry stays busy for the verify's whole course except while refreshing.
+  void RetryVerifyAfterRefresh(const std::string& key, bool finish_exchange) {
+    auto self = shared_from_this();
+    std::unique_lock lock(mu);
+    auto it = entries.find(key);
+    if (it == entries.end()) {
+      lock.unlock();
+      if (finish_exchange) FailExchange(key, NotFound("installation was uninstalled"));
+      return;
+    }
+    it->second.busy = false;
+    RefreshLocked(key, it->second, [self, key, finish_exchange](Status s) {
+      if (!s.ok()) {
+        return self->FinishVerify(key, Status(s.code(), "refreshing after a 401 failed: " +
+                                                            s.message()),
+                                  std::nullopt, finish_exchange, /*retried=*/true);
+      }
+      std::optional<Installation> rec;
+      std::optional<config::SourceConfig> src;
+      {
+        std::lock_guard lock(self->mu);
+        auto it = self->entries.find(key);
+        auto cfg = self->config.Get();
+        const config::SourceConfig* found = it != self->entries.end()
+                                                ? cfg->FindSource(it->second.rec.source)
+                                                : nullptr;
+        if (found && !it->second.busy) {
+          it->second.busy = true;
+          rec = it->second.rec;
+          src = *found;
+        }
+      }
+      if (!rec) {
+        return self->FinishVerify(key, Unavailable("installation busy or gone after a refresh"),
+                                  std::nullopt, finish_exchange, /*retried=*/true);
+      }
+      self->StartVerify(key, *src, *rec, finish_exchange, /*retried=*/true);
+    }, /*scheduled=*/false);
+  }
+
   // Pool thread.
   void FinishVerify(const std::string& key, Status status,
-                    std::optional<std::chrono::milliseconds> retry_after, bool finish_exchange) {
+                    std::optional<std::chrono::milliseconds> retry_after, bool finish_exchange,
+                    bool retried) {
+    if (status.code() == StatusCode::kPermissionDenied && !retried) {
+      return RetryVerifyAfterRefresh(key, finish_exchange);
+    }
     std::optional<Installation> to_store;
     std::string source, uuid;
     {

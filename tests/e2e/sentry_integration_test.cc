@@ -207,6 +207,45 @@ TEST_F(SentryIntegrationTest, RedirectExchangesTheGrantThenSendsTheBrowserToAfte
   EXPECT_TRUE(sentry_.Verified(kUuid));
 }
 
+TEST_F(SentryIntegrationTest, AVerifyAnswered401RefreshesTheTokenAndVerifiesAgain) {
+  Start();
+  sentry_.FailNext({.method = "PUT",
+                    .path_part = "/sentry-app-installations/",
+                    .status = 401,
+                    .body = R"({"detail":"Invalid token"})"});
+  auto r = Setup(sentry_.IssueGrant(kUuid));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 302) << r->body;
+  EXPECT_EQ(StatusOf(), "installed");
+  EXPECT_TRUE(sentry_.Verified(kUuid));
+  EXPECT_EQ(sentry_.stats().refreshes_ok, 1);
+  EXPECT_EQ(sentry_.PendingFaults(), 0u);
+}
+
+TEST_F(SentryIntegrationTest, ARedirectWithoutOrgSlugLearnsTheOrgFromTheInstallationWebhook) {
+  Start();
+  const std::string code = sentry_.IssueGrant(kUuid);
+  auto r = Fetch(daemon_.port(), "GET",
+                 "/setup/sentry?code=" + code + "&installationId=" + std::string(kUuid));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 302) << r->body;
+  auto rows = Installations();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("org").as_string(), "");
+  ASSERT_EQ(Post(InstallationCreated(kUuid, code), "installation")->status, 202);
+  ASSERT_TRUE(Eventually([&] {
+    auto now = Installations();
+    return now.size() == 1 && now[0].at("org").as_string() == "test-org";
+  })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1) << "the code is not exchanged twice";
+  // Kept across a restart.
+  ASSERT_EQ(daemon_.Terminate(), 0);
+  daemon_.Restart();
+  rows = Installations();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("org").as_string(), "test-org");
+}
+
 TEST_F(SentryIntegrationTest, WithoutVerifyInstallNoStatusPutIsSent) {
   Start({.verify_install = false});
   InstallViaSetup();
