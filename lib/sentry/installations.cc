@@ -360,15 +360,18 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         const config::SourceConfig* found = it != self->entries.end()
                                                 ? cfg->FindSource(it->second.rec.source)
                                                 : nullptr;
-        if (found && !it->second.busy) {
+        // The refresher may have started a verify of its own meanwhile (the pair is pending):
+        // a second PUT is harmless (Sentry's verify is idempotent), and this one's caller
+        // needs its own answer.
+        if (found) {
           it->second.busy = true;
           rec = it->second.rec;
           src = *found;
         }
       }
       if (!rec) {
-        return self->FinishVerify(key, Unavailable("installation busy or gone after a refresh"),
-                                  std::nullopt, finish_exchange, /*retried=*/true);
+        return self->FinishVerify(key, NotFound("installation was uninstalled"), std::nullopt,
+                                  finish_exchange, /*retried=*/true);
       }
       self->StartVerify(key, *src, *rec, finish_exchange, /*retried=*/true);
     }, /*scheduled=*/false);
