@@ -355,9 +355,13 @@ class Loader {
   // Notes the metadata a matcher or template at `v` reads (kept headers, $installation.org);
   // false (and an error) if it reads a credential header, which is never kept.
   bool NoteMetadata(const Value& v, const std::vector<const rules::Path*>& paths);
-  // The 0-based column of byte `offset` of the scalar `text` (best effort: exact for single-line
-  // plain and quoted scalars whose text was not changed by interpolation).
-  int ColumnOf(const Value& v, std::string_view decoded, size_t offset) const;
+  // Where byte `offset` of the scalar's decoded text is in the file (0-based line and column;
+  // best effort: exact for single-line plain and quoted scalars and for block scalars (| and >)
+  // whose text was not changed by interpolation; otherwise the scalar's own position).
+  YAML::Mark PositionOf(const Value& v, std::string_view decoded, size_t offset) const;
+  // PositionOf for a block scalar whose indicator (| or >) is at byte `pos` of the file.
+  std::optional<YAML::Mark> BlockPositionOf(size_t pos, std::string_view decoded,
+                                            size_t offset) const;
 
   std::string file_;
   std::string_view text_;
@@ -462,7 +466,8 @@ std::optional<Text> Loader::GetText(const Value& v, std::string_view expected) {
   size_t offset = 0;
   Result<std::string> value = Interpolate(text.raw, &text.substituted, &offset);
   if (!value.ok()) {
-    ErrorAt(v.mark, ColumnOf(v, text.raw, offset), v.path + ": " + value.status().message());
+    const YAML::Mark at = PositionOf(v, text.raw, offset);
+    ErrorAt(at, at.column, v.path + ": " + value.status().message());
     return std::nullopt;
   }
   text.value = std::move(value).value();
@@ -604,46 +609,95 @@ std::optional<std::vector<std::string>> Loader::GetStrings(const Value& v) {
   return out;
 }
 
-int Loader::ColumnOf(const Value& v, std::string_view decoded, size_t offset) const {
+YAML::Mark Loader::PositionOf(const Value& v, std::string_view decoded, size_t offset) const {
   const YAML::Mark mark = v.node.Mark();
   if (mark.is_null() || !v.node.IsScalar() || mark.pos < 0 ||
       static_cast<size_t>(mark.pos) >= text_.size()) {
-    return v.mark.column;
+    return v.mark;
   }
+  auto at_column = [&mark](int column) {
+    YAML::Mark m = mark;
+    m.column = column;
+    return m;
+  };
   const size_t pos = static_cast<size_t>(mark.pos);
   const char quote = text_[pos];
+  if (quote == '|' || quote == '>') return BlockPositionOf(pos, decoded, offset).value_or(mark);
   if (quote != '\'' && quote != '"') {
     // Plain scalar: exact only when it is written on one line as is.
     if (text_.compare(pos, decoded.size(), decoded) == 0 && offset <= decoded.size()) {
-      return mark.column + static_cast<int>(offset);
+      return at_column(mark.column + static_cast<int>(offset));
     }
-    return mark.column;
+    return mark;
   }
   // Quoted scalar: walk the source, mapping decoded bytes to source bytes, on one line only.
   size_t src = pos + 1;
   for (size_t d = 0; d < offset; ++d) {
-    if (src >= text_.size() || text_[src] == '\n' || text_[src] == '\r') return mark.column;
+    if (src >= text_.size() || text_[src] == '\n' || text_[src] == '\r') return mark;
     char c = text_[src];
     if (quote == '\'' && c == '\'') {
       if (src + 1 < text_.size() && text_[src + 1] == '\'') {
         src += 2;
         continue;
       }
-      return mark.column;
+      return mark;
     }
-    if (quote == '"' && c == '"') return mark.column;
+    if (quote == '"' && c == '"') return mark;
     if (quote == '"' && c == '\\') {
       // Escapes that decode to one byte; others (\x, \u, \N, ...) end the mapping.
       if (src + 1 >= text_.size() ||
           std::string_view("0abtnvfre \"/\\\t").find(text_[src + 1]) == std::string_view::npos) {
-        return mark.column;
+        return mark;
       }
       src += 2;
       continue;
     }
     ++src;
   }
-  return mark.column + static_cast<int>(src - pos);
+  return at_column(mark.column + static_cast<int>(src - pos));
+}
+
+std::optional<YAML::Mark> Loader::BlockPositionOf(size_t pos, std::string_view decoded,
+                                                  size_t offset) const {
+  // The content starts on the line after the indicator; its indentation is the first non-empty
+  // line's. Each content line's text (indentation removed) appears in the decoded text in
+  // order, separated by line breaks (|) or by spaces and line breaks (>).
+  size_t line_start = text_.find('\n', pos);
+  if (line_start == std::string_view::npos) return std::nullopt;
+  ++line_start;
+  int line = 0;
+  for (size_t i = 0; i < pos; ++i) line += text_[i] == '\n';
+  size_t indent = std::string_view::npos;
+  size_t d = 0;  // decoded bytes matched so far
+  while (line_start < text_.size()) {
+    ++line;
+    size_t line_end = text_.find('\n', line_start);
+    if (line_end == std::string_view::npos) line_end = text_.size();
+    std::string_view source = text_.substr(line_start, line_end - line_start);
+    if (!source.empty() && source.back() == '\r') source.remove_suffix(1);
+    const size_t lead = std::min(source.find_first_not_of(' '), source.size());
+    if (lead < source.size()) {  // not blank
+      if (indent == std::string_view::npos) indent = lead;
+      if (lead < indent) return std::nullopt;  // the block ended before the offset
+      std::string_view content = source.substr(indent);
+      while (d < decoded.size() && (decoded[d] == '\n' || decoded[d] == ' ') &&
+             decoded.compare(d, content.size(), content) != 0) {
+        ++d;
+      }
+      if (decoded.compare(d, content.size(), content) != 0) return std::nullopt;
+      if (offset <= d + content.size()) {
+        if (offset < d) return std::nullopt;
+        YAML::Mark m;
+        m.pos = static_cast<int>(line_start + indent + (offset - d));
+        m.line = line;
+        m.column = static_cast<int>(indent + (offset - d));
+        return m;
+      }
+      d += content.size();
+    }
+    line_start = line_end + 1;
+  }
+  return std::nullopt;
 }
 
 std::optional<rules::Matcher> Loader::CompileMatcher(const Value& v, bool enrich_issue) {
@@ -655,8 +709,8 @@ std::optional<rules::Matcher> Loader::CompileMatcher(const Value& v, bool enrich
     if (text->substituted) {
       Error(v, "invalid matcher (after interpolating " + Quote(text->raw) + ")");
     } else {
-      int column = text->value == text->raw ? ColumnOf(v, text->value, offset) : v.mark.column;
-      ErrorAt(v.mark, column, v.path + ": invalid matcher: " + matcher.status().message());
+      const YAML::Mark at = text->value == text->raw ? PositionOf(v, text->value, offset) : v.mark;
+      ErrorAt(at, at.column, v.path + ": invalid matcher: " + matcher.status().message());
     }
     return std::nullopt;
   }
@@ -678,8 +732,8 @@ std::optional<rules::Template> Loader::CompileTemplate(const Value& v, bool enri
     if (text->substituted) {
       Error(v, "invalid template (after interpolating " + Quote(text->raw) + ")");
     } else {
-      int column = text->value == text->raw ? ColumnOf(v, text->value, offset) : v.mark.column;
-      ErrorAt(v.mark, column, v.path + ": invalid template: " + tmpl.status().message());
+      const YAML::Mark at = text->value == text->raw ? PositionOf(v, text->value, offset) : v.mark;
+      ErrorAt(at, at.column, v.path + ": invalid template: " + tmpl.status().message());
     }
     return std::nullopt;
   }

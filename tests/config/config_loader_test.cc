@@ -432,12 +432,19 @@ TEST_F(ConfigLoaderTest, ReportsBadTemplateAtTheFaultInTheScalar) {
          "      - sink: ops\n"
          "        body: |\n"
          "          {{ data.x | BAD }}\n";
-  // A block scalar: reported at the scalar itself.
-  LoadResult r = Load(yaml);
-  ASSERT_EQ(r.errors.size(), 1u) << Dump(r);
-  EXPECT_EQ(r.errors[0].line, 14);
-  EXPECT_NE(r.errors[0].message.find("routes[0].to[0].body: invalid template: "),
-            std::string::npos);
+  // A block scalar: at the fault, inside the block.
+  ExpectOneError(Load(yaml), 15, 23, "routes[0].to[0].body: invalid template: ");
+  yaml = std::string(kSinks) +
+         "routes:\n"
+         "  - name: r\n"
+         "    to:\n"
+         "      - sink: ops\n"
+         "        body: >-\n"
+         "          first line\n"
+         "\n"
+         "            {{ data.ok }} then\n"
+         "          {{ data.x | BAD }}\n";
+  ExpectOneError(Load(yaml), 18, 23, "routes[0].to[0].body: invalid template: ");
 }
 
 TEST_F(ConfigLoaderTest, ReportsFieldsTheSinkTypeDoesNotTake) {
