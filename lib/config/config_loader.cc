@@ -362,6 +362,9 @@ class Loader {
   // PositionOf for a block scalar whose indicator (| or >) is at byte `pos` of the file.
   std::optional<YAML::Mark> BlockPositionOf(size_t pos, std::string_view decoded,
                                             size_t offset) const;
+  // Reports quoted scalars in `node` (keys too) whose closing quote is missing: yaml-cpp 0.7
+  // accepts one that runs to the end of the file, swallowing every key after it.
+  void CheckQuotes(const YAML::Node& node, int depth);
 
   std::string file_;
   std::string_view text_;
@@ -655,6 +658,43 @@ YAML::Mark Loader::PositionOf(const Value& v, std::string_view decoded, size_t o
     ++src;
   }
   return at_column(mark.column + static_cast<int>(src - pos));
+}
+
+void Loader::CheckQuotes(const YAML::Node& node, int depth) {
+  if (depth > 64) return;  // deeper than any config; the schema check reports the shape
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      CheckQuotes(kv.first, depth + 1);
+      CheckQuotes(kv.second, depth + 1);
+    }
+    return;
+  }
+  if (node.IsSequence()) {
+    for (const auto& item : node) CheckQuotes(item, depth + 1);
+    return;
+  }
+  const YAML::Mark mark = node.Mark();
+  if (!node.IsScalar() || mark.is_null() || mark.pos < 0 ||
+      static_cast<size_t>(mark.pos) >= text_.size()) {
+    return;
+  }
+  const size_t pos = static_cast<size_t>(mark.pos);
+  const char quote = text_[pos];
+  if (quote != '\'' && quote != '"') return;
+  for (size_t i = pos + 1; i < text_.size(); ++i) {
+    if (quote == '"' && text_[i] == '\\') {
+      ++i;
+    } else if (text_[i] == quote) {
+      if (quote == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {
+        ++i;  // '' is an escaped quote
+        continue;
+      }
+      return;
+    }
+  }
+  ErrorAt(mark, mark.column,
+          std::string("YAML syntax error: unclosed quote: this ") +
+              (quote == '"' ? "double" : "single") + "-quoted string has no closing " + quote);
 }
 
 std::optional<YAML::Mark> Loader::BlockPositionOf(size_t pos, std::string_view decoded,
@@ -1264,6 +1304,7 @@ LoadResult Loader::Load() {
   }
   Value root;
   if (!docs.empty()) {
+    CheckQuotes(docs[0], 0);
     root.node = docs[0];
     root.mark = docs[0].Mark();
     root.key_mark = root.mark;

@@ -790,6 +790,18 @@ TEST_F(ConfigLoaderTest, RejectsIssuePathsWithoutEnrich) {
   EXPECT_NE(r.errors[1].message.find("routes[0].to[0].title: reads $issue.*"), std::string::npos);
 }
 
+TEST_F(ConfigLoaderTest, AnUnclosedQuoteIsASyntaxErrorNotTheRestOfTheFile) {
+  // yaml-cpp 0.7 takes everything to the end of the file as the string.
+  ExpectOneError(Load("sinks:\n  a:\n    type: file\n    path: '/tmp/x.jsonl\n"), 4, 11,
+                 "YAML syntax error: unclosed quote: this single-quoted string has no closing '");
+  LoadResult r = Load("sinks:\n  a:\n    type: file\n    path: \"/tmp/x.jsonl\n");
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_NE(Dump(r).find("double-quoted string has no closing"), std::string::npos) << Dump(r);
+  // Escaped quotes inside are not the closing one; a multi-line quoted string is fine.
+  LoadResult ok = Load("sinks:\n  a:\n    type: file\n    path: 'it''s\n      here'\n");
+  EXPECT_TRUE(ok.errors.empty()) << Dump(ok);
+}
+
 TEST_F(ConfigLoaderTest, KeepsTheHeadersRoutesReadAndNotesInstallationOrg) {
   LoadResult r =
       Load(std::string(kSinks) +
