@@ -1,6 +1,7 @@
 // ClassifyHttpStatus, ClassifyTransportError and the helpers of sink_util.h.
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -175,11 +176,22 @@ std::string_view FindHeader(const std::vector<std::pair<std::string, std::string
 
 std::string Redact(std::string text, const std::vector<std::string>& secrets, size_t max_bytes) {
   static constexpr std::string_view kMark = "[redacted]";
+  // A secret shorter than this is replaced only where it stands alone (between characters that
+  // are not letters or digits): a one-letter "secret" would otherwise garble every word.
+  static constexpr size_t kShortSecret = 8;
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
   for (const std::string& secret : secrets) {
     if (secret.empty()) continue;
-    for (size_t pos = text.find(secret); pos != std::string::npos;
-         pos = text.find(secret, pos + kMark.size())) {
+    const bool short_secret = secret.size() < kShortSecret;
+    for (size_t pos = text.find(secret); pos != std::string::npos;) {
+      const size_t end = pos + secret.size();
+      if (short_secret && ((pos > 0 && alnum(text[pos - 1])) ||
+                           (end < text.size() && alnum(text[end])))) {
+        pos = text.find(secret, pos + 1);
+        continue;
+      }
       text.replace(pos, secret.size(), kMark);
+      pos = text.find(secret, pos + kMark.size());
     }
   }
   if (text.size() > max_bytes) {

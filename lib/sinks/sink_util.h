@@ -17,7 +17,8 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 std::string_view FindHeader(const std::vector<std::pair<std::string, std::string>>& headers,
                             std::string_view name);
 
-// Returns `text` with every occurrence of each non-empty secret replaced by "[redacted]", then
+// Returns `text` with every occurrence of each non-empty secret replaced by "[redacted]" (a
+// secret under 8 bytes only where no letter or digit touches it on either side), then
 // cut to at most `max_bytes` bytes (on a UTF-8 boundary). For error strings that end up in logs
 // and the DLQ.
 std::string Redact(std::string text, const std::vector<std::string>& secrets,

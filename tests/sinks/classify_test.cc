@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "sinks/sink.h"
+#include "sinks/sink_util.h"
 
 namespace switchyard::sinks {
 namespace {
@@ -122,6 +123,29 @@ TEST(ClassifyTransportErrorTest, InvalidRequestIsPermanent) {
 TEST(ClassifyTransportErrorTest, LongMessagesAreCut) {
   const Outcome out = ClassifyTransportError(Unavailable(std::string(5000, 'x')));
   EXPECT_LE(out.error.size(), 250u);
+}
+
+}  // namespace
+}  // namespace switchyard::sinks
+
+namespace switchyard::sinks {
+namespace {
+
+TEST(RedactTest, LongSecretsAreRedactedWhereverTheyAppear) {
+  EXPECT_EQ(Redact("GET /x?token=abcdefghij1234 failed: abcdefghij1234", {"abcdefghij1234"}),
+            "GET /x?token=[redacted] failed: [redacted]");
+}
+
+TEST(RedactTest, AShortSecretIsRedactedOnlyWhereItStandsAlone) {
+  // A one-letter user key must not turn "invalid" into "inv[redacted]lid".
+  EXPECT_EQ(Redact("pushover: invalid user a (request a1)", {"a"}),
+            "pushover: invalid user [redacted] (request a1)");
+  EXPECT_EQ(Redact("token=ab1", {"ab1"}), "token=[redacted]");
+}
+
+TEST(RedactTest, TheResultIsCutOnAUtf8Boundary) {
+  std::string text = std::string(9, 'x') + "\xc3\xa9";  // 11 bytes, "é" at 9..10
+  EXPECT_EQ(Redact(text, {}, 10), std::string(9, 'x'));
 }
 
 }  // namespace
