@@ -184,6 +184,8 @@ int RunDaemon(const std::string& config_path) {
   std::mutex reload_mu;
   auto reload = [&]() -> std::vector<std::string> {
     std::lock_guard lock(reload_mu);
+    // Not while stopping: READY=1 would follow STOPPING=1 (the admin listener serves to the end).
+    if (!ready) return std::vector<std::string>{"switchyard is stopping; reload refused"};
     sd_notify(0, "RELOADING=1");
     auto next = config::LoadConfig(config_path);
     std::vector<std::string> errors;

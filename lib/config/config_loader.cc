@@ -365,6 +365,7 @@ class Loader {
   // Reports quoted scalars in `node` (keys too) whose closing quote is missing: yaml-cpp 0.7
   // accepts one that runs to the end of the file, swallowing every key after it.
   void CheckQuotes(const YAML::Node& node, int depth);
+  size_t quote_checks_ = 0;
 
   std::string file_;
   std::string_view text_;
@@ -661,7 +662,9 @@ YAML::Mark Loader::PositionOf(const Value& v, std::string_view decoded, size_t o
 }
 
 void Loader::CheckQuotes(const YAML::Node& node, int depth) {
-  if (depth > 64) return;  // deeper than any config; the schema check reports the shape
+  // Bounded: deeper than any config, or more nodes than any has (aliases make a small file a
+  // huge tree), is left to the schema checks.
+  if (depth > 64 || ++quote_checks_ > 100000) return;
   if (node.IsMap()) {
     for (const auto& kv : node) {
       CheckQuotes(kv.first, depth + 1);

@@ -294,11 +294,15 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     }
   }
   event.received_at_ms = clock_.NowMillis();
-  // Bounded by the request's header limit (server.max_header_bytes).
+  // Bounded by the request's header limit (server.max_header_bytes) and in number: a name
+  // repeated past the bound is cut (the store reads back at most 1,024 headers).
+  constexpr size_t kMaxKeptHeaders = 64;
   event.headers.reserve(cfg->kept_headers.size());
   for (const std::string& h : cfg->kept_headers) {
     for (const auto& [header, value] : request.headers) {
-      if (header == h) event.headers.emplace_back(header, value);
+      if (header == h && event.headers.size() < kMaxKeptHeaders) {
+        event.headers.emplace_back(header, value);
+      }
     }
   }
   event.body = std::move(request.body);

@@ -173,22 +173,8 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       auto it = entries.find(key);
       if (it != entries.end() && it->second.rec.status != InstallStatus::kNeedsReinstall &&
           !it->second.rec.access_token.empty()) {
-        // Already installed: the code was (or will be) used once. An organization learnt only
-        // now (the redirect carried no orgSlug; the webhook does) is kept.
-        std::optional<Installation> learnt;
-        if (it->second.rec.org.empty() && !org.empty()) {
-          it->second.rec.org = org;
-          learnt = it->second.rec;
-        }
         lock.unlock();
-        if (learnt) {
-          auto self = shared_from_this();
-          Post([self, rec = std::move(*learnt)] { self->Persist(rec); });
-          log::Info("installation organization learnt", {{"source", source},
-                                                         {"installation", uuid},
-                                                         {"org", org}});
-        }
-        return done(Status::Ok());
+        return done(Status::Ok());  // already installed: the code was (or will be) used once
       }
       auto ex = exchanges.find(key);
       if (ex != exchanges.end()) {
@@ -218,6 +204,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     const std::string source = ev.source, uuid = ev.uuid, code = ev.code, org = ev.org;
     Install(source, uuid, code, org, [self, ev = std::move(ev), first_ms, attempts](Status s) {
+      // Whoever exchanged the code (this webhook or the redirect), the signed webhook's org is
+      // kept for an installation stored without one.
+      self->LearnOrg(ev.source, ev.uuid, ev.org);
       if (s.ok()) return;
       if (s.retryable()) {
         const int64_t next = self->clock.NowMillis() + self->Backoff(attempts + 1).count();
@@ -233,6 +222,33 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       }
       log::Warn("installation from webhook failed",
                 {{"source", ev.source}, {"installation", ev.uuid}, {"error", s.message()}});
+    });
+  }
+
+  // The organization from a signed installation.created webhook, for an installation stored
+  // without one (set up through a redirect without orgSlug, or by one that raced the webhook).
+  // Only the webhook is trusted with it: /setup's orgSlug is an unauthenticated parameter.
+  void LearnOrg(const std::string& source, const std::string& uuid, const std::string& org) {
+    if (org.empty() || !ValidOrgSlug(org)) return;
+    const std::string key = Key(source, uuid);
+    {
+      std::lock_guard lock(mu);
+      auto it = entries.find(key);
+      if (it == entries.end() || !it->second.rec.org.empty()) return;
+      it->second.rec.org = org;
+    }
+    log::Info("installation organization learnt",
+              {{"source", source}, {"installation", uuid}, {"org", org}});
+    auto self = shared_from_this();
+    // Persisted as it is when the pool gets to it, so a newer pair is never overwritten.
+    Post([self, key] {
+      std::optional<Installation> rec;
+      {
+        std::lock_guard lock(self->mu);
+        auto it = self->entries.find(key);
+        if (it != self->entries.end()) rec = it->second.rec;
+      }
+      if (rec) self->Persist(*rec);
     });
   }
 
@@ -341,8 +357,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     auto it = entries.find(key);
     if (it == entries.end()) {
       lock.unlock();
-      if (finish_exchange) FailExchange(key, NotFound("installation was uninstalled"));
-      return;
+      // Through FinishVerify, which ends the exchange or frees the refresher's slot.
+      return FinishVerify(key, NotFound("installation was uninstalled"), std::nullopt,
+                          finish_exchange, /*retried=*/true);
     }
     it->second.busy = false;
     RefreshLocked(key, it->second, [self, key, finish_exchange](Status s) {

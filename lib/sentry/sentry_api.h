@@ -6,7 +6,8 @@
 //   kPermissionDenied   401 (grant unknown/used/expired, token expired or invalid, bad client
 //                       secret) — Sentry's "detail" text is kept in the message;
 //   kNotFound           404;
-//   kInvalidArgument    other 4xx (400, 403) — retrying the same request fails again;
+//   kFailedPrecondition other 4xx (400, 403): Sentry refused; retrying the same request fails
+//                       again (kInvalidArgument is kept for our own checks of the input);
 //   kUnavailable        429, 5xx, connection errors (retryable), with retry_after from 429/503;
 //   kDeadlineExceeded   timeout (retryable);
 //   kInternal           a 2xx whose body is not what the protocol says.

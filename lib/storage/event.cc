@@ -25,14 +25,16 @@ constexpr uint64_t kMaxBodyBytes = 256ull << 20;  // decoding bound
 std::string EncodeEvent(const StoredEvent& e) {
   std::string out;
   out.reserve(64 + e.body.size() + e.source.size() + e.id.size());
-  out.push_back(static_cast<char>(kVersion3));
+  // Version 2 while there is no organization to keep: what the previous release can read.
+  const bool v3 = !e.installation_org.empty();
+  out.push_back(static_cast<char>(v3 ? kVersion3 : kVersion2));
   PutBytes(out, e.id);
   PutBytes(out, e.source);
   PutBytes(out, e.resource);
   PutBytes(out, e.action);
   PutVarint(out, static_cast<uint64_t>(e.received_at_ms));
   PutBytes(out, e.installation_uuid);
-  PutBytes(out, e.installation_org);
+  if (v3) PutBytes(out, e.installation_org);
   PutVarint(out, e.headers.size());
   for (const auto& [k, v] : e.headers) {
     PutBytes(out, k);

@@ -338,6 +338,26 @@ TEST_F(IngestTest, RouteMatchesCountStoredEventsNotDuplicates) {
       << m->body;
 }
 
+TEST_F(IngestTest, AWebhookRepeatingAKeptHeaderHundredsOfTimesIsStoredReadably) {
+  StartDaemon({.tail = "sinks:\n  archive: {type: file, path: " + dir_.path() +
+                       "/archive.jsonl}\nroutes:\n  - name: all\n    to: [archive]\n"});
+  std::string body = CompactPayload("issue.created.json");
+  auto headers = SentryHeaders("issue", SentrySignature(kSecret, body));
+  for (int i = 0; i < 1100; ++i) headers.emplace_back("User-Agent", "");  // ~14 KB of head
+  auto r = Fetch(daemon_.port(), "POST", "/hooks/sentry", headers, body);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  // The stored event reads back (at most 1,024 headers), so it is delivered.
+  const std::string archive = dir_.path() + "/archive.jsonl";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (!std::filesystem::exists(archive) || std::filesystem::file_size(archive) == 0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(std::filesystem::exists(archive)) << daemon_.Log();
+  EXPECT_GT(std::filesystem::file_size(archive), body.size());
+}
+
 TEST_F(IngestTest, ChunkedBodyOverTheLimitIs413) {
   StartDaemon({.server_extra = "  max_body_bytes: 1024\n"});
   RawConnection c(daemon_.port());

@@ -232,6 +232,13 @@ TEST_F(SentryIntegrationTest, ARedirectWithoutOrgSlugLearnsTheOrgFromTheInstalla
   auto rows = Installations();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].at("org").as_string(), "");
+  // /setup's orgSlug is not authenticated: once installed, a link naming another org changes
+  // nothing.
+  auto forged = Fetch(daemon_.port(), "GET",
+                      "/setup/sentry?code=whatever&installationId=" + std::string(kUuid) +
+                          "&orgSlug=evil");
+  ASSERT_TRUE(forged);
+  EXPECT_EQ(Installations().at(0).at("org").as_string(), "");
   ASSERT_EQ(Post(InstallationCreated(kUuid, code), "installation")->status, 202);
   ASSERT_TRUE(Eventually([&] {
     auto now = Installations();

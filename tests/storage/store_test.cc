@@ -826,9 +826,14 @@ TEST(EventEncodingTest, InstallationOrgRoundTripsAndVersion2EventsStillDecode) {
   StoredEvent e = MakeEvent(R"({"a":1})");
   e.installation_uuid = "7d3c5c4f-4b8e-4d1e-9a67-1e2f3a4b5c6d";
   e.installation_org = "acme";
-  auto d = DecodeEvent(EncodeEvent(e));
+  const std::string bytes = EncodeEvent(e);
+  EXPECT_EQ(bytes[0], 3) << "version 3 carries the organization";
+  auto d = DecodeEvent(bytes);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->installation_org, "acme");
+  StoredEvent no_org = e;
+  no_org.installation_org.clear();
+  EXPECT_EQ(EncodeEvent(no_org)[0], 2) << "without one, what the previous release reads";
   EXPECT_EQ(d->installation_uuid, e.installation_uuid);
 
   // An event written by the previous release (version 2: no organization field).
