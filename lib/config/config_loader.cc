@@ -793,8 +793,7 @@ bool Loader::NoteMetadata(const Value& v, const std::vector<const rules::Path*>&
   for (const rules::Path* path : paths) {
     if (path->root == rules::Path::Root::kInstallationOrg) config_.reads_installation_org = true;
     if (path->root != rules::Path::Root::kHeader || path->segments.size() != 1) continue;
-    std::string name = path->segments[0];
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string& name = path->segments[0];  // lower-case (ParsePath)
     if (std::find(std::begin(kCredentialHeaders), std::end(kCredentialHeaders), name) !=
         std::end(kCredentialHeaders)) {
       Error(v, "reads " + path->text + ", a credential: routes cannot read it (it is never " +
@@ -803,7 +802,7 @@ bool Loader::NoteMetadata(const Value& v, const std::vector<const rules::Path*>&
     }
     if (std::find(config_.kept_headers.begin(), config_.kept_headers.end(), name) ==
         config_.kept_headers.end()) {
-      config_.kept_headers.push_back(std::move(name));
+      config_.kept_headers.push_back(name);
     }
   }
   return true;

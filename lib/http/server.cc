@@ -231,21 +231,26 @@ struct HttpServer::Impl {
     co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
   }
 
+  // Method, target and header fields (names lower-cased) of a parsed request head.
+  static void CopyHead(const bhttp::request_header<>& msg, Request* out) {
+    out->method = std::string(msg.method_string());
+    out->target = std::string(msg.target());
+    out->headers.reserve(16);
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+      out->headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+  }
+
   // Tells the listener's handler about a request the HTTP layer refused after parsing its head
   // (a 413 for a Content-Length over the limit comes as the head ends, its fields all parsed; a
   // 431's head is incomplete and is not reported).
   static void NotifyRefused(Handler* handler, const bhttp::request_parser<bhttp::string_body>& p,
                             int status) {
-    const auto& msg = p.get();
-    if (status == 431 || msg.target().empty()) return;
+    if (status == 431 || p.get().target().empty()) return;
     Request head;
-    head.method = std::string(msg.method_string());
-    head.target = std::string(msg.target());
-    for (const auto& field : msg) {
-      std::string name(field.name_string());
-      for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-      head.headers.emplace_back(std::move(name), std::string(field.value()));
-    }
+    CopyHead(p.get(), &head);
     handler->OnRefused(head, status);
   }
 
@@ -395,14 +400,7 @@ struct HttpServer::Impl {
       const bool keep_alive = msg.keep_alive();
       const bool head_request = msg.method() == bhttp::verb::head;
       Request request;
-      request.method = std::string(msg.method_string());
-      request.target = std::string(msg.target());
-      request.headers.reserve(16);
-      for (const auto& field : msg) {
-        std::string name(field.name_string());
-        for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-        request.headers.emplace_back(std::move(name), std::string(field.value()));
-      }
+      CopyHead(msg, &request);
       request.body = std::move(msg.body());
       // Nothing pipelined: the read buffer is not held while the handler runs (a fsync).
       if (buffer.size() == 0) buffer.shrink_to_fit();

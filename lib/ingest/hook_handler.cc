@@ -110,11 +110,15 @@ void HookHandler::OnRefused(const http::Request& head, int status) {
   auto cfg = config_.Get();
   const config::SourceConfig* source = cfg->FindSource(path.substr(sizeof(kHooksPrefix) - 1));
   if (!source) return;
-  const std::string_view reason = status == 413 ? "too_large" : "malformed";
-  metrics_.WebhookReceived(source->name, head.Header("sentry-hook-resource"), "rejected");
-  metrics_.WebhookRejected(source->name, reason);
-  log::Info("webhook rejected", {{"source", source->name},
-                                 {"request_id", head.Header("request-id")},
+  CountRejected(source->name, head, status, status == 413 ? "too_large" : "malformed");
+}
+
+void HookHandler::CountRejected(const std::string& source, const http::Request& request,
+                                int status, std::string_view reason) {
+  metrics_.WebhookReceived(source, request.Header("sentry-hook-resource"), "rejected");
+  metrics_.WebhookRejected(source, reason);
+  log::Info("webhook rejected", {{"source", source},
+                                 {"request_id", request.Header("request-id")},
                                  {"status", std::to_string(status)},
                                  {"reason", reason}});
 }
@@ -178,12 +182,7 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
   const config::SourceConfig* source = &source_cfg;
   const std::string& name = source->name;
   auto reject = [&](int status, std::string_view reason, std::string_view message) {
-    metrics_.WebhookReceived(name, request.Header("sentry-hook-resource"), "rejected");
-    metrics_.WebhookRejected(name, reason);
-    log::Info("webhook rejected", {{"source", name},
-                                   {"request_id", request.Header("request-id")},
-                                   {"status", std::to_string(status)},
-                                   {"reason", reason}});
+    CountRejected(name, request, status, reason);
     respond(http::Response::Error(status, message));
   };
 

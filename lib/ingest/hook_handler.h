@@ -35,6 +35,9 @@ class HookHandler : public http::Handler {
   void OnRefused(const http::Request& head, int status) override;
 
  private:
+  // Metrics and the log line of a webhook refused with `status` (nothing is answered here).
+  void CountRejected(const std::string& source, const http::Request& request, int status,
+                     std::string_view reason);
   // `config` and `source` stay valid for the call (Handle holds the config snapshot); what
   // outlives it (the store's completion) copies what it needs.
   void HandleHook(const config::Config& config, const config::SourceConfig& source,

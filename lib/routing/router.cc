@@ -74,7 +74,8 @@ std::vector<RouteMatch> MatchRoutes(const config::Config& config, const EventKey
     if (!KeysMatch(route, keys)) continue;
     bool unknown = false;
     if (!Evaluate(route, event, /*skip_issue=*/true, &unknown)) continue;
-    const bool deferred = unknown || RouteNeedsIssue(route) || after_deferred_stop;
+    // `unknown` implies `enrich` (the loader requires it for $issue.*).
+    const bool deferred = RouteNeedsIssue(route) || after_deferred_stop;
     out.push_back({&route, deferred});
     if (route.stop) {
       if (!unknown) break;  // decided now: nothing after it delivers, whatever came before

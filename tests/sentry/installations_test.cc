@@ -124,6 +124,19 @@ long RssKiB() {
   return 0;
 }
 
+// One installed app whose pair (`access_token`, "r0") expires 8 h from the clock's now.
+Installation Installed(Clock& clock, std::string access_token) {
+  Installation in;
+  in.source = "sentry";
+  in.uuid = "a8e5d37a-696c-4c54-adb5-b3f28d64c7de";
+  in.org = "test-org";
+  in.access_token = std::move(access_token);
+  in.refresh_token = "r0";
+  in.expires_at_ms = clock.NowMillis() + 8 * 3600 * 1000;
+  in.status = InstallStatus::kInstalled;
+  return in;
+}
+
 TEST(RefresherTest, TenThousandInstallationsRefreshSpreadOutAndNeverLate) {
   constexpr int kInstallations = 10000;
   FakeClock clock;
@@ -186,15 +199,8 @@ TEST(RefresherTest, TenThousandInstallationsRefreshSpreadOutAndNeverLate) {
 TEST(RefresherTest, ARefreshBeforeLongerThanTheTokensLifeRefreshesAtHalfLifeNotInALoop) {
   FakeClock clock;
   MemoryTokenStore store;
-  Installation in;
-  in.source = "sentry";
-  in.uuid = "a8e5d37a-696c-4c54-adb5-b3f28d64c7de";
-  in.org = "test-org";
-  in.access_token = "initial";
-  in.refresh_token = "r0";
+  Installation in = Installed(clock, "initial");
   in.updated_at_ms = clock.NowMillis();
-  in.expires_at_ms = clock.NowMillis() + 8 * 3600 * 1000;
-  in.status = InstallStatus::kInstalled;
   store.rows["sentry/" + in.uuid] = in;
   SentryStub sentry(clock, store);
   config::ConfigHolder holder(ConfigWith(hours(9)));  // longer than the 8 h a pair lives
@@ -219,14 +225,7 @@ TEST(RefresherTest, ARefreshBeforeLongerThanTheTokensLifeRefreshesAtHalfLifeNotI
 TEST(RefresherTest, ANewPairIsPersistedBeforeTheRetriedCallUsesIt) {
   FakeClock clock;
   MemoryTokenStore store;
-  Installation in;
-  in.source = "sentry";
-  in.uuid = "a8e5d37a-696c-4c54-adb5-b3f28d64c7de";
-  in.org = "test-org";
-  in.access_token = "stale";
-  in.refresh_token = "r0";
-  in.expires_at_ms = clock.NowMillis() + 8 * 3600 * 1000;
-  in.status = InstallStatus::kInstalled;
+  Installation in = Installed(clock, "stale");
   store.rows["sentry/" + in.uuid] = in;
   SentryStub sentry(clock, store);
   config::ConfigHolder holder(ConfigWith(hours(1)));
