@@ -46,6 +46,26 @@ std::filesystem::path* g_credentials_dir = nullptr;
     if (!(cond)) Fail(#cond, (detail)); \
   } while (0)
 
+// The input as error messages show its text: control characters as \n or \xNN (lower-case hex).
+// Escaping can spell a secret the input does not hold ("\x1c" + "red-secret-..." shows
+// "cred-secret-..."): that is the input's own text, not a leak.
+std::string ShownLikeErrors(const std::string& text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : text) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 void RemoveCredentialsDir() {
   if (g_credentials_dir == nullptr) return;
   std::error_code ec;
@@ -101,8 +121,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   FUZZ_CHECK((result.config != nullptr) == result.errors.empty(),
              std::to_string(result.errors.size()) + " errors");
-  const bool input_has_secret = text.find(kEnvSecret) != std::string::npos ||
-                                text.find(kCredentialSecret) != std::string::npos;
+  const std::string shown_input = ShownLikeErrors(text);
+  const bool input_has_secret = shown_input.find(kEnvSecret) != std::string::npos ||
+                                shown_input.find(kCredentialSecret) != std::string::npos;
   for (const config::ConfigError& e : result.errors) {
     const std::string shown = e.ToString();
     FUZZ_CHECK(e.file == kFile, shown);
