@@ -228,23 +228,16 @@ bool Contains(std::string_view haystack, std::string_view needle) {
   return !needle.empty() && haystack.find(needle) != std::string_view::npos;
 }
 
-// Feeds data[*pos, size) to `parser` until `done()` holds. Returns false if the input ends first
-// (the server would wait for more bytes and time out, answering nothing); *ec is a parse error.
+// Feeds data[*pos, size) to `parser` until `done()` holds, as the server feeds its buffer.
+// Returns false if the input ends first (the server would wait for more bytes and time out,
+// answering nothing); *ec is a parse error.
 template <typename Done>
 bool Feed(http::RequestParser& parser, const uint8_t* data, size_t size, size_t* pos,
           boost::system::error_code* ec, Done done) {
-  while (!done()) {
-    if (*pos >= size) return false;
-    const size_t used = parser.put(boost::asio::buffer(data + *pos, size - *pos), *ec);
-    *pos += used;
-    if (*ec == bhttp::error::need_more) {
-      if (used == 0) return false;
-      *ec = {};
-      continue;
-    }
-    if (*ec) return true;
-  }
-  return true;
+  *pos += http::ParseBuffered(
+      parser, boost::asio::buffer(data + *pos, size - *pos),
+      [&](const http::RequestParser&) { return done(); }, *ec);
+  return *ec || done();
 }
 
 // A framing answer (ReadErrorResponse / FramingError) the server sends before closing.

@@ -27,4 +27,25 @@ std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system
 // Call once the head is parsed; each answer closes the connection.
 std::optional<std::pair<int, std::string>> FramingError(const RequestParser& parser);
 
+// Feeds `bytes` to `parser` until `done(parser)` holds, the bytes run out, or the parser needs
+// more than they hold. These are the put() calls Beast's own reads make, so limits and framing
+// are judged identically whether a request was already buffered or is read later. Returns the
+// bytes used (the caller consumes them); `ec` is set to a parse error, never to need_more.
+template <typename Done>
+size_t ParseBuffered(RequestParser& parser, boost::asio::const_buffer bytes, Done done,
+                     boost::system::error_code& ec) {
+  size_t total = 0;
+  while (!done(parser) && bytes.size() > 0) {
+    const size_t used = parser.put(bytes, ec);
+    bytes += used;
+    total += used;
+    if (ec == boost::beast::http::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec || used == 0) break;
+  }
+  return total;
+}
+
 }  // namespace switchyard::http

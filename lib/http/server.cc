@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -238,7 +239,9 @@ struct HttpServer::Impl {
     out->headers.reserve(16);
     for (const auto& field : msg) {
       std::string name(field.name_string());
-      for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+      for (char& c : name) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII only, no locale
+      }
       out->headers.emplace_back(std::move(name), std::string(field.value()));
     }
   }
@@ -344,11 +347,21 @@ struct HttpServer::Impl {
       first = false;
 
       // Phase 2: the head.
-      bhttp::request_parser<bhttp::string_body> parser;
+      RequestParser parser;
       parser.header_limit(static_cast<uint32_t>(opt.max_header_bytes));
       parser.body_limit(opt.max_body_bytes);
       {
-        auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+        // Usually the whole head is buffered already: parse it here, and read (under the
+        // stream's deadline) only when it is not. A Beast read of a buffered head would still
+        // go through a composed operation and a post.
+        boost::system::error_code ec;
+        parser.eager(false);
+        buffer.consume(ParseBuffered(
+            parser, buffer.data(), [](const RequestParser& p) { return p.is_header_done(); }, ec));
+        if (!ec && !parser.is_header_done()) {
+          std::tie(ec, std::ignore) =
+              co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+        }
         if (auto error = ReadErrorResponse(ec)) {
           NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
@@ -386,7 +399,13 @@ struct HttpServer::Impl {
       }
       stream.expires_after(opt.body_timeout);
       {
-        auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+        boost::system::error_code ec;
+        parser.eager(true);
+        buffer.consume(ParseBuffered(
+            parser, buffer.data(), [](const RequestParser& p) { return p.is_done(); }, ec));
+        if (!ec && !parser.is_done()) {
+          std::tie(ec, std::ignore) = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+        }
         if (auto error = ReadErrorResponse(ec)) {
           NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);

@@ -1,0 +1,118 @@
+#include "common/log.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <regex>
+#include <string>
+
+namespace switchyard::log {
+namespace {
+
+// Points stderr at a temporary file for the test's lifetime; Read() returns what was written.
+class CapturedStderr {
+ public:
+  CapturedStderr() : file_(std::tmpfile()), saved_(dup(STDERR_FILENO)) {
+    dup2(fileno(file_), STDERR_FILENO);
+  }
+  ~CapturedStderr() {
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+    std::fclose(file_);
+  }
+  std::string Read() {
+    std::string out;
+    char buf[4096];
+    const off_t size = lseek(fileno(file_), 0, SEEK_END);
+    for (off_t off = 0; off < size;) {
+      const ssize_t n = pread(fileno(file_), buf, sizeof buf, off);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+      off += n;
+    }
+    return out;
+  }
+
+ private:
+  FILE* file_;
+  int saved_;
+};
+
+class LogTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Configure(Level::kInfo, Format::kText); }
+  void TearDown() override { ConfigureFromEnv(); }
+};
+
+int64_t ParseUtcMillis(const std::smatch& m) {
+  struct tm tm = {};
+  tm.tm_year = std::stoi(m[1]) - 1900;
+  tm.tm_mon = std::stoi(m[2]) - 1;
+  tm.tm_mday = std::stoi(m[3]);
+  tm.tm_hour = std::stoi(m[4]);
+  tm.tm_min = std::stoi(m[5]);
+  tm.tm_sec = std::stoi(m[6]);
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + std::stoi(m[7]);
+}
+
+int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+const std::regex kLine(
+    R"re(ts=(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z level=info msg="(\w+)" k=v)re");
+
+TEST_F(LogTest, EveryLineCarriesTheCurrentUtcTimeToTheMillisecond) {
+  CapturedStderr err;
+  const int64_t before = NowMillis();
+  for (int i = 0; i < 3; ++i) Info("hello", {{"k", "v"}});  // the later ones reuse the date
+  const int64_t after = NowMillis();
+  const std::string out = err.Read();
+  auto it = std::sregex_iterator(out.begin(), out.end(), kLine);
+  int lines = 0;
+  for (; it != std::sregex_iterator(); ++it, ++lines) {
+    const int64_t ts = ParseUtcMillis(*it);
+    EXPECT_GE(ts, before) << out;
+    EXPECT_LE(ts, after) << out;
+    EXPECT_EQ((*it)[8], "hello");
+  }
+  EXPECT_EQ(lines, 3) << out;
+}
+
+TEST_F(LogTest, ABatchWritesItsLinesInOrderWhenItEnds) {
+  CapturedStderr err;
+  {
+    ScopedBatch batch;
+    Info("first", {{"k", "v"}});
+    Info("second", {{"k", "v"}});
+    EXPECT_EQ(err.Read(), "") << "a batched line was written before the batch ended";
+  }
+  const std::string out = err.Read();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, kLine)) << out;
+  EXPECT_EQ(m[8], "first");
+  const std::string rest = m.suffix();
+  ASSERT_TRUE(std::regex_search(rest, m, kLine)) << out;
+  EXPECT_EQ(m[8], "second");
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+}
+
+TEST_F(LogTest, LinesBelowTheLevelAreNotWritten) {
+  Configure(Level::kWarn, Format::kText);
+  CapturedStderr err;
+  Info("quiet", {{"k", "v"}});
+  { ScopedBatch batch; Info("quiet too", {{"k", "v"}}); }
+  Warn("loud", {{"k", "v"}});
+  const std::string out = err.Read();
+  EXPECT_EQ(out.find("quiet"), std::string::npos) << out;
+  EXPECT_NE(out.find("level=warn msg=\"loud\""), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace switchyard::log
