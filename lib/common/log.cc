@@ -1,15 +1,16 @@
 #include "common/log.h"
 
-#include "common/json_escape.h"
-
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+
+#include "common/json_escape.h"
 
 namespace switchyard::log {
 namespace {
@@ -27,16 +28,32 @@ const char* LevelName(Level l) {
   return "info";
 }
 
+// RFC 3339 UTC with milliseconds. The date and time of day are formatted once per second per
+// thread; a busy thread's lines only append the milliseconds.
 void AppendTimestamp(std::string& out) {
-  auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  time_t secs = static_cast<time_t>(ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-  out += buf;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  const int64_t secs = ms / 1000;
+  thread_local int64_t cached_secs = -1;
+  thread_local char cached[32];  // "YYYY-MM-DDTHH:MM:SS."
+  thread_local int cached_len = 0;
+  if (secs != cached_secs) {
+    const time_t t = static_cast<time_t>(secs);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    cached_len =
+        snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (cached_len < 0 || cached_len >= static_cast<int>(sizeof cached)) cached_len = 0;
+    cached_secs = secs;
+  }
+  const int millis = static_cast<int>(ms % 1000);
+  const char frac[5] = {static_cast<char>('0' + millis / 100),
+                        static_cast<char>('0' + millis / 10 % 10),
+                        static_cast<char>('0' + millis % 10), 'Z', '\0'};
+  out.append(cached, static_cast<size_t>(cached_len));
+  out.append(frac, 4);
 }
 
 bool NeedsQuotes(std::string_view s) {
@@ -107,8 +124,10 @@ bool Enabled(Level level) { return static_cast<int>(level) >= g_min_level.load()
 
 void Write(Level level, std::string_view msg, std::initializer_list<Field> fields) {
   if (!Enabled(level)) return;
-  std::string line;
-  line.reserve(128 + msg.size());
+  // Inside a ScopedBatch the line is formatted straight into the batch.
+  std::string own;
+  std::string& line = t_batch ? *t_batch : own;
+  if (!t_batch) line.reserve(128 + msg.size());
   if (static_cast<Format>(g_format.load()) == Format::kJson) {
     line += "{\"ts\":\"";
     AppendTimestamp(line);
@@ -148,7 +167,6 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
     line += '\n';
   }
   if (t_batch) {
-    *t_batch += line;
     if (t_batch->size() >= (64u << 10)) {
       WriteAll(*t_batch);
       t_batch->clear();
