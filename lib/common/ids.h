@@ -8,7 +8,9 @@
 
 namespace switchyard {
 
-// Returns a new ULID for time `now_ms`. Random bits come from a per-thread CSPRNG-seeded engine.
+// Returns a new ULID for time `now_ms`. Random bits come from a per-thread CSPRNG-seeded engine;
+// successive ids of one thread within the same millisecond count up from the first, so they sort
+// in the order they were made (ULID's monotonic mode).
 std::string NewUlid(int64_t now_ms);
 
 // The smallest ULID of millisecond `ms` (for range bounds over time-ordered keys).
