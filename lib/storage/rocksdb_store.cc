@@ -24,6 +24,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
+#include <sched.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -533,7 +534,18 @@ class RocksDbStore final : public Store {
     for (;;) {
       {
         std::unique_lock lock(mu_);
-        cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+        if (queue_.empty() && !closing_) {
+          cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+          // Woken by the first append after an idle spell. An I/O thread that shares this core
+          // was most likely preempted by that wakeup in the middle of a round of ready requests:
+          // step aside once so that it finishes the round and this commit takes all of them
+          // (one commit, one WAL write and one wakeup instead of one per request; at 64
+          // connections on one core this took groups from ~4 to ~60 webhooks and CPU per
+          // webhook from 37 to 34 µs). On an otherwise idle core the yield returns at once.
+          lock.unlock();
+          sched_yield();
+          lock.lock();
+        }
         if (queue_.empty() && closing_) return;
         size_t bytes = 0;
         while (!queue_.empty() && batch.size() < options_.max_batch_events &&
