@@ -442,15 +442,8 @@ void RunConnection(Harness& h, uint8_t flags, const uint8_t* data, size_t size) 
     if (!Feed(parser, data, size, &pos, &ec, [&] { return parser.is_done(); })) return;
     if (ec) return CheckFramingAnswer(http::ReadErrorResponse(ec));
 
-    auto msg = parser.release();
-    const bool keep_alive = msg.keep_alive();
-    http::Request request;
-    request.method = std::string(msg.method_string());
-    request.target = std::string(msg.target());
-    for (const auto& field : msg) {
-      request.headers.emplace_back(Lower(field.name_string()), std::string(field.value()));
-    }
-    request.body = std::move(msg.body());
+    const bool keep_alive = parser.keep_alive();
+    http::Request request = std::move(parser.request());
     request.remote = "127.0.0.1:40000";
     request.started = std::chrono::steady_clock::now();
     FUZZ_CHECK(request.body.size() <= server.max_body_bytes, "body over the limit was accepted");

@@ -1,5 +1,7 @@
 #include "http/request_framing.h"
 
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <iterator>
 
@@ -21,21 +23,65 @@ std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system
 }
 
 std::optional<std::pair<int, std::string>> FramingError(const RequestParser& parser) {
-  const auto& head = parser.get();
-  const size_t fields = head.count(bhttp::field::transfer_encoding);
+  const int fields = parser.transfer_encoding_fields();
   if (fields == 0) return std::nullopt;
   auto bad = [](std::string why) { return std::pair{400, "malformed request: " + why}; };
   if (fields > 1) return bad("more than one Transfer-Encoding field");
-  if (head.count(bhttp::field::content_length) > 0) {
+  if (parser.content_length_fields() > 0) {
     return bad("both Transfer-Encoding and Content-Length");
   }
-  if (head.version() < 11) return bad("Transfer-Encoding in an HTTP/1.0 request");
+  if (parser.version() < 11) return bad("Transfer-Encoding in an HTTP/1.0 request");
   if (!parser.chunked()) return bad("Transfer-Encoding does not end with chunked");
-  const bhttp::token_list codings{head[bhttp::field::transfer_encoding]};
+  const bhttp::token_list codings{parser.transfer_encoding()};
   if (std::next(codings.begin()) != codings.end()) {
     return std::pair{501, std::string("Transfer-Encoding other than chunked is not supported")};
   }
   return std::nullopt;
+}
+
+void RequestParser::on_request_impl(verb method, string_view method_str, string_view target,
+                                    int version, error_code& ec) {
+  method_ = method;
+  version_ = version;
+  request_.method.assign(method_str.data(), method_str.size());
+  request_.target.assign(target.data(), target.size());
+  request_.headers.reserve(16);
+  ec = {};
+}
+
+void RequestParser::on_field_impl(bhttp::field name, string_view name_string, string_view value,
+                                  error_code& ec) {
+  if (name == bhttp::field::transfer_encoding && transfer_encodings_++ == 0) {
+    transfer_encoding_.assign(value.data(), value.size());
+  }
+  if (name == bhttp::field::content_length) ++content_lengths_;
+  if (name == bhttp::field::expect && !seen_expect_) {
+    seen_expect_ = true;
+    expect_continue_ = boost::beast::iequals(value, "100-continue");
+  }
+  std::string lower(name_string.data(), name_string.size());
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII only, no locale
+  }
+  request_.headers.emplace_back(std::move(lower), std::string(value.data(), value.size()));
+  ec = {};
+}
+
+void RequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                                      error_code& ec) {
+  // Beast has checked a declared length against body_limit before this.
+  if (content_length) request_.body.reserve(static_cast<size_t>(*content_length));
+  ec = {};
+}
+
+std::size_t RequestParser::on_body_impl(string_view body, error_code& ec) {
+  request_.body.append(body.data(), body.size());
+  ec = {};
+  return body.size();
+}
+
+std::size_t RequestParser::on_chunk_body_impl(std::uint64_t, string_view body, error_code& ec) {
+  return on_body_impl(body, ec);
 }
 
 }  // namespace switchyard::http

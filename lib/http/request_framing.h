@@ -3,16 +3,66 @@
 // Private to lib/http (it exposes Beast types); other modules use http/message.h.
 #pragma once
 
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
+
+#include "http/message.h"
 
 namespace switchyard::http {
 
-using RequestParser = boost::beast::http::request_parser<boost::beast::http::string_body>;
+// Beast's HTTP/1 request parser — its grammar, limits (header_limit, body_limit) and
+// de-chunking — writing straight into our Request: the method and target, each field with its
+// name lower-cased (ASCII), and the body. Beast's own request_parser would first build a fields
+// container (an allocation per field) and a body we would then copy out of. One per request.
+class RequestParser final : public boost::beast::http::basic_parser<true> {
+ public:
+  using verb = boost::beast::http::verb;
+
+  // The request read so far: the head once is_header_done(), the body too once is_done().
+  Request& request() { return request_; }
+  const Request& request() const { return request_; }
+  verb method() const { return method_; }
+  int version() const { return version_; }  // 10 or 11
+  // How many Transfer-Encoding and Content-Length fields the head had, and the first
+  // Transfer-Encoding's value.
+  int transfer_encoding_fields() const { return transfer_encodings_; }
+  int content_length_fields() const { return content_lengths_; }
+  std::string_view transfer_encoding() const { return transfer_encoding_; }
+  // Whether the first Expect field is "100-continue" (case-insensitive).
+  bool expects_continue() const { return expect_continue_; }
+
+ private:
+  using string_view = boost::beast::string_view;
+  using error_code = boost::system::error_code;
+
+  void on_request_impl(verb method, string_view method_str, string_view target, int version,
+                       error_code& ec) override;
+  void on_response_impl(int, string_view, int, error_code&) override {}  // never a response
+  void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
+                     error_code& ec) override;
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                         error_code& ec) override;
+  std::size_t on_body_impl(string_view body, error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code& ec) override;
+  void on_finish_impl(error_code&) override {}
+
+  Request request_;
+  verb method_ = verb::unknown;
+  int version_ = 0;
+  int transfer_encodings_ = 0;
+  int content_lengths_ = 0;
+  std::string transfer_encoding_;
+  bool seen_expect_ = false;
+  bool expect_continue_ = false;
+};
 
 // The answer to a failed read of a request (head or body), if it deserves one before closing:
 // 431 head too large, 413 body too large, 400 malformed framing. Timeouts, resets and EOF get none.

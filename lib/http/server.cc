@@ -232,28 +232,15 @@ struct HttpServer::Impl {
     co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
   }
 
-  // Method, target and header fields (names lower-cased) of a parsed request head.
-  static void CopyHead(const bhttp::request_header<>& msg, Request* out) {
-    out->method = std::string(msg.method_string());
-    out->target = std::string(msg.target());
-    out->headers.reserve(16);
-    for (const auto& field : msg) {
-      std::string name(field.name_string());
-      for (char& c : name) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII only, no locale
-      }
-      out->headers.emplace_back(std::move(name), std::string(field.value()));
-    }
-  }
-
   // Tells the listener's handler about a request the HTTP layer refused after parsing its head
   // (a 413 for a Content-Length over the limit comes as the head ends, its fields all parsed; a
   // 431's head is incomplete and is not reported).
-  static void NotifyRefused(Handler* handler, const bhttp::request_parser<bhttp::string_body>& p,
-                            int status) {
-    if (status == 431 || p.get().target().empty()) return;
+  static void NotifyRefused(Handler* handler, const RequestParser& p, int status) {
+    if (status == 431 || p.request().target.empty()) return;
     Request head;
-    CopyHead(p.get(), &head);
+    head.method = p.request().method;
+    head.target = p.request().target;
+    head.headers = p.request().headers;
     handler->OnRefused(head, status);
   }
 
@@ -390,9 +377,9 @@ struct HttpServer::Impl {
       }
 
       // Phase 3: the body.
-      if (auto expect = parser.get()[bhttp::field::expect];
-          beast::iequals(expect, "100-continue")) {
-        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, parser.get().version()};
+      if (parser.expects_continue()) {
+        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
+                                                static_cast<unsigned>(parser.version())};
         stream.expires_after(opt.write_timeout);
         auto [ec, n] = co_await bhttp::async_write(stream, cont, kNoThrow);
         if (ec) break;
@@ -414,13 +401,10 @@ struct HttpServer::Impl {
         if (ec) break;  // timeout (slowloris), reset, EOF: nothing to answer
       }
 
-      auto msg = parser.release();
-      const unsigned version = msg.version();
-      const bool keep_alive = msg.keep_alive();
-      const bool head_request = msg.method() == bhttp::verb::head;
-      Request request;
-      CopyHead(msg, &request);
-      request.body = std::move(msg.body());
+      const unsigned version = static_cast<unsigned>(parser.version());
+      const bool keep_alive = parser.keep_alive();
+      const bool head_request = parser.method() == bhttp::verb::head;
+      Request request = std::move(parser.request());
       // Nothing pipelined: the read buffer is not held while the handler runs (a fsync).
       if (buffer.size() == 0) buffer.shrink_to_fit();
       request.remote = remote;
