@@ -1,5 +1,6 @@
 #include "common/ids.h"
 
+#include <limits>
 #include <random>
 
 #include "common/crypto.h"
@@ -31,7 +32,7 @@ std::string NewUlid(int64_t now_ms) {
   // ids count up from a random start (ULID's monotonic mode), so one thread's ids sort in the
   // order it made them: events of the same millisecond keep their arrival order, and RocksDB's
   // memtable takes each insert at the end instead of searching for its place.
-  thread_local int64_t last_ms = -1;
+  thread_local int64_t last_ms = std::numeric_limits<int64_t>::min();  // no id made yet
   thread_local uint64_t hi = 0, lo = 0;
   if (now_ms == last_ms && (++lo != 0 || (hi = (hi + 1) & 0xffff) != 0)) {
     // next value of the same millisecond

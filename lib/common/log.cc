@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -31,9 +32,10 @@ const char* LevelName(Level l) {
 // RFC 3339 UTC with milliseconds. The date and time of day are formatted once per second per
 // thread; a busy thread's lines only append the milliseconds.
 void AppendTimestamp(std::string& out) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+  const int64_t ms = std::max<int64_t>(  // a clock before 1970 logs 1970
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+             .count());
   const int64_t secs = ms / 1000;
   thread_local int64_t cached_secs = -1;
   thread_local char cached[32];  // "YYYY-MM-DDTHH:MM:SS."

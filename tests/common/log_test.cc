@@ -85,22 +85,49 @@ TEST_F(LogTest, EveryLineCarriesTheCurrentUtcTimeToTheMillisecond) {
   EXPECT_EQ(lines, 3) << out;
 }
 
+TEST_F(LogTest, TheDateMovesOnWhenTheSecondChanges) {
+  CapturedStderr err;
+  Info("before", {{"k", "v"}});  // formats and caches this second's date
+  const int64_t start = NowMillis();
+  while (NowMillis() / 1000 == start / 1000) {
+  }  // await the next second (at most one)
+  const int64_t later = NowMillis();
+  Info("after", {{"k", "v"}});
+  const std::string out = err.Read();
+  std::smatch m;
+  const size_t at = out.find("msg=\"after\"");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string line = out.substr(out.rfind('\n', at) + 1);
+  ASSERT_TRUE(std::regex_search(line, m, kLine)) << out;
+  EXPECT_GE(ParseUtcMillis(m), later) << line;
+}
+
 TEST_F(LogTest, ABatchWritesItsLinesInOrderWhenItEnds) {
   CapturedStderr err;
   {
     ScopedBatch batch;
-    Info("first", {{"k", "v"}});
-    Info("second", {{"k", "v"}});
-    EXPECT_EQ(err.Read(), "") << "a batched line was written before the batch ended";
+    Info("batchfirst", {{"k", "v"}});
+    Info("batchsecond", {{"k", "v"}});
+    EXPECT_EQ(err.Read().find("batchfirst"), std::string::npos)
+        << "a batched line was written before the batch ended";
   }
   const std::string out = err.Read();
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m, kLine)) << out;
-  EXPECT_EQ(m[8], "first");
-  const std::string rest = m.suffix();
-  ASSERT_TRUE(std::regex_search(rest, m, kLine)) << out;
-  EXPECT_EQ(m[8], "second");
-  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+  const size_t first = out.find("msg=\"batchfirst\" k=v\n");
+  const size_t second = out.find("msg=\"batchsecond\" k=v\n");
+  ASSERT_NE(first, std::string::npos) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  EXPECT_LT(first, second);
+}
+
+TEST_F(LogTest, ABatchIsWrittenOutEvery64KiB) {
+  CapturedStderr err;
+  ScopedBatch batch;
+  const std::string big(1000, 'x');
+  for (int i = 0; i < 80; ++i) Info("bulk", {{"k", big}});
+  const std::string out = err.Read();  // the batch is still open
+  EXPECT_GE(out.size(), 64u << 10);
+  EXPECT_LT(out.size(), 80u * 1000u);
+  EXPECT_EQ(out.back(), '\n') << "a line was split across writes";
 }
 
 TEST_F(LogTest, LinesBelowTheLevelAreNotWritten) {

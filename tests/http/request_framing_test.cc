@@ -109,6 +109,36 @@ TEST(RequestParser, ConnectionCloseEndsAnHttpOneOneConnection) {
   EXPECT_EQ(p.method(), boost::beast::http::verb::get);
 }
 
+TEST(RequestParser, CloseInAnyConnectionFieldEndsTheConnection) {
+  RequestParser p;
+  ASSERT_TRUE(
+      Parse(p, "GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n").complete);
+  EXPECT_FALSE(p.keep_alive());
+}
+
+TEST(RequestParser, StopsAtTheEndOfARequestAndLeavesThePipelinedOneBuffered) {
+  const std::string first = "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\none";
+  const std::string second = "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\ntwo";
+  const std::string both = first + second;
+  RequestParser p;
+  boost::system::error_code ec;
+  p.eager(false);
+  size_t used = ParseBuffered(
+      p, boost::asio::buffer(both), [](const RequestParser& q) { return q.is_header_done(); }, ec);
+  p.eager(true);
+  used += ParseBuffered(
+      p, boost::asio::buffer(both.data() + used, both.size() - used),
+      [](const RequestParser& q) { return q.is_done(); }, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(p.is_done());
+  EXPECT_EQ(used, first.size());
+  EXPECT_EQ(p.request().body, "one");
+  RequestParser q;
+  ASSERT_TRUE(Parse(q, std::string_view(both).substr(used)).complete);
+  EXPECT_EQ(q.request().target, "/b");
+  EXPECT_EQ(q.request().body, "two");
+}
+
 TEST(RequestParser, ExpectContinueIsSeenOnTheFirstExpectFieldOnly) {
   RequestParser a, b;
   Parse(a, "POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n");
@@ -134,6 +164,14 @@ TEST(FramingError, RefusesTransferEncodingsASmugglerCouldUse) {
             400);
   EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
                           "Transfer-Encoding: chunked\r\n\r\n"),
+            400);
+  // Beast's own grammar refuses the two above (and a non-chunked coding next to a length);
+  // two Transfer-Encoding fields that end with chunked only our field count catches.
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n"),
+            400);
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+                          "Content-Length: 3\r\n\r\n"),
             400);
   EXPECT_EQ(FramingStatus("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
   EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
