@@ -34,9 +34,8 @@ std::string NewUlid(int64_t now_ms) {
   // memtable takes each insert at the end instead of searching for its place.
   thread_local int64_t last_ms = std::numeric_limits<int64_t>::min();  // no id made yet
   thread_local uint64_t hi = 0, lo = 0;
-  if (now_ms == last_ms && (++lo != 0 || (hi = (hi + 1) & 0xffff) != 0)) {
-    // next value of the same millisecond
-  } else {
+  const bool counted_on = now_ms == last_ms && (++lo != 0 || (hi = (hi + 1) & 0xffff) != 0);
+  if (!counted_on) {  // a new millisecond (or, once in 2^80, the count ran out): a fresh start
     auto& rng = ThreadRng();
     hi = rng() & 0xffff;
     lo = rng();

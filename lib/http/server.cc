@@ -232,6 +232,29 @@ struct HttpServer::Impl {
     co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
   }
 
+  enum Part { kHead, kBody };
+  // Reads the request's head, or the rest of it, under the stream's deadline. Usually the bytes
+  // are buffered already: they are parsed here, and only a request that is not all there yet
+  // goes through Beast's composed read (which would otherwise cost an operation and a post).
+  static net::awaitable<boost::system::error_code> ReadPart(beast::tcp_stream& stream,
+                                                            beast::flat_buffer& buffer,
+                                                            RequestParser& parser, Part part) {
+    auto done = [part](const RequestParser& p) {
+      return part == kHead ? p.is_header_done() : p.is_done();
+    };
+    boost::system::error_code ec;
+    parser.eager(part == kBody);
+    buffer.consume(ParseBuffered(parser, buffer.data(), done, ec));
+    if (ec || done(parser)) co_return ec;
+    if (part == kHead) {
+      std::tie(ec, std::ignore) =
+          co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+    } else {
+      std::tie(ec, std::ignore) = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+    }
+    co_return ec;
+  }
+
   // Tells the listener's handler about a request the HTTP layer refused after parsing its head
   // (a 413 for a Content-Length over the limit comes as the head ends, its fields all parsed; a
   // 431's head is incomplete and is not reported).
@@ -338,17 +361,7 @@ struct HttpServer::Impl {
       parser.header_limit(static_cast<uint32_t>(opt.max_header_bytes));
       parser.body_limit(opt.max_body_bytes);
       {
-        // Usually the whole head is buffered already: parse it here, and read (under the
-        // stream's deadline) only when it is not. A Beast read of a buffered head would still
-        // go through a composed operation and a post.
-        boost::system::error_code ec;
-        parser.eager(false);
-        buffer.consume(ParseBuffered(
-            parser, buffer.data(), [](const RequestParser& p) { return p.is_header_done(); }, ec));
-        if (!ec && !parser.is_header_done()) {
-          std::tie(ec, std::ignore) =
-              co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
-        }
+        const boost::system::error_code ec = co_await ReadPart(stream, buffer, parser, kHead);
         if (auto error = ReadErrorResponse(ec)) {
           NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
@@ -386,13 +399,7 @@ struct HttpServer::Impl {
       }
       stream.expires_after(opt.body_timeout);
       {
-        boost::system::error_code ec;
-        parser.eager(true);
-        buffer.consume(ParseBuffered(
-            parser, buffer.data(), [](const RequestParser& p) { return p.is_done(); }, ec));
-        if (!ec && !parser.is_done()) {
-          std::tie(ec, std::ignore) = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
-        }
+        const boost::system::error_code ec = co_await ReadPart(stream, buffer, parser, kBody);
         if (auto error = ReadErrorResponse(ec)) {
           NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);

@@ -540,8 +540,8 @@ class RocksDbStore final : public Store {
           // was most likely preempted by that wakeup in the middle of a round of ready requests:
           // step aside once so that it finishes the round and this commit takes all of them
           // (one commit, one WAL write and one wakeup instead of one per request; at 64
-          // connections on one core this took groups from ~4 to ~60 webhooks and CPU per
-          // webhook from 37 to 34 µs). On an otherwise idle core the yield returns at once.
+          // connections on one core groups grew from ~4 to ~45 webhooks). On an otherwise idle
+          // core the yield returns at once.
           lock.unlock();
           sched_yield();
           lock.lock();
