@@ -18,8 +18,8 @@ namespace switchyard::storage {
 inline constexpr char kEventsCf[] = "events";
 inline constexpr char kDedupeCf[] = "dedupe";
 inline constexpr char kDeliveriesCf[] = "deliveries";  // delivery id -> DeliveryRecord
-inline constexpr char kScheduleCf[] = "schedule";      // sink \0 be64(due) id -> ""
-inline constexpr char kDeadCf[] = "dead";              // delivery id -> "" (index of dead letters)
+inline constexpr char kScheduleCf[] = "schedule";  // sink \0 be64(due) id -> DeliveryRecord copy
+inline constexpr char kDeadCf[] = "dead";          // delivery id -> "" (index of dead letters)
 inline constexpr char kInstallationsCf[] = "installations";  // source \0 uuid -> sealed record
 
 rocksdb::ColumnFamilyOptions BaseColumnFamilyOptions();

@@ -288,12 +288,19 @@ class RocksDbStore final : public Store {
         first = false;
       }
       if (skip.find(id) != skip.end()) continue;
+      // The schedule entry carries a copy of the delivery record, written in the same batch as
+      // the record itself, so the iterator's snapshot has both or neither: no point read. An
+      // entry without a value was written by an older release; read the record then.
       std::string value;
-      rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), deliveries_cf_,
-                                         rocksdb::Slice(id.data(), id.size()), &value);
-      if (s.IsNotFound()) continue;  // completed concurrently
-      if (!s.ok()) return Unavailable("reading delivery: " + s.ToString());
-      auto d = DecodeDelivery(value);
+      if (it->value().empty()) {
+        rocksdb::Status s = db_->db()->Get(rocksdb::ReadOptions(), deliveries_cf_,
+                                           rocksdb::Slice(id.data(), id.size()), &value);
+        if (s.IsNotFound()) continue;  // completed concurrently
+        if (!s.ok()) return Unavailable("reading delivery: " + s.ToString());
+      }
+      auto d = DecodeDelivery(it->value().empty() ? std::string_view(value)
+                                                  : it->value().ToStringView());
+      if (d.ok() && d.value().id != id) d = Internal("schedule entry and record disagree");
       if (!d.ok()) {
         log::Error("skipping corrupt delivery record", {{"id", std::string(id)}});
         continue;
@@ -331,9 +338,10 @@ class RocksDbStore final : public Store {
     DeliveryRecord next = d;
     next.due_ms = next_due_ms;
     rocksdb::WriteBatch wb;
+    const std::string record = EncodeDelivery(next);
     wb.Delete(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id));
-    wb.Put(schedule_cf_, ScheduleKey(d.sink, next_due_ms, d.id), rocksdb::Slice());
-    wb.Put(deliveries_cf_, d.id, EncodeDelivery(next));
+    wb.Put(schedule_cf_, ScheduleKey(d.sink, next_due_ms, d.id), record);
+    wb.Put(deliveries_cf_, d.id, record);
     Status s = WriteQueue(wb);
     if (s.ok()) {
       std::lock_guard lock(counts_mu_);
@@ -386,9 +394,10 @@ class RocksDbStore final : public Store {
       r.due_ms = now_ms;
       r.last_error.clear();
       rocksdb::WriteBatch wb;
+      const std::string record = EncodeDelivery(r);
       wb.Delete(dead_cf_, id);
-      wb.Put(deliveries_cf_, id, EncodeDelivery(r));
-      wb.Put(schedule_cf_, ScheduleKey(r.sink, r.due_ms, id), rocksdb::Slice());
+      wb.Put(deliveries_cf_, id, record);
+      wb.Put(schedule_cf_, ScheduleKey(r.sink, r.due_ms, id), record);
       AdjustCounts(r.sink, +1, -1);  // before the write: see CommitBatch
       if (Status s = WriteQueue(wb); !s.ok()) {
         AdjustCounts(r.sink, -1, +1);
@@ -605,8 +614,9 @@ class RocksDbStore final : public Store {
         d.deferred = nd.deferred;
         d.created_ms = now;
         d.due_ms = now;
-        wb.Put(deliveries_cf_, d.id, EncodeDelivery(d));
-        wb.Put(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id), rocksdb::Slice());
+        const std::string record = EncodeDelivery(d);
+        wb.Put(deliveries_cf_, d.id, record);
+        wb.Put(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id), record);
         new_deliveries.push_back(std::move(d));
       }
       if (dedupe) {

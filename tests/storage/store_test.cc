@@ -21,6 +21,7 @@
 #include "storage/delivery_record.h"
 #include "storage/event.h"
 #include "storage/event_store.h"
+#include "storage/rocksdb_common.h"
 #include "support/temp_dir.h"
 
 namespace switchyard::storage {
@@ -427,6 +428,35 @@ TEST_F(StoreTest, CompleteRemovesTheDelivery) {
   EXPECT_TRUE(e.value() != nullptr);
 }
 
+// Stores written before schedule entries carried a copy of the delivery record have empty
+// values there; their deliveries must still be found and read whole.
+TEST_F(StoreTest, ScheduleEntriesWithoutARecordCopyAreStillDue) {
+  const DeliveryRecord d = One("s");
+  store_->Close();
+  store_.reset();
+  {
+    auto db = OpenDatabase(Options().path, {{kScheduleCf, BaseColumnFamilyOptions()}});
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    rocksdb::ColumnFamilyHandle* schedule = db.value()->Handle(kScheduleCf);
+    std::unique_ptr<rocksdb::Iterator> it(
+        db.value()->db()->NewIterator(rocksdb::ReadOptions(), schedule));
+    int rewritten = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ASSERT_FALSE(it->value().empty()) << "this release writes the copy";
+      ASSERT_TRUE(db.value()->db()->Put(rocksdb::WriteOptions(), schedule, it->key(), "").ok());
+      ++rewritten;
+    }
+    ASSERT_EQ(rewritten, 1);
+  }
+  Open();
+  auto due = store_->Due("s", now(), 10, {});
+  ASSERT_TRUE(due.ok()) << due.status().ToString();
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].id, d.id);
+  EXPECT_EQ((*due)[0].event_id, d.event_id);
+  EXPECT_EQ((*due)[0].sink, "s");
+}
+
 TEST_F(StoreTest, RescheduleMovesTheDeliveryToItsNewDueTime) {
   const int64_t t0 = now();
   DeliveryRecord d = One("s");
@@ -453,6 +483,9 @@ TEST_F(StoreTest, RescheduleMovesTheDeliveryToItsNewDueTime) {
   ASSERT_TRUE(due.ok());
   ASSERT_EQ(due->size(), 1u);  // the old schedule entry is gone
   EXPECT_EQ((*due)[0].due_ms, t0 + 5000);
+  // The scan returns the record as rescheduled (it reads the schedule entry's copy).
+  EXPECT_EQ((*due)[0].attempts, 1u);
+  EXPECT_EQ((*due)[0].last_error, "HTTP 503");
   EXPECT_EQ((*due)[0].attempts, 1u);
   ExpectCounts("s", 1, 0);
 
