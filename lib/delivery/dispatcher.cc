@@ -446,7 +446,11 @@ struct Dispatcher::Impl {
         Record(std::move(c));
         continue;
       }
-      metrics.RouteMatched(route->name);
+      if (r.d.counts_match) {
+        // Once per event: cleared here, and a retry stores the record without it.
+        metrics.RouteMatched(route->name);
+        r.d.counts_match = false;
+      }
       Deliver(it->second, std::move(r.d), std::move(r.event), fetched ? &issue_doc : nullptr,
               /*doc_holds_event=*/true, r.started);
     }

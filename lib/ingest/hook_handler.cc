@@ -273,9 +273,12 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     for (const routing::RouteMatch& m :
          routing::MatchRoutes(*cfg, {name, event.resource, event.action}, view)) {
       if (!m.deferred) matched.push_back(m.route->name);
+      bool counter_assigned = false;  // a deferred route's match is counted by one delivery
       for (const config::RouteTarget& t : m.route->to) {
         const config::SinkConfig* sink = cfg->FindSink(t.sink);
-        if (sink && sink->active()) deliveries.push_back({m.route->name, t.sink, m.deferred});
+        if (!sink || !sink->active()) continue;
+        deliveries.push_back({m.route->name, t.sink, m.deferred, m.deferred && !counter_assigned});
+        counter_assigned = true;
       }
     }
   }

@@ -23,6 +23,10 @@ struct NewDelivery {
   std::string route;
   std::string sink;
   bool deferred = false;  // the route's match depends on $issue.*: decide after enrichment
+  // Set on one deferred delivery of each (event, route): the one that counts the route's match
+  // (switchyard_route_matches_total) once it is decided, so the count is per event, not per
+  // sink or attempt.
+  bool counts_match = false;
 };
 
 struct DeliveryRecord {
@@ -31,6 +35,7 @@ struct DeliveryRecord {
   std::string route;
   std::string sink;
   bool deferred = false;
+  bool counts_match = false;  // see NewDelivery; cleared once counted
   bool dead = false;
   uint32_t attempts = 0;
   int64_t created_ms = 0;

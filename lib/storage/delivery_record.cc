@@ -21,7 +21,7 @@ std::string EncodeDelivery(const DeliveryRecord& d) {
   PutBytes(out, d.event_id);
   PutBytes(out, d.route);
   PutBytes(out, d.sink);
-  PutVarint(out, (d.deferred ? 1 : 0) | (d.dead ? 2 : 0));
+  PutVarint(out, (d.deferred ? 1 : 0) | (d.dead ? 2 : 0) | (d.counts_match ? 4 : 0));
   PutVarint(out, d.attempts);
   PutVarint(out, static_cast<uint64_t>(d.created_ms));
   PutVarint(out, static_cast<uint64_t>(d.first_attempt_ms));
@@ -44,6 +44,7 @@ Result<DeliveryRecord> DecodeDelivery(std::string_view in) {
   if (!ok) return Corruption("stored delivery is truncated or malformed");
   d.deferred = flags & 1;
   d.dead = flags & 2;
+  d.counts_match = flags & 4;
   d.attempts = static_cast<uint32_t>(attempts);
   d.created_ms = static_cast<int64_t>(created);
   d.first_attempt_ms = static_cast<int64_t>(first);

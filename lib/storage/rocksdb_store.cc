@@ -612,6 +612,7 @@ class RocksDbStore final : public Store {
         d.route = nd.route;
         d.sink = nd.sink;
         d.deferred = nd.deferred;
+        d.counts_match = nd.deferred && nd.counts_match;
         d.created_ms = now;
         d.due_ms = now;
         const std::string record = EncodeDelivery(d);

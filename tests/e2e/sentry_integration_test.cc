@@ -364,6 +364,27 @@ TEST_F(SentryIntegrationTest, RoutesReadTheInstallationsOrgHeadersAndTheIssueAft
   EXPECT_EQ(receiver_.count(), 1u);
 }
 
+TEST_F(SentryIntegrationTest, ADeferredRouteCountsOneMatchPerEventWhateverItsSinksAndRetries) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("frontend", "Retried twice"));
+  Start({.extra_routes = "  - name: fan\n    source: sentry\n    resource: event_alert\n"
+                         "    enrich: [issue]\n"
+                         "    match: ['$issue.project.slug = \"frontend\"']\n"
+                         "    to: [ops, phone]\n"});
+  InstallViaSetup();
+  receiver_.EnqueueStatus(503, 2);  // ops retries twice: each attempt fetches and decides again
+  auto r = Post(EventAlert(), "event_alert");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  ASSERT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_deliveries_total{outcome=\"success\",sink=\"ops\"} 1") !=
+           std::string::npos;
+  })) << Metrics();
+  EXPECT_EQ(receiver_.count(), 3u);
+  EXPECT_NE(Metrics().find("switchyard_route_matches_total{route=\"fan\"} 1\n"), std::string::npos)
+      << Metrics();
+}
+
 TEST_F(SentryIntegrationTest, AStopRouteDecidedByTheIssueStopsTheRoutesAfterIt) {
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Backend only"));
   sentry_.AddIssue("test-org", "2220001", IssueJson("frontend", "Everyone"));

@@ -927,6 +927,7 @@ TEST(DeliveryEncodingTest, RecordRoundTrips) {
   d.route = "route";
   d.sink = "sink";
   d.deferred = true;
+  d.counts_match = true;
   d.dead = true;
   d.attempts = 7;
   d.created_ms = 1700000000000;
@@ -941,8 +942,11 @@ TEST(DeliveryEncodingTest, RecordRoundTrips) {
   EXPECT_EQ(r->route, d.route);
   EXPECT_EQ(r->sink, d.sink);
   EXPECT_TRUE(r->deferred);
+  EXPECT_TRUE(r->counts_match);
   EXPECT_TRUE(r->dead);
   EXPECT_EQ(r->attempts, 7u);
+  d.counts_match = false;
+  EXPECT_FALSE(DecodeDelivery(EncodeDelivery(d))->counts_match);
   EXPECT_EQ(r->created_ms, d.created_ms);
   EXPECT_EQ(r->first_attempt_ms, d.first_attempt_ms);
   EXPECT_EQ(r->last_attempt_ms, d.last_attempt_ms);
