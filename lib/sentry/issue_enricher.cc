@@ -48,9 +48,14 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
       id = doc.GetText(std::span<const std::string>(path));
       if (id && !id->empty()) break;
     }
-    if (!id || !ValidIssueId(*id)) {
-      return done(InvalidArgument("event names no issue (data.issue.id, data.event.issue_id or "
-                                  "data.error.issue_id) to enrich with"),
+    if (!id || id->empty()) {
+      // Nothing to fetch (a metric alert, say): the route is decided with every $issue.* path
+      // missing, and a missing field reads as "" (CONTRACT.md, matchers).
+      return done(std::string(kNoIssue), std::nullopt);
+    }
+    if (!ValidIssueId(*id)) {
+      return done(InvalidArgument("event's issue id \"" + id->substr(0, 64) +
+                                  "\" is not a Sentry issue id"),
                   std::nullopt);
     }
     std::string uuid = event.installation_uuid;

@@ -3,15 +3,18 @@
 // data.error.issue_id) with the event's installation token, for routes decided after the fetch.
 //
 // A short-lived cache (`ttl`, at most `max_entries`) and single-flight per issue keep a burst of
-// events about one issue to one API call. Errors: an event without an issue id or installation
-// is a permanent failure; API errors keep their class (retryable ones are retried by the
-// dispatcher, not sooner than Sentry's Retry-After).
+// events about one issue to one API call. An event that names no issue (data.issue.id,
+// data.event.issue_id, data.error.issue_id) yields kNoIssue, an empty object: the route is
+// decided with every $issue.* reading as "". Errors: a malformed issue id or an event without an
+// installation is a permanent failure; API errors keep their class (retryable ones are retried by
+// the dispatcher, not sooner than Sentry's Retry-After).
 // Threads: FetchIssue may be called from any thread and never blocks.
 #pragma once
 
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/clock.h"
 #include "delivery/dispatcher.h"
@@ -19,6 +22,8 @@
 #include "sentry/installations.h"
 
 namespace switchyard::sentry {
+
+inline constexpr std::string_view kNoIssue = "{}";
 
 struct EnricherOptions {
   std::chrono::milliseconds ttl{10000};

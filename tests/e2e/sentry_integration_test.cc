@@ -385,6 +385,34 @@ TEST_F(SentryIntegrationTest, ADeferredRouteCountsOneMatchPerEventWhateverItsSin
       << Metrics();
 }
 
+TEST_F(SentryIntegrationTest, AnEventThatNamesNoIssueIsDecidedWithIssueFieldsReadingEmpty) {
+  // A metric alert is about no issue: nothing to fetch, and $issue.* reads as "" like any
+  // missing field. It is neither fetched nor dead-lettered.
+  Start({.extra_routes = "  - name: no-issue\n    source: sentry\n    resource: metric_alert\n"
+                         "    enrich: [issue]\n    match: ['$issue.id = \"\"']\n"
+                         "    to:\n      - sink: ops\n"
+                         "        body: 'issue={{ $issue.title | default(\"none\") }}'\n"
+                         "  - name: needs-an-issue\n    source: sentry\n    resource: metric_alert\n"
+                         "    enrich: [issue]\n    match: ['$issue.id != \"\"']\n    to: [phone]\n"});
+  InstallViaSetup();
+  auto v = boost::json::parse(CompactPayload("metric_alert.resolved.json"));
+  v.at("installation").as_object()["uuid"] = kUuid;
+  auto r = Post(boost::json::serialize(v), "metric_alert");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202);
+  ASSERT_TRUE(receiver_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(receiver_.requests().at(0).body, "issue=none");
+  ASSERT_TRUE(Eventually([&] {
+    return Metrics().find("switchyard_deliveries_total{outcome=\"filtered\",sink=\"phone\"} 1") !=
+           std::string::npos;
+  })) << Metrics();
+  auto queue = Fetch(daemon_.admin_port(), "GET", "/admin/queue");
+  ASSERT_TRUE(queue);
+  EXPECT_EQ(boost::json::parse(queue->body).at("dead").as_int64(), 0) << queue->body;
+  EXPECT_EQ(sentry_.stats().issue_gets, 0);
+  EXPECT_TRUE(pushover_.messages().empty());
+}
+
 TEST_F(SentryIntegrationTest, AStopRouteDecidedByTheIssueStopsTheRoutesAfterIt) {
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Backend only"));
   sentry_.AddIssue("test-org", "2220001", IssueJson("frontend", "Everyone"));
