@@ -104,11 +104,10 @@ bool HexDigestEquals(std::string_view received_hex, const Sha256Digest& expected
     unsigned v = 0;
     for (int k = 0; k < 2; ++k) {
       unsigned c = static_cast<unsigned char>(received_hex[2 * i + k]);
-      unsigned lc = c | 0x20;
       unsigned is_digit = (c - '0') < 10;
-      unsigned is_hex = (lc - 'a') < 6;
+      unsigned is_hex = (c - 'a') < 6;
       bad |= !(is_digit | is_hex);
-      v = (v << 4) | ((is_digit ? (c - '0') : (lc - 'a' + 10)) & 0xf);
+      v = (v << 4) | ((is_digit ? (c - '0') : (c - 'a' + 10)) & 0xf);
     }
     decoded[i] = static_cast<uint8_t>(v);
   }

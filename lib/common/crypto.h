@@ -18,8 +18,9 @@ Sha256Digest Sha256(std::string_view data);
 std::string HexLower(const uint8_t* data, size_t n);
 inline std::string HexLower(const Sha256Digest& d) { return HexLower(d.data(), d.size()); }
 
-// Compares a received lower/upper-case hex HMAC against the expected digest in time that does
-// not depend on where they differ. Returns false on any length or character mismatch.
+// Compares a received lower-case hex HMAC (what Sentry sends, and what CONTRACT.md requires)
+// against the expected digest in time that does not depend on where they differ. Returns false
+// on any length or character mismatch, upper-case hex included.
 bool HexDigestEquals(std::string_view received_hex, const Sha256Digest& expected);
 
 // True only if `received_hex` is the hex HMAC-SHA256 of `data` under `key`. Constant time in the

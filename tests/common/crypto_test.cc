@@ -70,11 +70,21 @@ TEST(HmacSha256Test, ThreadsVerifyingWithDifferentKeysDoNotInterfere) {
   for (int t = 0; t < 4; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
 }
 
-TEST(VerifyHmacSha256HexTest, AcceptsTheRightSignatureInEitherCaseAndRefusesOthers) {
+TEST(VerifyHmacSha256HexTest, AcceptsOnlyTheLowerCaseHexSignature) {
   EXPECT_TRUE(VerifyHmacSha256Hex(kShortKey, kShortData, kShortMac));
+  // CONTRACT.md: the header must equal the lower-case hex HMAC.
   std::string upper = kShortMac;
   for (char& c : upper) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
-  EXPECT_TRUE(VerifyHmacSha256Hex(kShortKey, kShortData, upper));
+  ASSERT_NE(upper, kShortMac);
+  EXPECT_FALSE(VerifyHmacSha256Hex(kShortKey, kShortData, upper));
+  std::string one_upper = kShortMac;
+  for (char& c : one_upper) {
+    if (c >= 'a' && c <= 'f') {
+      c = static_cast<char>(c - 'a' + 'A');
+      break;
+    }
+  }
+  EXPECT_FALSE(VerifyHmacSha256Hex(kShortKey, kShortData, one_upper));
   EXPECT_FALSE(VerifyHmacSha256Hex(kShortKey, kShortData + " ", kShortMac));
   EXPECT_FALSE(VerifyHmacSha256Hex(kLongKey, kShortData, kShortMac));
   EXPECT_FALSE(VerifyHmacSha256Hex(kShortKey, kShortData, kShortMac.substr(1)));
