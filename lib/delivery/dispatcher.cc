@@ -600,9 +600,10 @@ struct Dispatcher::Impl {
     if (purged.ok() && purged.value() > 0) {
       log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(*purged)}});
     }
-    // Events: once no delivery can still need them. A delivery dies at the latest max_age after
-    // its event arrived (or when attempted after that), and stays a dead letter dlq_retention;
-    // a day's margin covers a paused (circuit-open) sink.
+    // Events: once no delivery should still need them. A delivery dies at the latest max_age
+    // after its event arrived (or when attempted after that), and stays a dead letter
+    // dlq_retention; a day's margin covers a paused (circuit-open) sink. The store itself keeps
+    // any event a delivery still names (a replayed dead letter can outlive this bound).
     // A burst (thousands of connections each sending a request) leaves freed heap pages that
     // glibc keeps; hand them back every 10 s so RSS follows the steady state, not the peak.
     // Runs here, off the I/O threads: it takes a few milliseconds on a large heap.

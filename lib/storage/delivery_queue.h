@@ -85,7 +85,8 @@ class DeliveryQueue {
   virtual Result<size_t> PurgeDead(int64_t cutoff_ms) = 0;
 
   // Deletes stored events received before `cutoff_ms` (one range tombstone: event ids are
-  // time-ordered ULIDs). The caller picks a cutoff no pending or dead delivery can still need.
+  // time-ordered ULIDs), except those a stored delivery, pending or dead, still names: the cutoff
+  // is lowered to the oldest delivery's time (a dead letter replayed days later keeps its event).
   virtual Status PurgeEventsBefore(int64_t cutoff_ms) = 0;
 
   virtual QueueCounts Counts() const = 0;

@@ -439,6 +439,20 @@ class RocksDbStore final : public Store {
   }
 
   Status PurgeEventsBefore(int64_t cutoff_ms) override {
+    // Never an event a stored delivery (pending or dead) names. A delivery is made in the same
+    // commit as its event, with the same clock reading, and keeps its id through retries, death
+    // and replay; so no event older than the oldest delivery id is still named.
+    {
+      std::unique_ptr<rocksdb::Iterator> it(
+          db_->db()->NewIterator(rocksdb::ReadOptions(), deliveries_cf_));
+      it->SeekToFirst();
+      if (!it->status().ok()) return Unavailable("scanning deliveries: " + it->status().ToString());
+      if (it->Valid()) {
+        const int64_t oldest = UlidMillis(it->key().ToString());
+        if (oldest < 0) return Corruption("delivery key is not a ULID");
+        cutoff_ms = std::min(cutoff_ms, oldest);
+      }
+    }
     std::string end = UlidLowerBound(cutoff_ms);
     if (Status room = RoomForWrite(end.size() + 64); !room.ok()) return room;
     rocksdb::WriteOptions wo;

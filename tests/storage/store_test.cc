@@ -230,6 +230,38 @@ TEST_F(StoreTest, PurgeEventsBeforeRemovesOnlyOlderEvents) {
   EXPECT_EQ(kept.value()->body, "{\"age\":\"new\"}");
 }
 
+// A dead letter can be replayed long after its event's age would allow a purge (replay resets
+// its age): the purge must keep every event a delivery still names.
+TEST_F(StoreTest, PurgeEventsBeforeKeepsEventsThatADeliveryStillNames) {
+  auto unnamed = AppendSync(MakeEvent("{\"age\":\"old, no delivery\"}"), {});
+  ASSERT_TRUE(unnamed.ok());
+  clock_.Advance(hours(1));
+  DeliveryRecord d = One("s");
+  ASSERT_TRUE(store_->DeadLetter(d).ok());
+  clock_.Advance(hours(24 * 30));
+  auto newer = AppendSync(MakeEvent("{\"age\":\"new\"}"), {});
+  ASSERT_TRUE(newer.ok());
+  ASSERT_TRUE(store_->PurgeEventsBefore(now()).ok());
+  Reopen();  // read RocksDB, not the store's cache of recent events
+  auto gone = store_->Get(unnamed->id);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone.value() == nullptr) << "older than every delivery: purged";
+  auto named = store_->Get(d.event_id);
+  ASSERT_TRUE(named.ok());
+  EXPECT_TRUE(named.value() != nullptr) << "its dead letter is still listed";
+  auto kept = store_->Get(newer->id);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE(kept.value() != nullptr);
+
+  // Once the dead letter is gone, so is the bound.
+  ASSERT_THAT(store_->Drop({d.id}), ::testing::Property(&Result<size_t>::ok, true));
+  ASSERT_TRUE(store_->PurgeEventsBefore(now() - 1000).ok());
+  Reopen();
+  named = store_->Get(d.event_id);
+  ASSERT_TRUE(named.ok());
+  EXPECT_TRUE(named.value() == nullptr);
+}
+
 TEST_F(StoreTest, AppendWithoutDeliveriesStoresOnlyTheEvent) {
   auto r = AppendSync(MakeEvent("{}"), {});
   ASSERT_TRUE(r.ok());
