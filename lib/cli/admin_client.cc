@@ -31,7 +31,7 @@ Result<AdminReply> CallHttp(const std::string& address, const std::string& metho
     port = address.substr(colon + 1);
   }
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  if (host == "0.0.0.0" || host == "*" || host.empty()) host = "127.0.0.1";
   if (host == "::") host = "::1";
   net::io_context ioc;
   net::ip::tcp::resolver resolver(ioc);

@@ -31,6 +31,7 @@
 #include <span>
 #include <sstream>
 
+#include "common/listen_address.h"
 #include "config/config.h"
 #include "config/interpolate.h"
 
@@ -137,38 +138,6 @@ bool IsHeaderName(std::string_view s) {
     if (!ok) return false;
   }
   return true;
-}
-
-bool IsPort(std::string_view s) {
-  if (s.empty() || s.size() > 5) return false;
-  int port = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    port = port * 10 + (c - '0');
-  }
-  return port <= 65535;
-}
-
-// "HOST:PORT" (host name or IPv4) or "[IPV6]:PORT".
-bool IsListenAddress(std::string_view s) {
-  if (s.starts_with("[")) {
-    size_t end = s.find("]:");
-    if (end == std::string_view::npos || end == 1) return false;
-    std::string_view host = s.substr(1, end - 1);
-    bool ok = std::all_of(host.begin(), host.end(), [](char c) {
-      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-             c == ':' || c == '.';
-    });
-    return ok && host.find(':') != std::string_view::npos && IsPort(s.substr(end + 2));
-  }
-  size_t colon = s.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return false;
-  std::string_view host = s.substr(0, colon);
-  bool ok = std::all_of(host.begin(), host.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '-' || c == '_';
-  });
-  return ok && IsPort(s.substr(colon + 1));
 }
 
 // An absolute http(s) URL with a non-empty host and no whitespace or control characters.
@@ -574,11 +543,15 @@ std::optional<std::string> Loader::GetUrl(const Value& v, bool allow_empty) {
 }
 
 std::optional<std::string> Loader::GetListen(const Value& v) {
-  static constexpr std::string_view kForms = "HOST:PORT or [IPV6]:PORT with PORT in 0..65535";
+  static constexpr std::string_view kForms =
+      "IPV4:PORT, [IPV6]:PORT, localhost:PORT or *:PORT with PORT in 0..65535";
   std::optional<Text> text = GetText(v, kForms);
   if (!text) return std::nullopt;
-  if (!IsListenAddress(text->value)) {
-    Error(v, "expected " + std::string(kForms) + ", got " + text->Shown());
+  // The listener's own parser: what passes here binds (or fails only for the port being taken).
+  Result<ListenAddress> address = ParseListenAddress(text->value);
+  if (!address.ok()) {
+    Error(v, "expected " + std::string(kForms) + ", got " + text->Shown() + ": " +
+                 address.status().message());
     return std::nullopt;
   }
   return std::move(text->value);
@@ -1333,8 +1306,12 @@ LoadResult Loader::Load() {
   if (const Value* v = section("sinks")) ParseSinks(*v);
   config_.kept_headers.assign(std::begin(kStandardKeptHeaders), std::end(kStandardKeptHeaders));
   if (const Value* v = section("routes")) ParseRoutes(*v);
-  if (config_.server.listen == config_.server.admin_listen &&
-      !config_.server.listen.ends_with(":0")) {
+  // The same address written two ways (localhost and 127.0.0.1, * and an empty host) is the
+  // same address: the second listener could not bind it.
+  Result<ListenAddress> listen = ParseListenAddress(config_.server.listen);
+  Result<ListenAddress> admin_listen = ParseListenAddress(config_.server.admin_listen);
+  if (listen.ok() && admin_listen.ok() && listen->port != 0 && listen->ip == admin_listen->ip &&
+      listen->port == admin_listen->port) {
     const Value* v = section("server");
     std::optional<Value> admin = v ? Find(*v, "admin_listen") : std::nullopt;
     Error(admin ? admin->mark : (v ? v->key_mark : YAML::Mark()),

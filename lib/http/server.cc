@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/listen_address.h"
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "http/request_framing.h"
@@ -37,33 +38,16 @@ namespace {
 
 constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
 
+// The grammar is ParseListenAddress's, shared with the config check.
 Result<tcp::endpoint> ParseEndpoint(const std::string& address) {
-  std::string host, port;
-  if (!address.empty() && address[0] == '[') {
-    auto close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
-      return InvalidArgument("bad listen address \"" + address + "\"");
-    }
-    host = address.substr(1, close - 1);
-    port = address.substr(close + 2);
-  } else {
-    auto colon = address.rfind(':');
-    if (colon == std::string::npos)
-      return InvalidArgument("bad listen address \"" + address + "\"");
-    host = address.substr(0, colon);
-    port = address.substr(colon + 1);
+  Result<ListenAddress> parsed = ParseListenAddress(address);
+  if (!parsed.ok()) {
+    return InvalidArgument("bad listen address \"" + address + "\": " + parsed.status().message());
   }
-  if (host == "localhost") host = "127.0.0.1";
-  if (host.empty() || host == "*") host = "0.0.0.0";
   boost::system::error_code ec;
-  auto ip = net::ip::make_address(host, ec);
-  if (ec) return InvalidArgument("bad listen host \"" + host + "\" (use an IP address)");
-  char* end = nullptr;
-  long p = strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end || p < 0 || p > 65535) {
-    return InvalidArgument("bad listen port \"" + port + "\"");
-  }
-  return tcp::endpoint(ip, static_cast<uint16_t>(p));
+  auto ip = net::ip::make_address(parsed->ip, ec);
+  if (ec) return InvalidArgument("bad listen host \"" + parsed->ip + "\" (use an IP address)");
+  return tcp::endpoint(ip, parsed->port);
 }
 
 // Session state visible to Shutdown. Each io_context is run by exactly one thread, so everything

@@ -278,6 +278,31 @@ TEST_F(ConfigLoaderTest, LoadsTheAdditionalServerKeys) {
   EXPECT_EQ(r.config->server.threads, 3);
 }
 
+// The listener binds literal addresses only, so `check` must refuse what `run` would (a host
+// name among them) with the value's position, instead of passing it to fail at startup.
+TEST_F(ConfigLoaderTest, ListenAcceptsExactlyTheAddressesTheListenerBinds) {
+  for (const char* ok : {"127.0.0.1:0", "localhost:1", "'*:2'", "':3'", "0.0.0.0:4", "'[::]:5'",
+                         "'[::1]:6'", "'[::ffff:127.0.0.1]:7'", "127.0.0.1:65535"}) {
+    LoadResult r = Load(std::string("server:\n  listen: ") + ok + "\n");
+    EXPECT_TRUE(r.errors.empty()) << ok << "\n" << Dump(r);
+  }
+  ExpectOneError(Load("server:\n  listen: example.com:8080\n"), 2, 11,
+                 "server.listen: expected IPV4:PORT, [IPV6]:PORT, localhost:PORT or *:PORT with "
+                 "PORT in 0..65535, got \"example.com:8080\": the host is not an IP address "
+                 "(host names are not resolved");
+  ExpectOneError(Load("server:\n  admin_listen: my-host:9090\n"), 2, 17,
+                 "server.admin_listen: expected IPV4:PORT");
+  ExpectOneError(Load("server:\n  listen: 127.1:80\n"), 2, 11, "the host is not an IP address");
+  ExpectOneError(Load("server:\n  listen: '[127.0.0.1]:80'\n"), 2, 11,
+                 "the host in brackets is not an IPv6 address");
+  ExpectOneError(Load("server:\n  listen: '[fe80::1%lo]:80'\n"), 2, 11,
+                 "the host in brackets is not an IPv6 address");
+  ExpectOneError(Load("server:\n  listen: 127.0.0.1\n"), 2, 11, "no \":PORT\"");
+  ExpectOneError(Load("server:\n  listen: 127.0.0.1:+80\n"), 2, 11, "the port is not in 0..65535");
+  ExpectOneError(Load("server:\n  listen: 127.0.0.1:080000\n"), 2, 11,
+                 "the port is not in 0..65535");
+}
+
 TEST_F(ConfigLoaderTest, LoadsTheAdditionalStorageKeys) {
   LoadResult defaults = Load("");
   ASSERT_TRUE(defaults.errors.empty()) << Dump(defaults);
@@ -323,8 +348,8 @@ TEST_F(ConfigLoaderTest, ReportsDuplicateKeyAtTheSecondWithTheFirstLine) {
 
 TEST_F(ConfigLoaderTest, ReportsWrongTypesAtTheValue) {
   ExpectOneError(Load("server:\n  listen: {a: 1}\n"), 2, 11,
-                 "server.listen: expected HOST:PORT or [IPV6]:PORT with PORT in 0..65535, got a "
-                 "map");
+                 "server.listen: expected IPV4:PORT, [IPV6]:PORT, localhost:PORT or *:PORT with "
+                 "PORT in 0..65535, got a map");
   ExpectOneError(Load("server:\n  threads: abc\n"), 2, 12,
                  "server.threads: expected an integer in 0..4096, got \"abc\"");
   ExpectOneError(Load("server:\n  max_connections: -1\n"), 2, 20,
@@ -716,8 +741,14 @@ TEST_F(ConfigLoaderTest, ValidatesNamesUrlsAndAddresses) {
   ExpectOneError(Load("sinks:\n  h: {type: http, url: 'http://x/', method: post}\n"), 2, 45,
                  "expected one of GET, POST, PUT, PATCH, DELETE, got \"post\"");
   ExpectOneError(Load("server:\n  listen: 127.0.0.1:65536\n"), 2, 11, "got \"127.0.0.1:65536\"");
-  ExpectOneError(Load("server:\n  listen: ::1:80\n"), 2, 11, "server.listen: expected HOST:PORT");
+  ExpectOneError(Load("server:\n  listen: ::1:80\n"), 2, 11,
+                 "server.listen: expected IPV4:PORT, [IPV6]:PORT, localhost:PORT or *:PORT with "
+                 "PORT in 0..65535, got \"::1:80\": an IPv6 address must be in brackets");
   ExpectOneError(Load("server:\n  admin_listen: 127.0.0.1:8080\n"), 2, 17,
+                 "server.admin_listen: must differ from server.listen");
+  ExpectOneError(Load("server:\n  listen: '*:8080'\n  admin_listen: ':8080'\n"), 3, 17,
+                 "server.admin_listen: must differ from server.listen");
+  ExpectOneError(Load("server:\n  admin_listen: localhost:8080\n"), 2, 17,
                  "server.admin_listen: must differ from server.listen");
   LoadResult r = Load("sources:\n  s: {type: sentry, client_secret: ''}\n");
   EXPECT_TRUE(r.errors.empty()) << Dump(r);  // an empty secret is allowed (startup warns)

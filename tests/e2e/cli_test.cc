@@ -95,6 +95,20 @@ TEST(CliTest, RunWithABadConfigExitsOneWithTheErrors) {
   EXPECT_NE(r.err.find(":2:3:"), std::string::npos) << r.err;
 }
 
+// `check` and `run` agree on listen addresses: a host name is a config error (exit 1) in both,
+// not a pass from `check` followed by a startup failure (exit 2) from `run`.
+TEST(CliTest, AListenHostNameIsAConfigErrorForCheckAndRun) {
+  TempDir dir;
+  dir.Write("c.yaml",
+            "server:\n  listen: example.com:8080\nstorage:\n  path: " + dir.path() + "/var\n");
+  for (const char* command : {"check", "run"}) {
+    auto r = RunCli({command, "-c", dir.File("c.yaml")});
+    EXPECT_EQ(r.exit_code, 1) << command << ": " << r.err;
+    EXPECT_NE(r.err.find(":2:11: server.listen: expected"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("the host is not an IP address"), std::string::npos) << r.err;
+  }
+}
+
 TEST(CliTest, RunOnAPortInUseIsARuntimeFailure) {
   TempDir dir;
   DaemonProcess first(dir.path());
