@@ -105,10 +105,14 @@ struct FileSinkConfig {
   std::string path;
 };
 
+inline constexpr uint32_t kPushoverDefaultConcurrency = 2;
+
 struct SinkConfig {
   std::string name;
   std::string type;  // "pushover" | "http" | "file"
   Rate rate;
+  // In-flight attempts at once. 4 unless set, but 2 for pushover sinks (the loader applies
+  // kPushoverDefaultConcurrency): Pushover allows at most 2 concurrent connections.
   uint32_t concurrency = 4;
   RetryOverride retry;
   std::variant<PushoverSinkConfig, HttpSinkConfig, FileSinkConfig> settings;

@@ -970,6 +970,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
 
   bool has_url = false;
   bool has_path = false;
+  bool has_concurrency = false;
   for (const Entry& e : Entries(v, known, note)) {
     const Value& f = e.value;
     const std::string& k = e.key;
@@ -993,6 +994,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
         }
       }
     } else if (k == "concurrency") {
+      has_concurrency = true;
       if (auto x = GetInt(f, 1, std::numeric_limits<uint32_t>::max())) {
         out->concurrency = static_cast<uint32_t>(*x);
       }
@@ -1053,6 +1055,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
       if (x && file) file->path = *x;
     }
   }
+  if (out->type == "pushover" && !has_concurrency) out->concurrency = kPushoverDefaultConcurrency;
   if (out->type == "http" && !has_url) {
     Error(v.key_mark, v.path + ": missing required key \"url\" (http sinks)");
   }

@@ -303,6 +303,19 @@ TEST_F(ConfigLoaderTest, ListenAcceptsExactlyTheAddressesTheListenerBinds) {
                  "the port is not in 0..65535");
 }
 
+// Pushover allows at most 2 concurrent connections: that is a pushover sink's default; other
+// sinks default to 4, and an explicit value always wins.
+TEST_F(ConfigLoaderTest, APushoverSinkDefaultsToTwoAttemptsAtOnce) {
+  LoadResult r = Load(
+      "sinks:\n  phone: {type: pushover}\n  pager: {type: pushover, concurrency: 3}\n"
+      "  ops: {type: http, url: 'http://127.0.0.1:1/'}\n  archive: {type: file, path: x}\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  EXPECT_EQ(r.config->FindSink("phone")->concurrency, 2u);
+  EXPECT_EQ(r.config->FindSink("pager")->concurrency, 3u);
+  EXPECT_EQ(r.config->FindSink("ops")->concurrency, 4u);
+  EXPECT_EQ(r.config->FindSink("archive")->concurrency, 4u);
+}
+
 TEST_F(ConfigLoaderTest, LoadsTheAdditionalStorageKeys) {
   LoadResult defaults = Load("");
   ASSERT_TRUE(defaults.errors.empty()) << Dump(defaults);
