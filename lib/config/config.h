@@ -99,6 +99,8 @@ struct HttpSinkConfig {
   std::string method = "POST";
   std::vector<std::pair<std::string, std::string>> headers;  // values may be secrets
   Duration timeout = std::chrono::seconds(5);
+  // The sink's own `body` template: the body of every route target that sets none.
+  std::optional<rules::Template> body;
 };
 
 struct FileSinkConfig {
@@ -130,7 +132,7 @@ struct SinkConfig {
 
 // One destination of a route: a sink plus per-route templated fields
 // (pushover: title, message, url, url_title, priority, sound, device, html, ttl, retry, expire;
-//  http: body).
+//  http: body, which overrides the sink's own `body`).
 struct RouteTarget {
   std::string sink;
   std::map<std::string, rules::Template> fields;

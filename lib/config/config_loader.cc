@@ -55,7 +55,7 @@ constexpr std::string_view kRetryKeys[] = {"initial", "multiplier",   "max_delay
                                            "jitter",  "max_attempts", "max_age"};
 constexpr std::string_view kSinkCommonKeys[] = {"type", "rate", "concurrency", "retry"};
 constexpr std::string_view kPushoverSinkKeys[] = {"token", "user", "api_url"};
-constexpr std::string_view kHttpSinkKeys[] = {"url", "method", "headers", "timeout"};
+constexpr std::string_view kHttpSinkKeys[] = {"url", "method", "headers", "timeout", "body"};
 constexpr std::string_view kFileSinkKeys[] = {"path"};
 constexpr std::string_view kRouteKeys[] = {"name",      "source", "resource", "action", "match",
                                            "match_any", "enrich", "stop",     "to"};
@@ -76,6 +76,11 @@ constexpr std::string_view kCredentialHeaders[] = {"sentry-hook-signature", "sen
 constexpr int64_t kMaxThreads = 4096;
 constexpr int64_t kPushoverMinRetry = 30;
 constexpr int64_t kPushoverMaxExpire = 10800;
+// Why a sink's own templates cannot read $issue.*: they serve every route, enriched or not.
+constexpr std::string_view kSinkIssueNote =
+    "a sink's own templates cannot (only routes with \"enrich: [issue]\" fetch the issue: set "
+    "the field in the route's target instead)";
+constexpr std::string_view kRouteIssueNote = "the route has no \"enrich: [issue]\"";
 
 std::string Join(KeyList keys) {
   std::string out;
@@ -320,7 +325,10 @@ class Loader {
   void CheckPushoverFields(const Value& target, const std::map<std::string, Literal>& literals);
 
   std::optional<rules::Matcher> CompileMatcher(const Value& v, bool enrich_issue);
-  std::optional<rules::Template> CompileTemplate(const Value& v, bool enrich_issue, Text* text);
+  // Compiles the template at `v`. A template reading $issue.* is an error unless `enrich_issue`;
+  // `issue_note` says why.
+  std::optional<rules::Template> CompileTemplate(const Value& v, bool enrich_issue, Text* text,
+                                                 std::string_view issue_note = kRouteIssueNote);
   // Notes the metadata a matcher or template at `v` reads (kept headers, $installation.org);
   // false (and an error) if it reads a credential header, which is never kept.
   bool NoteMetadata(const Value& v, const std::vector<const rules::Path*>& paths);
@@ -739,7 +747,8 @@ std::optional<rules::Matcher> Loader::CompileMatcher(const Value& v, bool enrich
 }
 
 std::optional<rules::Template> Loader::CompileTemplate(const Value& v, bool enrich_issue,
-                                                       Text* text_out) {
+                                                       Text* text_out,
+                                                       std::string_view issue_note) {
   std::optional<Text> text = GetText(v, "a template string");
   if (!text) return std::nullopt;
   size_t offset = 0;
@@ -754,7 +763,7 @@ std::optional<rules::Template> Loader::CompileTemplate(const Value& v, bool enri
     return std::nullopt;
   }
   if (tmpl->NeedsIssue() && !enrich_issue) {
-    Error(v, "reads $issue.* but the route has no \"enrich: [issue]\"");
+    Error(v, "reads $issue.* but " + std::string(issue_note));
     return std::nullopt;
   }
   if (!NoteMetadata(v, tmpl->Paths())) return std::nullopt;
@@ -1049,6 +1058,10 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
     } else if (k == "timeout") {
       auto x = GetDuration(f, true);
       if (x && http) http->timeout = *x;
+    } else if (k == "body") {
+      Text text;
+      auto x = CompileTemplate(f, /*enrich_issue=*/false, &text, kSinkIssueNote);
+      if (x && http) http->body = std::move(*x);
     } else if (k == "path") {
       has_path = true;
       auto x = GetNonEmpty(f);
@@ -1306,8 +1319,9 @@ LoadResult Loader::Load() {
     config_.retry = retry.ApplyTo(RetryConfig{});
   }
   if (const Value* v = section("sources")) ParseSources(*v);
-  if (const Value* v = section("sinks")) ParseSinks(*v);
+  // Before sinks and routes: their templates add the headers they read.
   config_.kept_headers.assign(std::begin(kStandardKeptHeaders), std::end(kStandardKeptHeaders));
+  if (const Value* v = section("sinks")) ParseSinks(*v);
   if (const Value* v = section("routes")) ParseRoutes(*v);
   // The same address written two ways (localhost and 127.0.0.1, * and an empty host) is the
   // same address: the second listener could not bind it.

@@ -13,6 +13,7 @@
 #include <set>
 #include <span>
 #include <thread>
+#include <variant>
 
 #include "common/blocking_pool.h"
 #include "common/log.h"
@@ -369,10 +370,11 @@ struct Dispatcher::Impl {
     delivery.attempt = static_cast<int>(d.attempts) + 1;
     delivery.event = event;
     // The body is parsed only when something here reads it: the route's field templates for
-    // this sink, or the default title (Pushover's message fallback). A plain http or file sink
-    // forwards the stored bytes untouched.
+    // this sink, the sink's own templates, or the default title (Pushover's message fallback).
+    // A plain http or file sink forwards the stored bytes untouched.
     const config::RouteConfig* route_cfg = FindRoute(d.route);
-    bool needs_doc = st.config.type == "pushover";
+    const auto* http = std::get_if<config::HttpSinkConfig>(&st.config.settings);
+    bool needs_doc = st.config.type == "pushover" || (http && http->body);
     if (route_cfg && !needs_doc) {
       for (const auto& t : route_cfg->to) needs_doc |= t.sink == st.name && !t.fields.empty();
     }
@@ -383,13 +385,17 @@ struct Dispatcher::Impl {
           break;
         }
       }
+      const rules::EventMeta meta = MetaOf(*event);
+      rules::PayloadEventView view(doc, meta, issue);
       if (route_cfg) {
-        const rules::EventMeta meta = MetaOf(*event);
-        rules::PayloadEventView view(doc, meta, issue);
         for (const auto& t : route_cfg->to) {
           if (t.sink != st.name) continue;
           for (const auto& [field, tmpl] : t.fields) delivery.fields[field] = tmpl.Render(view);
         }
+      }
+      // The sink's own body is the default: a route target's `body` wins.
+      if (http && http->body && !delivery.fields.contains("body")) {
+        delivery.fields["body"] = http->body->Render(view);
       }
     }
     std::shared_ptr<sinks::Sink> sink = st.sink;

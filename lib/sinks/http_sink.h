@@ -1,7 +1,8 @@
 // The HTTP sink: one request per delivery to a configured URL (CONTRACT.md §3 "Sinks").
 //
 // Request: `method` (default POST) to `url` with the configured headers and `timeout`.
-// Body: fields["body"] when the route sets one (sent with Content-Type: application/json unless a
+// Body: fields["body"] when the route or the sink sets one (the dispatcher renders the route
+// target's `body`, else the sink's own; sent with Content-Type: application/json unless a
 // configured header sets Content-Type), else the original webhook body byte for byte with
 // Content-Type: application/json (this one always wins over a configured Content-Type, since the
 // bytes are the validated JSON payload).

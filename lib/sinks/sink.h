@@ -27,7 +27,8 @@ struct Delivery {
   int attempt = 1;    // 1 for the first attempt
   std::shared_ptr<const storage::StoredEvent> event;  // raw body byte for byte, metadata
   // Rendered route fields (pushover: title, message, url, url_title, priority, sound, device,
-  // html, ttl, retry, expire; http: body). Absent when the route does not set them.
+  // html, ttl, retry, expire; http: body, or the sink's own `body` when the route sets none).
+  // Absent when neither sets them.
   std::map<std::string, std::string> fields;
   // The issue/event title found in the payload (pushover's default message), may be empty.
   // Filled for pushover sinks and whenever the route renders fields for this sink; other sinks

@@ -485,6 +485,41 @@ TEST_F(ConfigLoaderTest, ReportsBadTemplateAtTheFaultInTheScalar) {
   ExpectOneError(Load(yaml), 18, 23, "routes[0].to[0].body: invalid template: ");
 }
 
+// CONTRACT.md §3 lists `body` among an http sink's own settings: the default body template of
+// its route targets, compiled at load like theirs.
+TEST_F(ConfigLoaderTest, AnHttpSinkTakesItsOwnBodyTemplate) {
+  LoadResult r = Load(
+      "sinks:\n"
+      "  ops:\n"
+      "    type: http\n"
+      "    url: http://127.0.0.1:1/\n"
+      "    body: '{\"title\": {{ data.issue.title | json }}, \"env\": \"{{ $header.x-env }}\"}'\n"
+      "routes:\n"
+      "  - {name: r, to: [ops]}\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  const auto& http = std::get<HttpSinkConfig>(r.config->FindSink("ops")->settings);
+  ASSERT_TRUE(http.body.has_value());
+  EXPECT_EQ(http.body->text(),
+            "{\"title\": {{ data.issue.title | json }}, \"env\": \"{{ $header.x-env }}\"}");
+  EXPECT_EQ(r.config->kept_headers.back(), "x-env") << "the header it reads is stored";
+  EXPECT_FALSE(
+      std::get<HttpSinkConfig>(
+          Load("sinks:\n  ops: {type: http, url: 'http://h/'}\n").config->FindSink("ops")->settings)
+          .body.has_value());
+
+  ExpectOneError(Load("sinks:\n  ops:\n    type: http\n    url: http://h/\n"
+                      "    body: '{{ data.x | BAD }}'\n"),
+                 5, 24, "sinks.ops.body: invalid template: ");
+  ExpectOneError(Load("sinks:\n  ops:\n    type: http\n    url: http://h/\n"
+                      "    body: '{{ $issue.title }}'\n"),
+                 5, 11, "sinks.ops.body: reads $issue.* but a sink's own templates cannot");
+  ExpectOneError(Load("sinks:\n  ops:\n    type: http\n    url: http://h/\n"
+                      "    body: '{{ $header.authorization }}'\n"),
+                 5, 11, "a credential");
+  ExpectOneError(Load("sinks:\n  a: {type: file, path: x, body: 'x'}\n"), 2, 28,
+                 "unknown key \"body\" in sinks.a");
+}
+
 TEST_F(ConfigLoaderTest, ReportsFieldsTheSinkTypeDoesNotTake) {
   std::string yaml = std::string(kSinks) +
                      "routes:\n"

@@ -492,6 +492,32 @@ routes:
   EXPECT_THAT(metrics_.Serialize(), HasSubstr("outcome=\"success\""));
 }
 
+// An http sink's own `body` is the body of every route target that sets none; a target's `body`
+// overrides it.
+TEST_F(DispatcherTest, AnHttpSinksOwnBodyIsTheDefaultAndATargetsBodyWins) {
+  Start(R"yaml(sinks:
+  ops:
+    type: http
+    url: "http://127.0.0.1:1/"
+    body: '{"title": {{ data.issue.title | json }}}'
+routes:
+  - name: plain
+    to: [ops]
+  - name: own-body
+    to:
+      - sink: ops
+        body: 'culprit {{ data.issue.culprit }}'
+)yaml");
+  Add("plain", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  EXPECT_EQ(Fake("ops").last().fields["body"],
+            R"({"title": "ReferenceError: blooopy is not defined"})");
+  Add("own-body", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  EXPECT_EQ(Fake("ops").last().fields["body"], "culprit ?(runner)");
+  EXPECT_EQ(Fake("ops").last().fields.size(), 1u);
+}
+
 TEST_F(DispatcherTest, PushoverDefaultTitleFollowsThePayloadKind) {
   Start(R"yaml(sinks:
   phone: {type: pushover}
