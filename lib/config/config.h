@@ -95,10 +95,16 @@ struct PushoverSinkConfig {
 };
 
 struct HttpSinkConfig {
-  std::string url;
+  std::string url;  // as configured (a template's text when url_template is set)
   std::string method = "POST";
   std::vector<std::pair<std::string, std::string>> headers;  // values may be secrets
   Duration timeout = std::chrono::seconds(5);
+  // Set when `url` has placeholders: the dispatcher renders it per delivery (Delivery::url) and
+  // the sink sends that. Its scheme and host are literal (placeholders come after the host).
+  std::optional<rules::Template> url_template;
+  // The header values that have placeholders, by header name as configured (also in `headers`,
+  // as their template text): rendered per delivery into Delivery::headers.
+  std::map<std::string, rules::Template> header_templates;
   // The sink's own `body` template: the body of every route target that sets none.
   std::optional<rules::Template> body;
 };

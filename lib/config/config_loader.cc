@@ -34,6 +34,7 @@
 #include "common/listen_address.h"
 #include "config/config.h"
 #include "config/interpolate.h"
+#include "httpclient/http_client.h"
 
 namespace switchyard::config {
 namespace {
@@ -318,6 +319,9 @@ class Loader {
   void ParseSource(const Value& v, SourceConfig* out);
   void ParseSinks(const Value& v);
   void ParseSink(const Value& v, SinkConfig* out);
+  // An http sink's `url`: a literal URL the HTTP client accepts, or a template whose scheme and
+  // host are literal. `out` is null when the sink's type is not http (the value is still checked).
+  void ParseSinkUrl(const Value& v, HttpSinkConfig* out);
   void ParseRoutes(const Value& v);
   void ParseRoute(const Value& v, RouteConfig* out);
   void ParseTarget(const Value& v, bool enrich_issue, RouteTarget* out);
@@ -1020,8 +1024,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
       if (x && pushover) pushover->api_url = *x;
     } else if (k == "url") {
       has_url = true;
-      auto x = GetUrl(f, false);
-      if (x && http) http->url = *x;
+      ParseSinkUrl(f, http);
     } else if (k == "method") {
       if (auto x = GetText(f, "a string")) {
         if (!Contains(kMethods, x->value)) {
@@ -1046,14 +1049,20 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
           continue;
         }
         lower_names.push_back(lower);
-        std::optional<std::string> value = GetString(h.value);
-        if (!value) continue;
+        Text text;
+        // A template (rendered per delivery; the sink turns control characters in what it
+        // inserts into spaces), or literal text when it has no placeholders.
+        std::optional<rules::Template> tmpl =
+            CompileTemplate(h.value, /*enrich_issue=*/false, &text, kSinkIssueNote);
+        if (!tmpl) continue;
         // Never shown: header values are often secrets.
-        if (value->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        if (text.value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
           Error(h.value, "header value must not contain CR, LF or NUL");
           continue;
         }
-        if (http) http->headers.emplace_back(h.key, std::move(*value));
+        if (!http) continue;
+        if (!tmpl->IsLiteral()) http->header_templates.emplace(h.key, std::move(*tmpl));
+        http->headers.emplace_back(h.key, std::move(text.value));
       }
     } else if (k == "timeout") {
       auto x = GetDuration(f, true);
@@ -1074,6 +1083,57 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
   }
   if (out->type == "file" && !has_path) {
     Error(v.key_mark, v.path + ": missing required key \"path\" (file sinks)");
+  }
+}
+
+void Loader::ParseSinkUrl(const Value& v, HttpSinkConfig* out) {
+  static constexpr std::string_view kExpected = "an http:// or https:// URL";
+  if (!v.node.IsScalar()) {
+    Error(v, "expected " + std::string(kExpected) + ", got " + Describe(v.node));
+    return;
+  }
+  Text text;
+  std::optional<rules::Template> tmpl =
+      CompileTemplate(v, /*enrich_issue=*/false, &text, kSinkIssueNote);
+  if (!tmpl) return;
+  // The part the template cannot change: all of it, or what comes before the first placeholder.
+  const size_t open = tmpl->IsLiteral() ? std::string::npos : text.value.find("{{");
+  std::string_view fixed = std::string_view(text.value).substr(0, open);
+  if (!tmpl->IsLiteral()) {
+    // Placeholders only after the host: the payload never picks the server, and the scheme and
+    // host are checked here. The rendered URL is checked per delivery (an invalid one is a
+    // permanent failure).
+    const size_t scheme_end = fixed.find("://");
+    if (scheme_end == std::string_view::npos ||
+        fixed.find_first_of("/?#", scheme_end + 3) == std::string_view::npos) {
+      const YAML::Mark at = text.substituted ? v.mark : PositionOf(v, text.value, open);
+      ErrorAt(at, at.column,
+              v.path +
+                  ": a placeholder in the scheme or host; templates may only fill in the "
+                  "path, query or fragment (after the '/' that ends the host)");
+      return;
+    }
+    // A percent escape the placeholder completes is checked once rendered.
+    if (fixed.ends_with("%")) {
+      fixed.remove_suffix(1);
+    } else if (fixed.size() >= 2 && fixed[fixed.size() - 2] == '%') {
+      fixed.remove_suffix(2);
+    }
+  }
+  if (!IsHttpUrl(fixed)) {
+    Error(v, "expected " + std::string(kExpected) + ", got " + text.Shown());
+    return;
+  }
+  // What the HTTP client would refuse at every delivery (userinfo, a bad port, ...); the URL is
+  // not repeated, since its userinfo or query may be a secret.
+  if (Status s = httpclient::ValidateUrl(fixed); !s.ok()) {
+    Error(v, s.message());
+    return;
+  }
+  if (out) {
+    out->url = std::move(text.value);
+    out->url_template = std::move(tmpl);
+    if (out->url_template->IsLiteral()) out->url_template.reset();
   }
 }
 

@@ -374,7 +374,9 @@ struct Dispatcher::Impl {
     // A plain http or file sink forwards the stored bytes untouched.
     const config::RouteConfig* route_cfg = FindRoute(d.route);
     const auto* http = std::get_if<config::HttpSinkConfig>(&st.config.settings);
-    bool needs_doc = st.config.type == "pushover" || (http && http->body);
+    bool needs_doc =
+        st.config.type == "pushover" ||
+        (http && (http->body || http->url_template || !http->header_templates.empty()));
     if (route_cfg && !needs_doc) {
       for (const auto& t : route_cfg->to) needs_doc |= t.sink == st.name && !t.fields.empty();
     }
@@ -396,6 +398,12 @@ struct Dispatcher::Impl {
       // The sink's own body is the default: a route target's `body` wins.
       if (http && http->body && !delivery.fields.contains("body")) {
         delivery.fields["body"] = http->body->Render(view);
+      }
+      if (http && http->url_template) delivery.url = http->url_template->Render(view);
+      if (http) {
+        for (const auto& [name, tmpl] : http->header_templates) {
+          delivery.headers[name] = tmpl.Render(view);
+        }
       }
     }
     std::shared_ptr<sinks::Sink> sink = st.sink;

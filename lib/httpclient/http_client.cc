@@ -860,4 +860,9 @@ std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options) {
   return std::make_unique<ClientImpl>(options);
 }
 
+Status ValidateUrl(std::string_view url) {
+  Result<Target> target = ParseUrl(url);
+  return target.ok() ? Status::Ok() : target.status();
+}
+
 }  // namespace switchyard::httpclient

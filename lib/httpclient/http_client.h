@@ -70,4 +70,8 @@ struct HttpClientOptions {
 
 std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options);
 
+// OK if Send accepts `url` (the same parser); otherwise kInvalidArgument with a message that
+// starts "invalid URL: " and does not repeat the URL.
+Status ValidateUrl(std::string_view url);
+
 }  // namespace switchyard::httpclient

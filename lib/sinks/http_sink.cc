@@ -22,16 +22,17 @@ bool IsOurs(std::string_view name) {
   return false;
 }
 
-// Values that must never appear in an error string: configured header values (Authorization
-// and friends) and the URL's userinfo and query.
-std::vector<std::string> SecretsOf(const config::HttpSinkConfig& config) {
-  std::vector<std::string> secrets;
-  for (const auto& [name, value] : config.headers) {
+// Values that must never appear in an error string: header values (Authorization and friends)
+// and the URL's userinfo and query. Adds them to `secrets`.
+void AddSecrets(std::string_view url,
+                const std::vector<std::pair<std::string, std::string>>& headers,
+                std::vector<std::string>* secrets_out) {
+  std::vector<std::string>& secrets = *secrets_out;
+  for (const auto& [name, value] : headers) {
     if (value.size() >= 4) secrets.push_back(value);
   }
-  const std::string& url = config.url;
   if (size_t q = url.find('?'); q != std::string::npos && url.size() - q > 1) {
-    secrets.push_back(url.substr(q + 1));
+    secrets.emplace_back(url.substr(q + 1));
   }
   if (size_t scheme = url.find("://"); scheme != std::string::npos) {
     const size_t start = scheme + 3;
@@ -42,6 +43,11 @@ std::vector<std::string> SecretsOf(const config::HttpSinkConfig& config) {
       secrets.emplace_back(authority.substr(0, at));
     }
   }
+}
+
+std::vector<std::string> SecretsOf(const config::HttpSinkConfig& config) {
+  std::vector<std::string> secrets;
+  AddSecrets(config.url, config.headers, &secrets);
   return secrets;
 }
 
@@ -68,10 +74,45 @@ class HttpSink final : public Sink {
       done(Outcome{Outcome::Kind::kPermanent, "delivery has no event", 0, std::nullopt});
       return;
     }
+    if (config_.url_template) {
+      // The URL is the template rendered for this event; one that is not a URL never will be
+      // (the same event renders it the same way), so this is permanent, and says why.
+      if (!delivery.url) {
+        done(Outcome{Outcome::Kind::kPermanent,
+                     "the url template was not rendered (the event body is not JSON)", 0,
+                     std::nullopt});
+        return;
+      }
+      if (Status s = httpclient::ValidateUrl(*delivery.url); !s.ok()) {
+        done(Outcome{Outcome::Kind::kPermanent,
+                     "the url template rendered an invalid URL for this event (" + s.message() +
+                         "; use | urlencode for values in a path or query)",
+                     0, std::nullopt});
+        return;
+      }
+    }
+    for (const auto& [name, tmpl] : config_.header_templates) {
+      if (!delivery.headers.contains(name)) {
+        done(Outcome{
+            Outcome::Kind::kPermanent,
+            "the template of header " + name + " was not rendered (the event body is not JSON)", 0,
+            std::nullopt});
+        return;
+      }
+    }
     httpclient::ClientRequest request;
+    std::shared_ptr<const std::vector<std::string>> secrets = secrets_;
     bool built = false;
     try {
       request = BuildRequest(delivery);
+      if (config_.url_template || !config_.header_templates.empty()) {
+        // What was rendered for this event may hold secrets too (a token in the query...).
+        auto all = std::make_shared<std::vector<std::string>>(*secrets_);
+        std::vector<std::pair<std::string, std::string>> rendered(delivery.headers.begin(),
+                                                                  delivery.headers.end());
+        AddSecrets(request.url, rendered, all.get());
+        secrets = std::move(all);
+      }
       built = true;
     } catch (const std::exception&) {  // allocation failure
     }
@@ -79,7 +120,8 @@ class HttpSink final : public Sink {
       done(Outcome{Outcome::Kind::kRetry, "internal error", 0, std::nullopt});
       return;
     }
-    auto callback = [secrets = secrets_, done = std::move(done)](Result<ClientResponse> result) {
+    auto callback = [secrets = std::move(secrets),
+                     done = std::move(done)](Result<ClientResponse> result) {
       Outcome out;
       try {
         if (result.ok()) {
@@ -102,7 +144,7 @@ class HttpSink final : public Sink {
     const storage::StoredEvent& event = *delivery.event;
     httpclient::ClientRequest request;
     request.method = config_.method.empty() ? "POST" : config_.method;
-    request.url = config_.url;
+    request.url = config_.url_template ? *delivery.url : config_.url;
     request.timeout = config_.timeout;
     request.max_response_bytes = kHttpSinkMaxResponseBytes;
     // Only the status and Retry-After matter: a 2xx with a huge body is still a delivery.
@@ -117,7 +159,12 @@ class HttpSink final : public Sink {
         if (!has_template) continue;  // the raw payload is always application/json
         configured_content_type = true;
       }
-      request.headers.emplace_back(name, value);
+      if (config_.header_templates.contains(name)) {
+        // Rendered from the payload: it must not be able to inject header lines.
+        request.headers.emplace_back(name, SafeHeaderValue(delivery.headers.at(name)));
+      } else {
+        request.headers.emplace_back(name, value);
+      }
     }
     if (!configured_content_type) request.headers.emplace_back("Content-Type", "application/json");
     request.headers.emplace_back("Idempotency-Key", SafeHeaderValue(delivery.id));

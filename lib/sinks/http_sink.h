@@ -1,6 +1,10 @@
 // The HTTP sink: one request per delivery to a configured URL (CONTRACT.md §3 "Sinks").
 //
-// Request: `method` (default POST) to `url` with the configured headers and `timeout`.
+// Request: `method` (default POST) to `url` with the configured headers and `timeout`. A `url` or
+// header value with placeholders is sent as the dispatcher rendered it for the event
+// (Delivery::url, Delivery::headers; control characters in a rendered header value become
+// spaces). A rendered URL the client would refuse, or a template left unrendered (the event
+// body is not JSON), fails the delivery permanently with a message that says so.
 // Body: fields["body"] when the route or the sink sets one (the dispatcher renders the route
 // target's `body`, else the sink's own; sent with Content-Type: application/json unless a
 // configured header sets Content-Type), else the original webhook body byte for byte with

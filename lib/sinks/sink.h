@@ -30,6 +30,11 @@ struct Delivery {
   // html, ttl, retry, expire; http: body, or the sink's own `body` when the route sets none).
   // Absent when neither sets them.
   std::map<std::string, std::string> fields;
+  // HTTP sinks whose `url` or header values are templates: those rendered for this event (header
+  // values by configured name). Unset (url) or absent (a header) when the event body could not
+  // be parsed; the sink then fails the delivery permanently rather than send the template text.
+  std::optional<std::string> url;
+  std::map<std::string, std::string> headers;
   // The issue/event title found in the payload (pushover's default message), may be empty.
   // Filled for pushover sinks and whenever the route renders fields for this sink; other sinks
   // get the stored bytes without the dispatcher parsing them.

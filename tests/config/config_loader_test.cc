@@ -520,6 +520,49 @@ TEST_F(ConfigLoaderTest, AnHttpSinkTakesItsOwnBodyTemplate) {
                  "unknown key \"body\" in sinks.a");
 }
 
+// An http sink's url and header values may be templates (CONTRACT.md §3 "Templates"): compiled
+// at load with errors at their position; the scheme and host stay literal.
+TEST_F(ConfigLoaderTest, AnHttpSinksUrlAndHeaderValuesMayBeTemplates) {
+  LoadResult r = Load(
+      "sinks:\n"
+      "  ops:\n"
+      "    type: http\n"
+      "    url: 'http://h/ok/{{ data.issue.id }}?team={{ $header.x-team | urlencode }}'\n"
+      "    headers: {X-Issue: 'id {{ data.issue.id }}', X-Team: backend}\n");
+  ASSERT_TRUE(r.errors.empty()) << Dump(r);
+  const auto& http = std::get<HttpSinkConfig>(r.config->FindSink("ops")->settings);
+  EXPECT_EQ(http.url, "http://h/ok/{{ data.issue.id }}?team={{ $header.x-team | urlencode }}");
+  ASSERT_TRUE(http.url_template.has_value());
+  EXPECT_EQ(http.url_template->text(), http.url);
+  ASSERT_EQ(http.header_templates.size(), 1u);
+  EXPECT_EQ(http.header_templates.at("X-Issue").text(), "id {{ data.issue.id }}");
+  ASSERT_EQ(http.headers.size(), 2u);
+  EXPECT_EQ(http.headers[1], (std::pair<std::string, std::string>{"X-Team", "backend"}));
+  EXPECT_EQ(r.config->kept_headers.back(), "x-team");
+  LoadResult literal = Load("sinks:\n  ops: {type: http, url: 'http://h/plain'}\n");
+  ASSERT_TRUE(literal.errors.empty()) << Dump(literal);
+  EXPECT_FALSE(std::get<HttpSinkConfig>(literal.config->FindSink("ops")->settings).url_template);
+
+  const std::string head = "sinks:\n  ops:\n    type: http\n";
+  ExpectOneError(Load(head + "    url: 'http://h/ok/{{ data.issue.id | BAD }}'\n"), 4, 42,
+                 "sinks.ops.url: invalid template: ");
+  ExpectOneError(Load(head + "    url: 'http://{{ data.host }}/x'\n"), 4, 18,
+                 "sinks.ops.url: a placeholder in the scheme or host; templates may only fill in "
+                 "the path, query or fragment");
+  ExpectOneError(Load(head + "    url: 'http://h:80{{ data.port }}/x'\n"), 4, 22,
+                 "a placeholder in the scheme or host");
+  ExpectOneError(Load(head + "    url: '{{ data.url }}'\n"), 4, 11,
+                 "a placeholder in the scheme or host");
+  ExpectOneError(Load(head + "    url: 'http://h/{{ $issue.id }}'\n"), 4, 10,
+                 "sinks.ops.url: reads $issue.* but a sink's own templates cannot");
+  ExpectOneError(Load(head + "    url: 'http://h/x y/{{ data.id }}'\n"), 4, 10,
+                 "sinks.ops.url: expected an http:// or https:// URL");
+  ExpectOneError(Load(head + "    url: 'http://u:p@h/{{ data.id }}'\n"), 4, 10,
+                 "sinks.ops.url: invalid URL: userinfo is not supported");
+  ExpectOneError(Load(head + "    url: http://h/\n    headers: {X-Id: '{{ data.id | BAD }}'}\n"), 5,
+                 35, "sinks.ops.headers.X-Id: invalid template: ");
+}
+
 TEST_F(ConfigLoaderTest, ReportsFieldsTheSinkTypeDoesNotTake) {
   std::string yaml = std::string(kSinks) +
                      "routes:\n"

@@ -518,6 +518,28 @@ routes:
   EXPECT_EQ(Fake("ops").last().fields.size(), 1u);
 }
 
+// A templated url and header values are rendered per delivery, like route fields.
+TEST_F(DispatcherTest, AnHttpSinksTemplatedUrlAndHeadersAreRenderedForEachEvent) {
+  Start(R"yaml(sinks:
+  ops:
+    type: http
+    url: "http://127.0.0.1:1/ok/{{ data.issue.id }}?p={{ data.issue.project.slug | urlencode }}"
+    headers:
+      X-Issue: '{{ data.issue.shortId }}'
+      X-Team: backend
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const sinks::Delivery d = Fake("ops").last();
+  EXPECT_EQ(d.url, "http://127.0.0.1:1/ok/1170820242?p=front-end");
+  EXPECT_EQ(d.headers, (std::map<std::string, std::string>{{"X-Issue", "FRONT-END-9"}}))
+      << "only templated header values are rendered";
+  EXPECT_TRUE(d.fields.empty());
+}
+
 TEST_F(DispatcherTest, PushoverDefaultTitleFollowsThePayloadKind) {
   Start(R"yaml(sinks:
   phone: {type: pushover}

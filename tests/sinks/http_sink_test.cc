@@ -205,6 +205,45 @@ TEST_F(HttpSinkTest, TransportErrorsNeverCarrySecrets) {
   EXPECT_THAT(out.error, Not(HasSubstr("s3cr3t")));
 }
 
+rules::Template Compile(std::string_view text) { return rules::Template::Parse(text).value(); }
+
+// A templated url and header values are sent as the dispatcher rendered them for the event.
+TEST_F(HttpSinkTest, TemplatedUrlAndHeadersAreSentAsRendered) {
+  config_.url = "https://ops.example.com/ok/{{ data.issue.id }}";
+  config_.url_template = Compile(config_.url);
+  config_.headers = {{"Authorization", "Bearer s3cr3t-token"},
+                     {"X-Issue", "issue {{ data.issue.id }}"}};
+  config_.header_templates.emplace("X-Issue", Compile("issue {{ data.issue.id }}"));
+  Delivery d = MakeDelivery();
+  d.url = "https://ops.example.com/ok/1170820242";
+  d.headers["X-Issue"] = "issue 1170820242\r\nX-Evil: 1";
+  EXPECT_EQ(Deliver(d).kind, Kind::kSuccess);
+  const auto req = client_.last_request();
+  EXPECT_EQ(req.url, "https://ops.example.com/ok/1170820242");
+  EXPECT_EQ(Values(req.headers, "Authorization"), std::vector<std::string>{"Bearer s3cr3t-token"});
+  EXPECT_EQ(Values(req.headers, "X-Issue"), std::vector<std::string>{"issue 1170820242  X-Evil: 1"})
+      << "a rendered value cannot inject header lines";
+}
+
+// After rendering, a value that is not a URL fails at once, saying so, without a request; so
+// does a template the dispatcher could not render.
+TEST_F(HttpSinkTest, ATemplatedUrlThatRendersInvalidIsAPermanentFailureSayingSo) {
+  config_.url = "https://ops.example.com/ok/{{ data.issue.title }}";
+  config_.url_template = Compile(config_.url);
+  Delivery d = MakeDelivery();
+  d.url = "https://ops.example.com/ok/not a path";
+  Outcome out = Deliver(d);
+  EXPECT_EQ(out.kind, Kind::kPermanent);
+  EXPECT_THAT(out.error, HasSubstr("the url template rendered an invalid URL for this event"));
+  EXPECT_THAT(out.error, HasSubstr("| urlencode"));
+  EXPECT_EQ(client_.request_count(), 0u);
+
+  out = Deliver(MakeDelivery());  // no rendered url
+  EXPECT_EQ(out.kind, Kind::kPermanent);
+  EXPECT_THAT(out.error, HasSubstr("the url template was not rendered"));
+  EXPECT_EQ(client_.request_count(), 0u);
+}
+
 TEST_F(HttpSinkTest, NewSinkBuildsHttpSinks) {
   config::SinkConfig c;
   c.name = "ops";
