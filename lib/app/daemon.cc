@@ -290,11 +290,17 @@ int RunDaemon(const std::string& config_path) {
   // body was still arriving at SIGTERM is in flight, not new).
   const auto budget = holder.Get()->server.shutdown_timeout;
   const auto work_budget = budget * 9 / 10;  // the rest: closing the store
+  const auto stop_started = std::chrono::steady_clock::now();
   std::thread dispatcher_stop([&dispatcher, work_budget] { dispatcher.Stop(work_budget); });
   server.Shutdown(work_budget);
   dispatcher_stop.join();
   stopping = true;
-  installations.Stop();
+  // Token requests in flight (a refresh Sentry commits the moment it answers, a single-use grant
+  // code) get what is left of the work budget to complete and store their pair before the client
+  // shuts down and cancels them.
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      work_budget - (std::chrono::steady_clock::now() - stop_started));
+  installations.Stop(std::max(left, std::chrono::milliseconds(0)));
   client->Shutdown();
   (*store)->Close();
   log::Info("stopped");

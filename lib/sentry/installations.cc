@@ -81,6 +81,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
   std::set<std::string> forgotten;  // deleted while an exchange was in flight; GUARDED_BY(mu)
   std::set<std::pair<int64_t, std::string>> schedule;  // (due, key); GUARDED_BY(mu)
   size_t in_flight = 0;                                // scheduled actions running; GUARDED_BY(mu)
+  // Exchanges and refreshes sent to Sentry whose answer is not yet handled (stored); Stop waits
+  // for them. GUARDED_BY(mu)
+  size_t token_requests = 0;
   struct GrantRetry {
     ingest::InstallationEvent event;
     int64_t first_ms = 0;
@@ -98,6 +101,27 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     if (stopping || !pool) return false;
     pool->Post(std::move(task));
     return true;
+  }
+
+  // Runs the completion of a request to Sentry on the pool. Unlike Post, also while stopping:
+  // Sentry may have committed the answer (a rotated pair, a used grant code), so it is handled
+  // and stored; once Stop has drained the pool, `task` runs on the caller's (client) thread.
+  void Complete(std::function<void()> task) {
+    {
+      std::lock_guard lock(mu);
+      if (pool) {
+        pool->Post(std::move(task));
+        return;
+      }
+    }
+    task();
+  }
+
+  // A token request's answer has been handled (its pair stored, or the failure recorded).
+  void TokenRequestDone() {
+    std::lock_guard lock(mu);
+    if (token_requests > 0) --token_requests;
+    cv.notify_all();
   }
 
   std::chrono::milliseconds Backoff(uint32_t failures) const {
@@ -183,6 +207,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       }
       exchanges[key].push_back(std::move(done));
       forgotten.erase(key);
+      ++token_requests;
     }
     log::Info("exchanging grant code", {{"source", source}, {"installation", uuid}});
     auto self = shared_from_this();
@@ -190,11 +215,10 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
                       [self, key, source, uuid, org](Result<TokenGrant> grant,
                                                      std::optional<std::chrono::milliseconds>) {
                         auto grant_ptr = std::make_shared<Result<TokenGrant>>(std::move(grant));
-                        if (!self->Post([self, key, source, uuid, org, grant_ptr] {
-                              self->FinishExchange(key, source, uuid, org, std::move(*grant_ptr));
-                            })) {
-                          self->FailExchange(key, Unavailable("switchyard is stopping"));
-                        }
+                        self->Complete([self, key, source, uuid, org, grant_ptr] {
+                          self->FinishExchange(key, source, uuid, org, std::move(*grant_ptr));
+                          self->TokenRequestDone();
+                        });
                       });
   }
 
@@ -310,13 +334,15 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
                                                     {"installation", uuid},
                                                     {"error", stored.message()}});
     }
+    bool stopping_now;
     {
       std::lock_guard lock(mu);
+      stopping_now = stopping;
       Entry& e = entries[key];
       e.rec = rec;
       e.failures = 0;
-      e.busy = verify;
-      if (!verify) RescheduleLocked(key, e, std::nullopt);
+      e.busy = verify && !stopping;  // no new request while stopping: verified after a restart
+      if (!e.busy) RescheduleLocked(key, e, std::nullopt);
       gauges_dirty = true;
     }
     log::Info("installation tokens stored",
@@ -329,6 +355,12 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       return FailExchange(key, Unavailable("the tokens could not be stored: " + stored.message()));
     }
     if (!verify) return FailExchange(key, Status::Ok());
+    if (stopping_now) {
+      // Stored as pending: the verify is sent at the next start.
+      log::Info("installation verify deferred to the next start (stopping)",
+                {{"source", source}, {"installation", uuid}});
+      return FailExchange(key, Status::Ok());
+    }
     StartVerify(key, *src, rec, /*finish_exchange=*/true);
   }
 
@@ -340,12 +372,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
                       [self, key, finish_exchange, retried](
                           Result<bool> r, std::optional<std::chrono::milliseconds> ra) {
                         auto status = std::make_shared<Status>(r.ok() ? Status::Ok() : r.status());
-                        if (!self->Post([self, key, finish_exchange, status, ra, retried] {
-                              self->FinishVerify(key, *status, ra, finish_exchange, retried);
-                            }) &&
-                            finish_exchange) {
-                          self->FailExchange(key, Unavailable("switchyard is stopping"));
-                        }
+                        self->Complete([self, key, finish_exchange, status, ra, retried] {
+                          self->FinishVerify(key, *status, ra, finish_exchange, retried);
+                        });
                       });
   }
 
@@ -481,13 +510,13 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     if (e.busy) return;
     auto cfg = config.Get();
     const config::SourceConfig* src = cfg->FindSource(e.rec.source);
-    if (!src || e.rec.refresh_token.empty()) {
+    if (stopping || !src || e.rec.refresh_token.empty()) {
+      const Status why = stopping ? Unavailable("switchyard is stopping")
+                                  : FailedPrecondition("no refresh token or source");
       auto waiters = std::move(e.refresh_waiters);
       e.refresh_waiters.clear();
       for (auto& w : waiters) {
-        if (pool) {
-          pool->Post([w = std::move(w)] { w(FailedPrecondition("no refresh token or source")); });
-        }
+        if (pool) pool->Post([w = std::move(w), why] { w(why); });
       }
       return;
     }
@@ -502,23 +531,32 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     // thread hop keeps that an implementation detail).
     if (!pool) return;  // stopping
     pool->Post([self, key, source = std::move(source), uuid, refresh, scheduled] {
+      bool send;
+      {
+        std::lock_guard lock(self->mu);
+        send = !self->stopping;
+        if (send) ++self->token_requests;
+      }
+      // Stopping before it was sent: the stored pair is still the valid one.
+      if (!send) return self->AbandonRefresh(key, scheduled);
       self->api.Refresh(source, uuid, refresh,
                         [self, key, scheduled](Result<TokenGrant> grant,
                                                std::optional<std::chrono::milliseconds> ra) {
                           auto g = std::make_shared<Result<TokenGrant>>(std::move(grant));
-                          if (!self->Post([self, key, g, ra, scheduled] {
-                                self->FinishRefresh(key, std::move(*g), ra, scheduled);
-                              })) {
-                            self->AbandonRefresh(key);
-                          }
+                          self->Complete([self, key, g, ra, scheduled] {
+                            self->FinishRefresh(key, std::move(*g), ra, scheduled);
+                            self->TokenRequestDone();
+                          });
                         });
     });
   }
 
-  void AbandonRefresh(const std::string& key) {
+  // A refresh that was never sent (stopping): the entry is idle again, its waiters fail.
+  void AbandonRefresh(const std::string& key, bool scheduled) {
     std::vector<std::function<void(Status)>> waiters;
     {
       std::lock_guard lock(mu);
+      if (scheduled && in_flight > 0) --in_flight;
       auto it = entries.find(key);
       if (it == entries.end()) return;
       waiters = std::move(it->second.refresh_waiters);
@@ -563,8 +601,10 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       gauges_dirty = true;
     }
     if (to_store) Persist(*to_store);
+    bool stopping_now;
     {
       std::lock_guard lock(mu);
+      stopping_now = stopping;
       auto it = entries.find(key);
       if (it != entries.end()) {
         Entry& e = it->second;
@@ -595,7 +635,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       log::Warn("token refresh failed; retrying with backoff",
                 {{"source", source}, {"installation", uuid}, {"error", result.message()}});
     }
-    for (auto& w : waiters) w(result);
+    // While stopping, no waiter may start a request with the new pair (it is stored).
+    const Status told = stopping_now ? Unavailable("switchyard is stopping") : result;
+    for (auto& w : waiters) w(told);
   }
 
   void RefreshDue() {
@@ -847,17 +889,29 @@ Status InstallationManager::Start(storage::Store* events) {
   return Status::Ok();
 }
 
-void InstallationManager::Stop() {
-  std::unique_ptr<BlockingPool> pool;
+void InstallationManager::Stop(std::chrono::milliseconds drain) {
   {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return;
     impl_->stopping = true;
     impl_->cv.notify_all();
-    pool = std::move(impl_->pool);
   }
   if (impl_->refresher.joinable()) impl_->refresher.join();
-  pool.reset();  // runs queued store writes, then joins
+  std::unique_ptr<BlockingPool> pool;
+  size_t unanswered;
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait_for(lock, drain, [this] { return impl_->token_requests == 0; });
+    unanswered = impl_->token_requests;
+    pool = std::move(impl_->pool);  // later completions run on the client's thread
+  }
+  if (unanswered > 0) {
+    log::Warn(
+        "stopping with token requests unanswered; a pair Sentry issues is still stored "
+        "if its answer arrives before the HTTP client stops",
+        {{"requests", std::to_string(unanswered)}});
+  }
+  pool.reset();  // runs queued completions and store writes, then joins
 }
 
 void InstallationManager::Setup(const std::string& source, const std::string& uuid,

@@ -73,9 +73,14 @@ class InstallationManager : public ingest::Installer {
   // Loads the stored installations and starts the refresher. With `events`, re-exchanges grant
   // codes of recent installation webhooks that hold no tokens (in the background).
   Status Start(storage::Store* events);
-  // Stops the refresher and waits for pending store writes. Requests still in flight complete
-  // into a stopped manager (their results are dropped; the stored pair is unchanged). Idempotent.
-  void Stop();
+  // Stops the refresher, starts no new request, and waits up to `drain` for the token requests
+  // in flight (refreshes, grant exchanges) to complete and their new pair to be stored (fsync):
+  // Sentry invalidates the old pair (or the single-use code) the moment it answers, so an answer
+  // dropped at shutdown would leave only dead tokens on disk. A successful answer that arrives
+  // after `drain` (before the HttpClient shuts down) is still stored, on the client's thread;
+  // its waiters are told the manager is stopping. Then waits for pending store writes.
+  // Idempotent.
+  void Stop(std::chrono::milliseconds drain = std::chrono::milliseconds(0));
 
   // ingest::Installer
   void Setup(const std::string& source, const std::string& uuid, const std::string& code,

@@ -685,6 +685,48 @@ TEST_F(SentryIntegrationTest, AKillDuringATokenRefreshLosesNoTokenPair) {
   EXPECT_EQ(sentry_.stats().refreshes_refused, 0);
 }
 
+TEST_F(SentryIntegrationTest, ATermDuringATokenRefreshStoresTheNewPairSentryIssued) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Rotated"));
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  // Sentry commits the next refresh (the old pair dies at once) but its answer is slow; SIGTERM
+  // arrives while it is on the way.
+  sentry_.FailNext({.method = "POST",
+                    .path_part = "/authorizations/",
+                    .delay = std::chrono::seconds(2),
+                    .pass_through = true});
+  ASSERT_TRUE(Eventually([&] { return sentry_.PendingFaults() == 0; })) << daemon_.Log();
+  ASSERT_EQ(daemon_.Terminate(), 0);
+  EXPECT_EQ(sentry_.stats().refreshes_ok, 1);
+  daemon_.Restart();
+  // The stored pair is the one Sentry issued: it refreshes, and calls work.
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 2; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().refreshes_refused, 0);
+  EXPECT_EQ(StatusOf(), "installed");
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+}
+
+TEST_F(SentryIntegrationTest, ATermDuringAGrantExchangeStoresTheTokensSentryIssued) {
+  Start();
+  // Sentry uses the single-use code at once but answers slowly; SIGTERM arrives meanwhile.
+  sentry_.FailNext({.method = "POST",
+                    .path_part = "/authorizations/",
+                    .delay = std::chrono::seconds(2),
+                    .pass_through = true});
+  const std::string code = sentry_.IssueGrant(kUuid);
+  ASSERT_EQ(Post(InstallationCreated(kUuid, code), "installation")->status, 202);
+  ASSERT_TRUE(Eventually([&] { return sentry_.PendingFaults() == 0; })) << daemon_.Log();
+  ASSERT_EQ(daemon_.Terminate(), 0);
+  daemon_.Restart();
+  // Stored before the exit (pending: the verify is sent after the restart), not re-exchanged.
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "installed"; })) << daemon_.Log();
+  EXPECT_TRUE(sentry_.Verified(kUuid));
+  EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
+  EXPECT_EQ(sentry_.stats().exchanges_refused, 0);
+}
+
 TEST_F(SentryIntegrationTest, CliListsInstallationsAndTheQueueWithoutTokens) {
   Start();
   InstallViaSetup();
