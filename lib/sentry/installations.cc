@@ -44,6 +44,12 @@ bool Definitive(const Status& s) {
          s.code() == StatusCode::kNotFound || s.code() == StatusCode::kFailedPrecondition;
 }
 
+// A refresh refused because the pair itself is dead (SentryApi::Refresh maps that to kNotFound):
+// only a re-installation brings new tokens. Sentry's other refusals of a refresh concern the
+// app's credentials (client_id/client_secret) or the request: the pair is kept and the refresh
+// retried with backoff, so fixing the config (a reload) recovers every installation.
+bool PairRefused(const Status& s) { return s.code() == StatusCode::kNotFound; }
+
 std::string ReplaceOrg(std::string path, const std::string& org) {
   const std::string token = "{org}";
   for (size_t pos = path.find(token); pos != std::string::npos; pos = path.find(token)) {
@@ -65,6 +71,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     std::vector<std::function<void(Status)>> refresh_waiters;
     uint32_t failures = 0;  // consecutive failed refreshes/verifies (backoff)
     int64_t due_ms = -1;    // scheduled refresher action; -1 = none
+    // The last refresh was refused for the app's credentials or the request (not the pair): a
+    // config reload retries it at once instead of after the backoff.
+    bool credentials_refused = false;
   };
 
   const config::ConfigHolder& config;
@@ -91,6 +100,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
   };
   std::multimap<int64_t, GrantRetry> grant_retries;  // due -> retry; GUARDED_BY(mu)
   bool stopping = false;                               // GUARDED_BY(mu)
+  std::shared_ptr<const config::Config> seen_config;   // the refresher's last; GUARDED_BY(mu)
   bool gauges_dirty = true;                            // GUARDED_BY(mu)
   std::unique_ptr<BlockingPool> pool = std::make_unique<BlockingPool>(1);
   std::thread refresher;
@@ -589,7 +599,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         e.rec.updated_at_ms = clock.NowMillis();
         e.failures = 0;
         to_store = e.rec;
-      } else if (Definitive(grant.status())) {
+      } else if (PairRefused(grant.status())) {
         e.rec.status = InstallStatus::kNeedsReinstall;
         e.rec.updated_at_ms = clock.NowMillis();
         to_store = e.rec;
@@ -598,6 +608,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         ++e.failures;
         result = grant.status();
       }
+      e.credentials_refused = !result.ok() && !PairRefused(result) && Definitive(result);
       gauges_dirty = true;
     }
     if (to_store) Persist(*to_store);
@@ -611,12 +622,14 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         e.busy = false;
         waiters = std::move(e.refresh_waiters);
         e.refresh_waiters.clear();
-        if (result.ok() || Definitive(result)) {
+        if (result.ok() || PairRefused(result)) {
           RescheduleLocked(key, e, std::nullopt);
         } else {
           auto wait =
               std::max(Backoff(e.failures), retry_after.value_or(std::chrono::milliseconds(0)));
-          RescheduleLocked(key, e, clock.NowMillis() + wait.count());
+          // Not RescheduleLocked: it takes the earlier of the refresh time (passed: this refresh
+          // was due) and the retry, which retried at once, in a loop.
+          ScheduleLocked(key, e, clock.NowMillis() + wait.count());
         }
       }
       cv.notify_all();
@@ -626,10 +639,17 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       log::Info("token refreshed", {{"source", source},
                                     {"installation", uuid},
                                     {"expires_at", FormatRfc3339Millis(to_store->expires_at_ms)}});
-    } else if (Definitive(result)) {
+    } else if (PairRefused(result)) {
       metrics.TokenRefresh(source, "rejected");
       log::Error("token refresh refused by Sentry; the installation must be re-installed",
                  {{"source", source}, {"installation", uuid}, {"error", result.message()}});
+    } else if (Definitive(result)) {
+      metrics.TokenRefresh(source, "failure");
+      log::Error(
+          "token refresh refused by Sentry for the app's credentials or the request, not "
+          "the tokens (check the source's client_id and client_secret); the tokens are "
+          "kept and the refresh retried with backoff",
+          {{"source", source}, {"installation", uuid}, {"error", result.message()}});
     } else {
       metrics.TokenRefresh(source, "failure");
       log::Warn("token refresh failed; retrying with backoff",
@@ -657,6 +677,15 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
 
   void RefreshDueLocked(int64_t now) {
     auto cfg = config.Get();
+    if (cfg != seen_config) {
+      // A reload may have fixed the app's credentials: retry what they refused now.
+      if (seen_config) {
+        for (auto& [key, e] : entries) {
+          if (e.credentials_refused && !e.busy) ScheduleLocked(key, e, now);
+        }
+      }
+      seen_config = cfg;
+    }
     while (!schedule.empty() && schedule.begin()->first <= now &&
            in_flight < options.max_concurrent_refreshes) {
       const std::string key = schedule.begin()->second;

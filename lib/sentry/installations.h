@@ -7,9 +7,11 @@
 //   installation is "pending" and the verify is retried in the background.
 // - Refresh: a refresher thread renews each token `refresh_before` its expiry, minus a spread
 //   derived from the installation uuid (up to refresh_before/2, only ever earlier), with at most
-//   `max_concurrent_refreshes` in flight and one per installation. A refresh answered 401 (or any
-//   other definitive refusal) marks the installation needs_reinstall; network errors and 5xx
-//   retry with backoff. The new pair is persisted (fsync) before anything uses it.
+//   `max_concurrent_refreshes` in flight and one per installation. A refresh Sentry refuses
+//   because of the pair itself (unknown or used refresh token, a token of another app, the
+//   installation gone) marks the installation needs_reinstall; a refusal of the app's
+//   credentials or of the request (a wrong client_secret), network errors and 5xx keep the pair
+//   and retry with backoff. The new pair is persisted (fsync) before anything uses it.
 // - API calls: bearer token; a 401 refreshes once (joining a refresh under way) and retries once.
 // - Uninstall: installation.deleted forgets the installation. A source with a static `token`
 //   (internal integration) never touches any of this: its token is used as is.

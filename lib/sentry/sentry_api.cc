@@ -50,6 +50,18 @@ bool AllOf(std::string_view s, size_t max, bool (*ok)(char)) {
   return true;
 }
 
+// Whether a refused refresh says the pair itself is dead (sentry-protocol.md §3, "Refresh
+// rotates"): the installation is unknown (404), the refresh token is unknown or already used, or
+// it belongs to another application. Send keeps Sentry's detail, a fixed string, in the message.
+bool RefreshTokenRefused(const Status& s) {
+  if (s.code() == StatusCode::kNotFound) return true;
+  const std::string& m = s.message();
+  return (s.code() == StatusCode::kPermissionDenied &&
+          m.find("\"Given refresh token does not exist\"") != std::string::npos) ||
+         (s.code() == StatusCode::kFailedPrecondition &&
+          m.find("\"Token does not belong to the application\"") != std::string::npos);
+}
+
 }  // namespace
 
 bool ValidUuid(std::string_view s) {
@@ -158,7 +170,14 @@ void SentryApi::ExchangeGrant(const config::SourceConfig& source, const std::str
 void SentryApi::Refresh(const config::SourceConfig& source, const std::string& uuid,
                         const std::string& refresh_token, ApiCallback<TokenGrant> done) {
   TokenRequest(source, uuid, TokenBody(source, "refresh_token", "refresh_token", refresh_token),
-               "refresh", std::move(done));
+               "refresh",
+               [done = std::move(done)](Result<TokenGrant> grant,
+                                        std::optional<std::chrono::milliseconds> retry_after) {
+                 if (!grant.ok() && RefreshTokenRefused(grant.status())) {
+                   return done(NotFound(grant.status().message()), retry_after);
+                 }
+                 done(std::move(grant), retry_after);
+               });
 }
 
 void SentryApi::VerifyInstall(const config::SourceConfig& source, const std::string& uuid,

@@ -11,6 +11,11 @@
 //   kUnavailable        429, 5xx, connection errors (retryable), with retry_after from 429/503;
 //   kDeadlineExceeded   timeout (retryable);
 //   kInternal           a 2xx whose body is not what the protocol says.
+// Refresh only: a refusal of the refresh token itself (401 "Given refresh token does not exist",
+// 400 "Token does not belong to the application") or of the installation (404) is kNotFound:
+// the pair is dead. Sentry's other refusals (401 "Invalid Client ID / Secret pair" or "Invalid
+// request", 400 field errors, 403) concern the app's credentials or the request, not the pair,
+// and keep the mapping above.
 // Callbacks run on a client thread and must not block.
 #pragma once
 
@@ -58,6 +63,7 @@ class SentryApi {
   void ExchangeGrant(const config::SourceConfig& source, const std::string& uuid,
                      const std::string& code, ApiCallback<TokenGrant> done);
   // POST …/authorizations/ grant_type=refresh_token. Sentry invalidates the old pair on success.
+  // kNotFound means Sentry refused the pair itself (see the mapping above).
   void Refresh(const config::SourceConfig& source, const std::string& uuid,
                const std::string& refresh_token, ApiCallback<TokenGrant> done);
   // PUT …/sentry-app-installations/<uuid>/ {"status":"installed"}.

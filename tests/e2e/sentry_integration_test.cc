@@ -505,6 +505,47 @@ TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinst
   EXPECT_TRUE(daemon_.WaitForLog("must be re-installed"));
 }
 
+TEST_F(SentryIntegrationTest,
+       ARefreshRefusedForTheAppsCredentialsKeepsTheTokensAndAReloadRetriesIt) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Recovered"));
+  const Options options{.refresh_before = "2s"};
+  Start(options);
+  InstallViaSetup();
+  // A wrong client_secret is reloaded: Sentry refuses every refresh with 401 "Invalid Client
+  // ID / Secret pair", which says nothing about the installation's tokens.
+  const std::string good = Config(options);
+  std::string bad = good;
+  const std::string secret_line = "client_secret: " + sentry_.options().client_secret;
+  bad.replace(bad.find(secret_line), secret_line.size(), "client_secret: not-the-app-secret");
+  dir_.Write("config.yaml", bad);
+  ASSERT_EQ(Fetch(daemon_.admin_port(), "POST", "/admin/reload")->status, 200);
+  // Retried with backoff (2 s, 4 s; the next in 8 s).
+  ASSERT_TRUE(Eventually([&] {
+    return Metrics().find(
+               "switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"} 3") !=
+           std::string::npos;
+  })) << daemon_.Log();
+  EXPECT_TRUE(daemon_.WaitForLog("check the source's client_id and client_secret"));
+  EXPECT_EQ(StatusOf(), "installed");
+  // The config is fixed: the reload retries at once (not after the backoff) with the kept pair.
+  const int refreshed = sentry_.stats().refreshes_ok;
+  dir_.Write("config.yaml", good);
+  ASSERT_EQ(Fetch(daemon_.admin_port(), "POST", "/admin/reload")->status, 200);
+  ASSERT_TRUE(
+      Eventually([&] { return sentry_.stats().refreshes_ok > refreshed; }, std::chrono::seconds(4)))
+      << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().refreshes_refused, 0);
+  EXPECT_EQ(StatusOf(), "installed");
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(daemon_.Log().find("not-the-app-secret"), std::string::npos);
+  // Refused three times in all: the retries waited for their backoff.
+  EXPECT_NE(
+      Metrics().find("switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"} 3"),
+      std::string::npos);
+}
+
 TEST_F(SentryIntegrationTest, RefreshFailingWith5xxIsRetriedWithBackoff) {
   sentry_.SetTokenLifetime(std::chrono::seconds(3));
   Start({.refresh_before = "2s"});
