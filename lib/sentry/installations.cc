@@ -93,6 +93,10 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
   // Exchanges and refreshes sent to Sentry whose answer is not yet handled (stored); Stop waits
   // for them. GUARDED_BY(mu)
   size_t token_requests = 0;
+  // Entries whose record the store refused (e.g. the disk at its free-space floor): written
+  // again every refresher round, as the record may hold the only valid pair. GUARDED_BY(mu)
+  std::set<std::string> unsaved;
+  bool unsaved_retry_queued = false;  // GUARDED_BY(mu)
   struct GrantRetry {
     ingest::InstallationEvent event;
     int64_t first_ms = 0;
@@ -175,11 +179,48 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     ScheduleLocked(key, e, due);
   }
 
+  // Stores `rec` (pool thread). One the store refuses stays in memory (in use) and is marked
+  // unsaved: RetryUnsaved writes it again every refresher round until the store takes it.
   void Persist(const Installation& rec) {
-    if (Status s = tokens.Put(rec); !s.ok()) {
-      log::Error("installation not stored", {{"source", rec.source},
-                                             {"installation", rec.uuid},
-                                             {"error", s.message()}});
+    Status s = tokens.Put(rec);
+    MarkStored(Key(rec.source, rec.uuid), s);
+    if (!s.ok()) {
+      log::Error("installation not stored; retrying every refresher round",
+                 {{"source", rec.source}, {"installation", rec.uuid}, {"error", s.message()}});
+    }
+  }
+
+  void MarkStored(const std::string& key, const Status& stored) {
+    std::lock_guard lock(mu);
+    if (stored.ok()) {
+      unsaved.erase(key);
+    } else if (entries.count(key)) {
+      unsaved.insert(key);
+    }
+  }
+
+  // Pool thread: writes again the records the store refused.
+  void RetryUnsaved() {
+    std::vector<Installation> recs;
+    {
+      std::lock_guard lock(mu);
+      unsaved_retry_queued = false;
+      for (auto it = unsaved.begin(); it != unsaved.end();) {
+        auto e = entries.find(*it);
+        if (e == entries.end()) {
+          it = unsaved.erase(it);
+          continue;
+        }
+        recs.push_back(e->second.rec);
+        ++it;
+      }
+    }
+    for (const Installation& rec : recs) {
+      Status s = tokens.Put(rec);
+      if (!s.ok()) continue;  // logged when first refused; tried again next round
+      MarkStored(Key(rec.source, rec.uuid), s);
+      log::Info("installation stored after an earlier failure",
+                {{"source", rec.source}, {"installation", rec.uuid}});
     }
   }
 
@@ -351,6 +392,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       Entry& e = entries[key];
       e.rec = rec;
       e.failures = 0;
+      if (!stored.ok()) unsaved.insert(key);  // the code is used: this pair is the only one
       e.busy = verify && !stopping;  // no new request while stopping: verified after a restart
       if (!e.busy) RescheduleLocked(key, e, std::nullopt);
       gauges_dirty = true;
@@ -496,6 +538,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         }
         entries.erase(it);
       }
+      unsaved.erase(key);
       if (exchanges.count(key)) forgotten.insert(key);
       gauges_dirty = true;
     }
@@ -541,14 +584,22 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     // thread hop keeps that an implementation detail).
     if (!pool) return;  // stopping
     pool->Post([self, key, source = std::move(source), uuid, refresh, scheduled] {
-      bool send;
+      // A pair Sentry issues replaces the old one at once: not asked for while the store could
+      // not keep it.
+      const Status room = self->tokens.Room();
+      bool stopping_now;
       {
         std::lock_guard lock(self->mu);
-        send = !self->stopping;
-        if (send) ++self->token_requests;
+        stopping_now = self->stopping;
+        if (!stopping_now && room.ok()) ++self->token_requests;
       }
       // Stopping before it was sent: the stored pair is still the valid one.
-      if (!send) return self->AbandonRefresh(key, scheduled);
+      if (stopping_now) return self->AbandonRefresh(key, scheduled);
+      if (!room.ok()) {
+        // Postponed like a failed refresh (backoff); the stored pair stays the valid one.
+        return self->FinishRefresh(key, Unavailable("refresh postponed: " + room.message()),
+                                   std::nullopt, scheduled);
+      }
       self->api.Refresh(source, uuid, refresh,
                         [self, key, scheduled](Result<TokenGrant> grant,
                                                std::optional<std::chrono::milliseconds> ra) {
@@ -662,15 +713,24 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
 
   void RefreshDue() {
     std::vector<GrantRetry> grants;
+    bool retry_unsaved = false;
     {
       std::lock_guard lock(mu);
       if (stopping) return;
+      if (!unsaved.empty() && !unsaved_retry_queued) retry_unsaved = unsaved_retry_queued = true;
       const int64_t now = clock.NowMillis();
       while (!grant_retries.empty() && grant_retries.begin()->first <= now) {
         grants.push_back(std::move(grant_retries.begin()->second));
         grant_retries.erase(grant_retries.begin());
       }
       RefreshDueLocked(now);
+    }
+    if (retry_unsaved) {
+      auto self = shared_from_this();
+      if (!Post([self] { self->RetryUnsaved(); })) {
+        std::lock_guard lock(mu);
+        unsaved_retry_queued = false;
+      }
     }
     for (GrantRetry& g : grants) InstallFromWebhook(std::move(g.event), g.first_ms, g.attempts);
   }
@@ -939,6 +999,21 @@ void InstallationManager::Stop(std::chrono::milliseconds drain) {
         "stopping with token requests unanswered; a pair Sentry issues is still stored "
         "if its answer arrives before the HTTP client stops",
         {{"requests", std::to_string(unanswered)}});
+  }
+  if (pool) {
+    // A last try for records the store refused; those it still refuses are lost at exit.
+    pool->Post([impl = impl_] {
+      impl->RetryUnsaved();
+      std::lock_guard lock(impl->mu);
+      for (const std::string& key : impl->unsaved) {
+        auto it = impl->entries.find(key);
+        if (it == impl->entries.end()) continue;
+        log::Error(
+            "stopping with installation tokens the store refused; the installation may "
+            "need re-installing",
+            {{"source", it->second.rec.source}, {"installation", it->second.rec.uuid}});
+      }
+    });
   }
   pool.reset();  // runs queued completions and store writes, then joins
 }

@@ -11,7 +11,9 @@
 //   because of the pair itself (unknown or used refresh token, a token of another app, the
 //   installation gone) marks the installation needs_reinstall; a refusal of the app's
 //   credentials or of the request (a wrong client_secret), network errors and 5xx keep the pair
-//   and retry with backoff. The new pair is persisted (fsync) before anything uses it.
+//   and retry with backoff. The new pair is persisted (fsync) before anything uses it; one the
+//   store refuses (the disk at its floor) stays in use and is written again every refresher
+//   round, and no refresh is sent while the store has no room for its answer.
 // - API calls: bearer token; a 401 refreshes once (joining a refresh under way) and retries once.
 // - Uninstall: installation.deleted forgets the installation. A source with a static `token`
 //   (internal integration) never touches any of this: its token is used as is.

@@ -19,6 +19,7 @@ namespace {
 constexpr char kKeyFile[] = "token.key";
 constexpr size_t kKeyBytes = 32;
 constexpr int kRecordVersion = 1;
+constexpr size_t kTypicalRecordBytes = 1024;  // a sealed record with two Sentry tokens: ~400
 
 std::string RecordKey(std::string_view source, std::string_view uuid) {
   std::string k(source);
@@ -93,6 +94,8 @@ class EncryptedTokenStore final : public TokenStore {
   Status Delete(std::string_view source, std::string_view uuid) override {
     return table_.Delete(RecordKey(source, uuid));
   }
+
+  Status Room() override { return table_.Room(kTypicalRecordBytes); }
 
   Result<std::vector<Installation>> LoadAll() override {
     auto rows = table_.Scan("");

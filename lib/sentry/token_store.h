@@ -48,6 +48,9 @@ class TokenStore {
   // Every stored installation. A record that fails authentication (wrong key, tampering) is an
   // error (kCorruption naming the record), never skipped silently.
   virtual Result<std::vector<Installation>> LoadAll() = 0;
+  // OK when a Put would not be refused for lack of space now (cheap: no write); checked before
+  // asking Sentry for a pair that could not be stored.
+  virtual Status Room() { return Status::Ok(); }
 };
 
 // Reads the 32-byte key from `dir/token.key` (64 hex characters), creating it with mode 0600

@@ -28,6 +28,7 @@ struct StoreOptions {
   size_t max_batch_bytes = 8u << 20;    // group-commit bound (bytes)
   size_t max_pending_appends = 100000;  // beyond this, Append fails fast with kUnavailable
   // Refuse appends (kUnavailable) while the store's filesystem has less free space than this.
+  // The installations table (tiny token records) may use the lower half of it.
   uint64_t min_free_bytes = 128ull << 20;
   // Refuse appends (kUnavailable) while the store holds more than this many bytes (table files
   // plus memtables, from RocksDB's size properties); 0 = unlimited.
@@ -85,6 +86,8 @@ class KvTable {
   // Every entry whose key starts with `prefix`, in key order.
   virtual Result<std::vector<std::pair<std::string, std::string>>> Scan(
       std::string_view prefix) = 0;
+  // OK when a Put of `bytes` would not be refused for lack of space now (cheap: no write).
+  virtual Status Room(size_t /*bytes*/) { return Status::Ok(); }
 };
 
 // The RocksDB store: events and the delivery queue share one database (and one atomic batch).

@@ -109,6 +109,7 @@ class RocksKvTable final : public KvTable {
     if (!it->status().ok()) return Unavailable("storage read failed: " + it->status().ToString());
     return out;
   }
+  Status Room(size_t bytes) override { return room_(bytes); }
 
  private:
   rocksdb::DB* db_;
@@ -168,7 +169,7 @@ class RocksDbStore final : public Store {
     schedule_cf_ = db_->Handle(kScheduleCf);
     dead_cf_ = db_->Handle(kDeadCf);
     installations_.emplace(db_->db(), db_->Handle(kInstallationsCf),
-                           [this](size_t bytes) { return RoomForWrite(bytes); });
+                           [this](size_t bytes) { return RoomForInstallationWrite(bytes); });
     if (Status s = LoadCounts(); !s.ok()) return s;
     writer_ = std::thread([this] {
       NameThisThread("sy-store-write");
@@ -490,14 +491,29 @@ class RocksDbStore final : public Store {
     return Unavailable("storage nearly full: " + std::to_string(*free_bytes) + " bytes free");
   }
 
-  // The free bytes of the store's filesystem when they are below min_free_bytes + `bytes`;
-  // nullopt when there is room (or the floor is off, or statvfs cannot tell: then try).
+  // Installation records are a few hundred bytes, and one that is refused can be a token pair
+  // Sentry has just issued (the old one is dead): losing it means a re-installation. They may use
+  // the lower half of the floor that refuses webhooks; the other half still keeps every write
+  // away from ENOSPC.
+  Status RoomForInstallationWrite(size_t bytes) const {
+    const std::optional<uint64_t> free_bytes =
+        FreeBytesBelowFloor(bytes, options_.min_free_bytes / 2);
+    if (!free_bytes) return Status::Ok();
+    return Unavailable("storage nearly full: " + std::to_string(*free_bytes) + " bytes free");
+  }
+
+  // The free bytes of the store's filesystem when they are below `floor` (min_free_bytes unless
+  // given) + `bytes`; nullopt when there is room (or the floor is off, or statvfs cannot tell:
+  // then try).
   std::optional<uint64_t> FreeBytesBelowFloor(size_t bytes) const {
-    if (options_.min_free_bytes == 0) return std::nullopt;
+    return FreeBytesBelowFloor(bytes, options_.min_free_bytes);
+  }
+  std::optional<uint64_t> FreeBytesBelowFloor(size_t bytes, uint64_t floor) const {
+    if (floor == 0) return std::nullopt;
     struct statvfs fs;
     if (statvfs(options_.path.c_str(), &fs) != 0) return std::nullopt;
     const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-    if (free_bytes >= options_.min_free_bytes + bytes) return std::nullopt;
+    if (free_bytes >= floor + bytes) return std::nullopt;
     return free_bytes;
   }
 

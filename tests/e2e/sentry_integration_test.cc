@@ -1,7 +1,9 @@
 // End-to-end tests of the Sentry integration lifecycle: the real daemon against a fake Sentry
 // that implements the protocol's semantics (single-use, expiring grants; rotation on refresh;
 // Sentry's 401 bodies), a fake Pushover and a recording receiver.
+#include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <boost/json.hpp>
 #include <filesystem>
@@ -9,8 +11,6 @@
 #include <functional>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "fakes/fake_pushover.h"
 #include "fakes/fake_sentry.h"
@@ -83,6 +83,7 @@ class SentryIntegrationTest : public ::testing::Test {
     std::string extra_sources;
     bool stop_after_backend = false;  // alerts-for-backend says stop: true
     std::string extra_routes;         // appended after alerts-for-backend
+    std::string storage_extra;        // more storage: keys ("  key: value\n")
   };
 
   std::string Config(const Options& o) {
@@ -97,10 +98,7 @@ class SentryIntegrationTest : public ::testing::Test {
     }
     return "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  threads: 2\n"
            "storage:\n  path: " +
-           dir_.path() +
-           "/var\n"
-           "sources:\n" +
-           source + o.extra_sources +
+           dir_.path() + "/var\n" + o.storage_extra + "sources:\n" + source + o.extra_sources +
            "sinks:\n"
            "  phone:\n    type: pushover\n    token: " +
            pushover_.options().token + "\n    user: " + pushover_.options().user +
@@ -766,6 +764,30 @@ TEST_F(SentryIntegrationTest, ATermDuringAGrantExchangeStoresTheTokensSentryIssu
   EXPECT_TRUE(sentry_.Verified(kUuid));
   EXPECT_EQ(sentry_.stats().exchanges_ok, 1);
   EXPECT_EQ(sentry_.stats().exchanges_refused, 0);
+}
+
+TEST_F(SentryIntegrationTest, TokenPairsAreStoredWhileTheDiskIsAtTheWebhooksFreeSpaceFloor) {
+  struct statvfs fs;
+  ASSERT_EQ(::statvfs(dir_.path().c_str(), &fs), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  ASSERT_GT(free_bytes, 256ull << 20) << "the test needs some free space";
+  // The floor is 64 MiB above what is free: webhooks are refused, and a token pair (a few
+  // hundred bytes) is still stored.
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  Start(
+      {.refresh_before = "2s",
+       .storage_extra = "  min_free_bytes: " + std::to_string(free_bytes + (64ull << 20)) + "\n"});
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 503);
+  InstallViaSetup();
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 1; })) << daemon_.Log();
+  ASSERT_EQ(daemon_.Terminate(), 0);
+  daemon_.Restart();
+  // The stored pair is the newest: it refreshes after the restart.
+  const int refreshed = sentry_.stats().refreshes_ok;
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok > refreshed; }))
+      << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().refreshes_refused, 0);
+  EXPECT_EQ(StatusOf(), "installed");
 }
 
 TEST_F(SentryIntegrationTest, CliListsInstallationsAndTheQueueWithoutTokens) {

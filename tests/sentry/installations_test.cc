@@ -2,12 +2,15 @@
 // token endpoint: refresh scheduling (spread, never later than refresh_before), persistence
 // before use, and single-flight refreshes. The end-to-end behaviour against a fake Sentry over
 // real sockets is in tests/e2e/sentry_integration_test.cc.
+#include "sentry/installations.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -17,7 +20,6 @@
 #include "common/time_format.h"
 #include "config/config_holder.h"
 #include "metrics/metrics.h"
-#include "sentry/installations.h"
 
 namespace switchyard::sentry {
 namespace {
@@ -31,6 +33,10 @@ class MemoryTokenStore : public TokenStore {
  public:
   Status Put(const Installation& in) override {
     std::lock_guard lock(mu);
+    if (full) {
+      events.push_back("refused " + in.access_token);
+      return Unavailable("storage nearly full");
+    }
     events.push_back("put " + in.access_token);
     rows[in.source + "/" + in.uuid] = in;
     ++puts;
@@ -51,7 +57,18 @@ class MemoryTokenStore : public TokenStore {
   std::map<std::string, Installation> rows;
   std::vector<std::string> events;  // shared with the Sentry stub: "put X", "GET Bearer X"
   std::atomic<int> puts{0};
+  bool full = false;  // GUARDED_BY(mu): Put fails as on a disk at its free-space floor
 };
+
+// Waits (yielding) until `done` holds; false after 10 s.
+bool WaitUntil(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // Answers token requests like Sentry (new pair, expiresAt = now + lifetime) and issue GETs with
 // 200 for the current token, 401 otherwise. Synchronous. Records when each refresh arrived.
@@ -244,6 +261,47 @@ TEST(RefresherTest, ANewPairIsPersistedBeforeTheRetriedCallUsesIt) {
   EXPECT_EQ(store.events[0], "GET Bearer stale");
   EXPECT_EQ(store.events[1], "put tok1");  // persisted ...
   EXPECT_EQ(store.events[2], "GET Bearer tok1");  // ... before it is used
+  manager.Stop();
+}
+
+TEST(RefresherTest, APairTheStoreRefusedIsWrittenAgainByALaterRound) {
+  FakeClock clock;
+  MemoryTokenStore store;
+  Installation in = Installed(clock, "initial");
+  in.updated_at_ms = clock.NowMillis();
+  store.rows["sentry/" + in.uuid] = in;
+  SentryStub sentry(clock, store);
+  config::ConfigHolder holder(ConfigWith(hours(1)));
+  metrics::Metrics metrics;
+  InstallationManager manager(holder, store, sentry, metrics, clock,
+                              {.max_sleep = milliseconds(5)});
+  ASSERT_TRUE(manager.Start(nullptr).ok());
+  {
+    std::lock_guard lock(store.mu);
+    store.full = true;  // Sentry rotates the pair while the disk refuses writes
+  }
+  clock.Advance(hours(7));
+  manager.RefreshDue();
+  ASSERT_TRUE(WaitUntil([&] {
+    std::lock_guard lock(store.mu);
+    return !store.events.empty();
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return manager.Busy() == 0; }));
+  {
+    std::lock_guard lock(store.mu);
+    EXPECT_EQ(store.events.at(0), "refused tok1");
+    EXPECT_EQ(store.rows["sentry/" + in.uuid].access_token, "initial");
+    store.full = false;  // space is back
+  }
+  // The refresher's next rounds store the pair Sentry issued (the stored one is dead).
+  ASSERT_TRUE(WaitUntil([&] {
+    manager.RefreshDue();
+    std::lock_guard lock(store.mu);
+    return store.rows["sentry/" + in.uuid].access_token == "tok1";
+  }));
+  EXPECT_EQ(store.rows["sentry/" + in.uuid].refresh_token, "ref1");
+  std::lock_guard lock(sentry.mu);
+  EXPECT_EQ(sentry.refresh_times.size(), 1u);  // no second refresh was needed
   manager.Stop();
 }
 
