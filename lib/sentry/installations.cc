@@ -280,7 +280,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     const std::string source = ev.source, uuid = ev.uuid, code = ev.code, org = ev.org;
     Install(source, uuid, code, org, [self, ev = std::move(ev), first_ms, attempts](Status s) {
       // Whoever exchanged the code (this webhook or the redirect), the signed webhook's org is
-      // kept for an installation stored without one.
+      // the installation's org.
       self->LearnOrg(ev.source, ev.uuid, ev.org);
       if (s.ok()) return;
       if (s.retryable()) {
@@ -300,20 +300,29 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
-  // The organization from a signed installation.created webhook, for an installation stored
-  // without one (set up through a redirect without orgSlug, or by one that raced the webhook).
-  // Only the webhook is trusted with it: /setup's orgSlug is an unauthenticated parameter.
+  // The organization from a signed installation.created webhook is authoritative: it replaces
+  // whatever the installation was stored with. /setup's orgSlug is an unauthenticated parameter,
+  // kept only provisionally (until the webhook, which Sentry sends for every installation).
   void LearnOrg(const std::string& source, const std::string& uuid, const std::string& org) {
     if (org.empty() || !ValidOrgSlug(org)) return;
     const std::string key = Key(source, uuid);
+    std::string previous;
     {
       std::lock_guard lock(mu);
       auto it = entries.find(key);
-      if (it == entries.end() || !it->second.rec.org.empty()) return;
+      if (it == entries.end() || it->second.rec.org == org) return;
+      previous = std::move(it->second.rec.org);
       it->second.rec.org = org;
     }
-    log::Info("installation organization learnt",
-              {{"source", source}, {"installation", uuid}, {"org", org}});
+    if (previous.empty()) {
+      log::Info("installation organization learnt",
+                {{"source", source}, {"installation", uuid}, {"org", org}});
+    } else {
+      log::Warn(
+          "installation organization corrected by the signed installation webhook "
+          "(the redirect named another)",
+          {{"source", source}, {"installation", uuid}, {"org", org}, {"was", previous}});
+    }
     auto self = shared_from_this();
     // Persisted as it is when the pool gets to it, so a newer pair is never overwritten.
     Post([self, key] {

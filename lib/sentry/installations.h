@@ -4,7 +4,8 @@
 //   webhook; exchanges are single-flight per installation, so whichever arrives first exchanges
 //   the (single-use) code and the other joins it or finds the tokens already stored. With
 //   `verify_install`, the PUT {"status":"installed"} follows; until Sentry acknowledges it the
-//   installation is "pending" and the verify is retried in the background.
+//   installation is "pending" and the verify is retried in the background. The org slug
+//   /setup's (unauthenticated) orgSlug names is provisional: the signed webhook's replaces it.
 // - Refresh: a refresher thread renews each token `refresh_before` its expiry, minus a spread
 //   derived from the installation uuid (up to refresh_before/2, only ever earlier), with at most
 //   `max_concurrent_refreshes` in flight and one per installation. A refresh Sentry refuses

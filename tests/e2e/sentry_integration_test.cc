@@ -251,6 +251,33 @@ TEST_F(SentryIntegrationTest, ARedirectWithoutOrgSlugLearnsTheOrgFromTheInstalla
   EXPECT_EQ(rows[0].at("org").as_string(), "test-org");
 }
 
+TEST_F(SentryIntegrationTest, TheSignedInstallationWebhooksOrgReplacesTheOrgARedirectNamed) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Right org"));
+  Start();
+  // A forged link: the code and uuid are real, the unauthenticated orgSlug is not.
+  const std::string code = sentry_.IssueGrant(kUuid);
+  auto r = Fetch(daemon_.port(), "GET",
+                 "/setup/sentry?code=" + code + "&installationId=" + std::string(kUuid) +
+                     "&orgSlug=victim-org");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 302) << r->body;
+  ASSERT_EQ(Installations().at(0).at("org").as_string(), "victim-org");
+  ASSERT_EQ(Post(InstallationCreated(kUuid, code, "test-org"), "installation")->status, 202);
+  ASSERT_TRUE(Eventually([&] {
+    auto now = Installations();
+    return now.size() == 1 && now[0].at("org").as_string() == "test-org";
+  })) << daemon_.Log();
+  EXPECT_TRUE(daemon_.WaitForLog("installation organization corrected"));
+  // API calls use the webhook's org.
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().issue_gets, 1);
+  // Kept across a restart.
+  ASSERT_EQ(daemon_.Terminate(), 0);
+  daemon_.Restart();
+  EXPECT_EQ(Installations().at(0).at("org").as_string(), "test-org");
+}
+
 TEST_F(SentryIntegrationTest, WithoutVerifyInstallNoStatusPutIsSent) {
   Start({.verify_install = false});
   InstallViaSetup();
