@@ -513,6 +513,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
           auto wait = std::max(Backoff(e.failures), retry_after.value_or(std::chrono::milliseconds(0)));
           RescheduleLocked(key, e, clock.NowMillis() + wait.count());
         }
+        // API calls that got a 401 while the verify ran joined a refresh that had to wait for
+        // it: start it now (it fails them at once while stopping).
+        if (!e.refresh_waiters.empty()) RefreshLocked(key, e, nullptr, /*scheduled=*/false);
         gauges_dirty = true;
       }
       cv.notify_all();

@@ -499,6 +499,26 @@ TEST_F(SentryIntegrationTest, ExpiredTokenIsRefreshedOnceAndTheCallRetried) {
   EXPECT_NE(before, sentry_.CurrentAccessToken(kUuid));
 }
 
+TEST_F(SentryIntegrationTest, AnApiCallAnswered401WhileTheVerifyRunsIsRetriedWhenTheVerifyEnds) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Not parked"));
+  Start();
+  // The verify PUT reaches Sentry (which marks the installation installed) but its answer is slow.
+  sentry_.FailNext({.method = "PUT",
+                    .path_part = "/sentry-app-installations/",
+                    .delay = std::chrono::seconds(3),
+                    .pass_through = true});
+  ASSERT_EQ(Post(InstallationCreated(kUuid, sentry_.IssueGrant(kUuid)), "installation")->status,
+            202);
+  ASSERT_TRUE(Eventually([&] { return sentry_.PendingFaults() == 0; })) << daemon_.Log();
+  // Meanwhile the token expires: the issue fetch gets a 401 and its refresh waits for the verify.
+  sentry_.ExpireAccessToken(kUuid);
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().unauthorized, 1);
+  EXPECT_EQ(sentry_.stats().refreshes_ok, 1);
+  EXPECT_EQ(StatusOf(), "installed");
+}
+
 TEST_F(SentryIntegrationTest, RefresherRenewsTokensBeforeTheyExpire) {
   sentry_.SetTokenLifetime(std::chrono::seconds(4));
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Fresh"));
