@@ -528,10 +528,13 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
                 {{"source", source}, {"installation", uuid}, {"error", status.message()}});
     }
     if (finish_exchange) {
-      FailExchange(key, status.ok() ? Status::Ok()
-                                    : Status(status.code(),
-                                             "the installation could not be verified with Sentry: " +
-                                                 status.message()));
+      // The tokens are stored either way. A verify that failed for now (5xx, timeout) is retried
+      // in the background above, so the install goes on; only a refusal fails it.
+      FailExchange(key, status.ok() || status.retryable()
+                            ? Status::Ok()
+                            : Status(status.code(),
+                                     "the installation could not be verified with Sentry: " +
+                                         status.message()));
     }
   }
 

@@ -300,6 +300,24 @@ TEST_F(SentryIntegrationTest, RefusedGrantShowsAReadable502PageAndStoresNothing)
   EXPECT_EQ(bad->status, 400);
 }
 
+// The tokens are stored before the verify: a verify that fails for now is retried in the
+// background, so the browser is sent on (not to "Sentry refused the installation").
+TEST_F(SentryIntegrationTest, AVerifyThatFailsForNowStillRedirectsAndVerifiesLater) {
+  Start();
+  sentry_.FailNext({.method = "PUT",
+                    .path_part = "/sentry-app-installations/",
+                    .status = 503,
+                    .body = R"({"detail":"Service Unavailable"})"});
+  auto r = Setup(sentry_.IssueGrant(kUuid));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 302) << r->body;
+  ASSERT_TRUE(Eventually([&] { return sentry_.Verified(kUuid); })) << daemon_.Log();
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "installed"; })) << daemon_.Log();
+  // The redirect came while the verify was failing, not after it succeeded.
+  EXPECT_NE(daemon_.Log().find("installation verify failed; retrying in the background"),
+            std::string::npos);
+}
+
 TEST_F(SentryIntegrationTest, AGrantRefusedWith400Or403IsA502PageNotTheBrowsersFault) {
   Start();
   for (int status : {400, 403}) {
