@@ -45,8 +45,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
 #include <cerrno>
 #include <exception>
 #include <mutex>
@@ -56,6 +54,7 @@
 
 #include "common/log.h"
 #include "common/thread_name.h"
+#include "httpclient/url.h"
 
 namespace switchyard::httpclient {
 
@@ -101,81 +100,6 @@ bool IsToken(std::string_view s) {
 
 bool IsSafeFieldValue(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
-}
-
-// Where a request goes. `origin` ("https://host:port") names the pool and is the only part of
-// the URL that appears in logs and error messages.
-struct Target {
-  bool tls = false;
-  std::string host;  // lower-case name or IP literal (IPv6 without brackets)
-  uint16_t port = 0;
-  std::string target;       // origin-form: path?query, at least "/"
-  std::string host_header;  // host[:port], IPv6 in brackets, port omitted when default
-  std::string origin;
-};
-
-Result<Target> ParseUrl(std::string_view url) {
-  auto parsed = boost::urls::parse_uri(url);
-  if (!parsed) return InvalidArgument("invalid URL: " + parsed.error().message());
-  const boost::urls::url_view& u = *parsed;
-  Target t;
-  if (u.scheme_id() == boost::urls::scheme::http) {
-    t.tls = false;
-  } else if (u.scheme_id() == boost::urls::scheme::https) {
-    t.tls = true;
-  } else {
-    return InvalidArgument("invalid URL: scheme must be http or https");
-  }
-  if (!u.has_authority()) return InvalidArgument("invalid URL: no host");
-  if (u.has_userinfo()) {
-    return InvalidArgument("invalid URL: userinfo is not supported (use an Authorization header)");
-  }
-  std::string bracketed;
-  switch (u.host_type()) {
-    case boost::urls::host_type::ipv4:
-      t.host = u.host_ipv4_address().to_string();
-      bracketed = t.host;
-      break;
-    case boost::urls::host_type::ipv6:
-      t.host = u.host_ipv6_address().to_string();
-      bracketed = "[" + t.host + "]";
-      break;
-    case boost::urls::host_type::name: {
-      std::string_view name = u.encoded_host();
-      if (name.empty()) return InvalidArgument("invalid URL: no host");
-      if (name.find('%') != std::string_view::npos) {
-        return InvalidArgument("invalid URL: percent-encoded host");
-      }
-      t.host = Lower(name);
-      bracketed = t.host;
-      break;
-    }
-    default:
-      return InvalidArgument("invalid URL: unsupported host");
-  }
-  const uint16_t default_port = t.tls ? 443 : 80;
-  t.port = default_port;
-  if (u.has_port() && !u.port().empty()) {
-    // Parsed here: url_view::port_number() silently wraps values over 65535.
-    unsigned long port = 0;
-    for (char c : u.port()) {
-      port = port * 10 + static_cast<unsigned long>(c - '0');  // the grammar allows digits only
-      if (port > 65535) break;
-    }
-    if (port == 0 || port > 65535) return InvalidArgument("invalid URL: bad port");
-    t.port = static_cast<uint16_t>(port);
-  }
-  t.target = std::string(u.encoded_path());
-  if (t.target.empty()) t.target = "/";
-  if (t.target[0] != '/') return InvalidArgument("invalid URL: path must be absolute");
-  if (u.has_query()) {
-    t.target += '?';
-    t.target += u.encoded_query();
-  }
-  t.host_header = bracketed;
-  if (t.port != default_port) t.host_header += ":" + std::to_string(t.port);
-  t.origin = std::string(t.tls ? "https://" : "http://") + bracketed + ":" + std::to_string(t.port);
-  return t;
 }
 
 // A request as it goes on the wire: the head (request line, fields, blank line) serialized
@@ -858,11 +782,6 @@ class ClientImpl final : public HttpClient {
 
 std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options) {
   return std::make_unique<ClientImpl>(options);
-}
-
-Status ValidateUrl(std::string_view url) {
-  Result<Target> target = ParseUrl(url);
-  return target.ok() ? Status::Ok() : target.status();
 }
 
 }  // namespace switchyard::httpclient
