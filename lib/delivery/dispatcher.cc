@@ -395,12 +395,12 @@ struct Dispatcher::Impl {
           for (const auto& [field, tmpl] : t.fields) delivery.fields[field] = tmpl.Render(view);
         }
       }
-      // The sink's own body is the default: a route target's `body` wins.
-      if (http && http->body && !delivery.fields.contains("body")) {
-        delivery.fields["body"] = http->body->Render(view);
-      }
-      if (http && http->url_template) delivery.url = http->url_template->Render(view);
       if (http) {
+        // The sink's own body is the default: a route target's `body` wins.
+        if (http->body && !delivery.fields.contains("body")) {
+          delivery.fields["body"] = http->body->Render(view);
+        }
+        if (http->url_template) delivery.url = http->url_template->Render(view);
         for (const auto& [name, tmpl] : http->header_templates) {
           delivery.headers[name] = tmpl.Render(view);
         }

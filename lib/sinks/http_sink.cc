@@ -23,9 +23,9 @@ bool IsOurs(std::string_view name) {
 }
 
 // Values that must never appear in an error string: header values (Authorization and friends)
-// and the URL's userinfo and query. Adds them to `secrets`.
-void AddSecrets(std::string_view url,
-                const std::vector<std::pair<std::string, std::string>>& headers,
+// and the URL's userinfo and query. Adds them to `secrets`. `headers`: (name, value) pairs.
+template <class Headers>
+void AddSecrets(std::string_view url, const Headers& headers,
                 std::vector<std::string>* secrets_out) {
   std::vector<std::string>& secrets = *secrets_out;
   for (const auto& [name, value] : headers) {
@@ -108,9 +108,7 @@ class HttpSink final : public Sink {
       if (config_.url_template || !config_.header_templates.empty()) {
         // What was rendered for this event may hold secrets too (a token in the query...).
         auto all = std::make_shared<std::vector<std::string>>(*secrets_);
-        std::vector<std::pair<std::string, std::string>> rendered(delivery.headers.begin(),
-                                                                  delivery.headers.end());
-        AddSecrets(request.url, rendered, all.get());
+        AddSecrets(request.url, delivery.headers, all.get());
         secrets = std::move(all);
       }
       built = true;
