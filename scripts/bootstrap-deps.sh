@@ -8,6 +8,7 @@ PKGS=(
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   libsimdjson-dev librocksdb-dev libssl-dev prometheus-cpp-dev libyaml-cpp-dev
   libre2-dev liblz4-dev libsystemd-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libjemalloc-dev   # the daemon's allocator (CMakeLists.txt says why)
   curl python3
   prometheus python3-yaml   # promtool and PyYAML for the checks in tests/deploy/
 )

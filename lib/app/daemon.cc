@@ -2,29 +2,30 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
-#include <algorithm>
 #include <thread>
 
 #include "admin/admin_handler.h"
+#include "common/allocator.h"
+#include "common/blocking_pool.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "config/config.h"
-#include "common/blocking_pool.h"
 #include "config/config_holder.h"
 #include "delivery/dispatcher.h"
-#include "httpclient/http_client.h"
 #include "http/server.h"
+#include "httpclient/http_client.h"
 #include "ingest/hook_handler.h"
+#include "metrics/metrics.h"
 #include "sentry/installations.h"
 #include "sentry/issue_enricher.h"
 #include "sentry/token_store.h"
-#include "metrics/metrics.h"
 #include "sinks/sink.h"
 #include "storage/event_store.h"
 
@@ -130,8 +131,8 @@ int RunDaemon(const std::string& config_path) {
   store_options.on_group_commit = [&metrics](size_t n) { metrics.StorageGroupCommit(n); };
   auto store = storage::OpenStore(store_options, clock);
   if (!store.ok()) {
-    log::Error("cannot open storage", {{"path", cfg->storage.path},
-                                       {"error", store.status().message()}});
+    log::Error("cannot open storage",
+               {{"path", cfg->storage.path}, {"error", store.status().message()}});
     return 2;
   }
 
@@ -204,8 +205,7 @@ int RunDaemon(const std::string& config_path) {
       metrics.ConfigReload("failure");
       for (const auto& e : next.errors) {
         errors.push_back(e.ToString());
-        log::Error("config reload rejected; keeping the running config",
-                   {{"error", e.ToString()}});
+        log::Error("config reload rejected; keeping the running config", {{"error", e.ToString()}});
       }
     }
     sd_notify(0, "READY=1");
@@ -222,8 +222,8 @@ int RunDaemon(const std::string& config_path) {
       if (!s.token.empty()) rows.push_back({s.name, "", s.org, "internal", 0});
     }
     for (sentry::InstallationView& v : installations.List()) {
-      rows.push_back({std::move(v.source), std::move(v.uuid), std::move(v.org),
-                      std::move(v.status), v.expires_at_ms});
+      rows.push_back({std::move(v.source), std::move(v.uuid), std::move(v.org), std::move(v.status),
+                      v.expires_at_ms});
     }
     return rows;
   };
@@ -234,10 +234,9 @@ int RunDaemon(const std::string& config_path) {
                           ? cfg->server.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   http::HttpServer server(threads);
-  for (auto [opts, handler] : {std::pair{PublicListenerOptions(cfg->server),
-                                         static_cast<http::Handler*>(&hooks)},
-                               std::pair{AdminListenerOptions(cfg->server),
-                                         static_cast<http::Handler*>(&admin)}}) {
+  for (auto [opts, handler] :
+       {std::pair{PublicListenerOptions(cfg->server), static_cast<http::Handler*>(&hooks)},
+        std::pair{AdminListenerOptions(cfg->server), static_cast<http::Handler*>(&admin)}}) {
     auto port = server.AddListener(opts, handler);
     if (!port.ok()) {
       log::Error("cannot start listener", {{"error", port.status().message()}});
@@ -273,7 +272,8 @@ int RunDaemon(const std::string& config_path) {
                                    {"config", config_path},
                                    {"threads", std::to_string(threads)},
                                    {"storage", cfg->storage.path},
-                                   {"sync", cfg->storage.sync ? "true" : "false"}});
+                                   {"sync", cfg->storage.sync ? "true" : "false"},
+                                   {"allocator", AllocatorName()}});
 
   while (!events.Wait()) {
     reload();

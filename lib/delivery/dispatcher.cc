@@ -1,7 +1,5 @@
 #include "delivery/dispatcher.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -15,6 +13,7 @@
 #include <thread>
 #include <variant>
 
+#include "common/allocator.h"
 #include "common/blocking_pool.h"
 #include "common/log.h"
 #include "common/thread_name.h"
@@ -38,9 +37,8 @@ namespace {
 
 // Titles Sentry puts in its payloads, in order of preference (pushover's default message).
 const std::vector<std::vector<std::string>> kTitlePaths = {
-    {"data", "issue", "title"},       {"data", "event", "title"},
-    {"data", "error", "title"},       {"data", "metric_alert", "title"},
-    {"data", "description_title"},    {"data", "comment"}};
+    {"data", "issue", "title"},        {"data", "event", "title"},    {"data", "error", "title"},
+    {"data", "metric_alert", "title"}, {"data", "description_title"}, {"data", "comment"}};
 
 struct TokenBucket {
   double tokens = 1;
@@ -121,12 +119,12 @@ struct Dispatcher::Impl {
   std::thread thread;
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Completion> completions;  // GUARDED_BY(mu)
+  std::deque<Completion> completions;              // GUARDED_BY(mu)
   std::vector<storage::DeliveryRecord> completed;  // done, not yet removed; dispatcher thread
-  bool wake = false;                   // GUARDED_BY(mu)
-  bool config_changed = false;         // GUARDED_BY(mu)
-  bool reopen = false;                 // GUARDED_BY(mu)
-  bool stopping = false;               // GUARDED_BY(mu)
+  bool wake = false;                               // GUARDED_BY(mu)
+  bool config_changed = false;                     // GUARDED_BY(mu)
+  bool reopen = false;                             // GUARDED_BY(mu)
+  bool stopping = false;                           // GUARDED_BY(mu)
 
   // Dispatcher thread only.
   std::map<std::string, SinkState> sinks;
@@ -142,7 +140,12 @@ struct Dispatcher::Impl {
 
   Impl(const config::ConfigHolder& c, storage::Store& s, SinkFactory f, Enricher* e,
        metrics::Metrics& m, Clock& cl, DispatcherOptions o)
-      : config(c), store(s), factory(std::move(f)), enricher(e), metrics(m), clock(cl),
+      : config(c),
+        store(s),
+        factory(std::move(f)),
+        enricher(e),
+        metrics(m),
+        clock(cl),
         options(std::move(o)) {}
 
   // The route of the current config named `name`, or null.
@@ -251,8 +254,8 @@ struct Dispatcher::Impl {
         }
         continue;
       }
-      size_t limit = st.config.concurrency > st.in_flight ? st.config.concurrency - st.in_flight
-                                                           : 0;
+      size_t limit =
+          st.config.concurrency > st.in_flight ? st.config.concurrency - st.in_flight : 0;
       if (st.open) {
         if (now_ms < st.reopen_at_ms || st.half_open_probe) continue;
         limit = std::min<size_t>(limit, 1);  // half-open: one probe
@@ -261,7 +264,8 @@ struct Dispatcher::Impl {
       limit = std::min(limit, options.max_scan);
       auto due = store.Due(name, now_ms, limit, st.in_flight_ids);
       if (!due.ok()) {
-        log::Error("reading due deliveries failed", {{"sink", name}, {"error", due.status().message()}});
+        log::Error("reading due deliveries failed",
+                   {{"sink", name}, {"error", due.status().message()}});
         continue;
       }
       for (storage::DeliveryRecord& d : due.value()) {
@@ -519,8 +523,8 @@ struct Dispatcher::Impl {
       if (st) BreakerFailure(*st, now_ms, probe);
       dead = d.attempts >= retry.max_attempts || now_ms - d.created_ms >= retry.max_age.count();
       if (dead && o.kind == sinks::Outcome::Kind::kRetry) {
-        d.last_error += d.attempts >= retry.max_attempts ? " (max_attempts reached)"
-                                                         : " (max_age reached)";
+        d.last_error +=
+            d.attempts >= retry.max_attempts ? " (max_attempts reached)" : " (max_age reached)";
       }
     }
     if (dead) {
@@ -579,7 +583,8 @@ struct Dispatcher::Impl {
   }
 
   void LogIfFailed(const Status& s, const storage::DeliveryRecord& d) {
-    if (!s.ok()) log::Error("recording delivery outcome failed", {{"id", d.id}, {"error", s.message()}});
+    if (!s.ok())
+      log::Error("recording delivery outcome failed", {{"id", d.id}, {"error", s.message()}});
   }
 
   // Gauges, dead-letter retention, deliveries of sinks that are no longer configured. ~1/s.
@@ -614,17 +619,18 @@ struct Dispatcher::Impl {
     if (purged.ok() && purged.value() > 0) {
       log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(*purged)}});
     }
+    // A burst (thousands of connections each sending a request) leaves freed heap pages that
+    // the allocator keeps (jemalloc returns them over dirty_decay_ms, but only while it is
+    // called); hand them back every 10 s so RSS follows the steady state, not the peak. Runs
+    // here, off the I/O threads: it takes a few milliseconds on a large heap.
+    if (now_ms >= next_trim_ms) {
+      next_trim_ms = now_ms + 10000;
+      ReleaseFreeMemory();
+    }
     // Events: once no delivery should still need them. A delivery dies at the latest max_age
     // after its event arrived (or when attempted after that), and stays a dead letter
     // dlq_retention; a day's margin covers a paused (circuit-open) sink. The store itself keeps
     // any event a delivery still names (a replayed dead letter can outlive this bound).
-    // A burst (thousands of connections each sending a request) leaves freed heap pages that
-    // glibc keeps; hand them back every 10 s so RSS follows the steady state, not the peak.
-    // Runs here, off the I/O threads: it takes a few milliseconds on a large heap.
-    if (now_ms >= next_trim_ms) {
-      next_trim_ms = now_ms + 10000;
-      malloc_trim(0);
-    }
     if (now_ms >= next_event_purge_ms) {
       next_event_purge_ms = now_ms + 60000;
       int64_t max_age = cfg->retry.max_age.count();

@@ -1,7 +1,6 @@
 #include "metrics/process_collector.h"
 
 #include <dirent.h>
-#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include "common/allocator.h"
 
 namespace switchyard::metrics {
 namespace {
@@ -47,8 +48,8 @@ int CountOpenFds() {
 ProcessCollector::ProcessCollector() {
   // Process start = now - (uptime of this process), from /proc/self/stat field 22 and /proc/uptime.
   // Falls back to construction time, which is within milliseconds of start in this daemon.
-  start_time_seconds_ = std::chrono::duration<double>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+  start_time_seconds_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::ifstream stat("/proc/self/stat");
   std::ifstream up("/proc/uptime");
   std::string line;
@@ -88,12 +89,12 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
       }
     }
   }
-  struct rlimit rl{};
+  struct rlimit rl {};
   getrlimit(RLIMIT_NOFILE, &rl);
-  struct mallinfo2 mi = mallinfo2();
 
-  out.push_back(Single("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-                       MetricType::Counter, cpu));
+  out.push_back(Single("process_cpu_seconds_total",
+                       "Total user and system CPU time spent in seconds.", MetricType::Counter,
+                       cpu));
   out.push_back(Single("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
                        CountOpenFds()));
   out.push_back(Single("process_max_fds", "Maximum number of open file descriptors.",
@@ -102,8 +103,8 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
                        MetricType::Gauge, vsize));
   out.push_back(Single("process_resident_memory_bytes", "Resident memory size in bytes.",
                        MetricType::Gauge, rss));
-  out.push_back(Single("process_heap_bytes", "Process heap size in bytes (malloc arena).",
-                       MetricType::Gauge, static_cast<double>(mi.arena + mi.hblkhd)));
+  out.push_back(Single("process_heap_bytes", "Heap bytes the allocator holds from the OS.",
+                       MetricType::Gauge, static_cast<double>(HeapBytes())));
   out.push_back(Single("process_start_time_seconds",
                        "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
                        start_time_seconds_));

@@ -1,0 +1,48 @@
+#include "common/allocator.h"
+
+#include <malloc.h>
+
+#include <cstdint>
+
+extern "C" {
+// jemalloc's control interface (jemalloc.h), declared weak: null unless the executable links
+// jemalloc. Debian builds jemalloc without a symbol prefix.
+int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept
+    __attribute__((weak));
+}
+
+namespace switchyard {
+namespace {
+
+bool UsingJemalloc() { return mallctl != nullptr; }
+
+}  // namespace
+
+const char* AllocatorName() { return UsingJemalloc() ? "jemalloc" : "glibc"; }
+
+void ReleaseFreeMemory() {
+  if (UsingJemalloc()) {
+    // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena's unused dirty pages go back at once
+    // (jemalloc would otherwise return them over dirty_decay_ms, and only while it is called).
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+  } else {
+    malloc_trim(0);
+  }
+}
+
+size_t HeapBytes() {
+  if (UsingJemalloc()) {
+    // Statistics are snapshots, refreshed by writing "epoch".
+    uint64_t epoch = 1;
+    size_t len = sizeof epoch;
+    mallctl("epoch", &epoch, &len, &epoch, len);
+    size_t resident = 0;
+    len = sizeof resident;
+    if (mallctl("stats.resident", &resident, &len, nullptr, 0) != 0) return 0;
+    return resident;
+  }
+  struct mallinfo2 mi = mallinfo2();
+  return mi.arena + mi.hblkhd;
+}
+
+}  // namespace switchyard
