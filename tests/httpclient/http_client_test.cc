@@ -616,7 +616,8 @@ TEST_F(HttpClientTest, StatusCodesOfAnyValueAreReturnedAsResponses) {
   });
   auto client = NewClient();
   for (int status : {201, 204, 304, 400, 404, 429, 500, 503, 599}) {
-    Result<ClientResponse> r = Fetch(*client, Get(server.Url(std::string("/").append(std::to_string(status)))));
+    Result<ClientResponse> r =
+        Fetch(*client, Get(server.Url(std::string("/").append(std::to_string(status)))));
     ASSERT_TRUE(r.ok()) << status << ": " << r.status().ToString();
     EXPECT_EQ(r->status, status);
     if (status != 204 && status != 304) {
@@ -691,6 +692,26 @@ TEST_F(HttpClientTest, KeepAliveReusesOneConnectionForSequentialRequests) {
   ASSERT_EQ(seen.size(), 10u);
   EXPECT_EQ(seen.back().connection, 1);
   EXPECT_EQ(seen.back().sequence, 10);
+}
+
+TEST_F(HttpClientTest, EachRequestGoesToItsOwnUrlWhenManyUrlsAlternate) {
+  // Parsed URLs are remembered (64 of them, then the memory starts over): 150 distinct URLs
+  // in two passes, plus a bad one in between, must each reach exactly their own target.
+  ScriptServer server([](const SeenRequest& req) { return Reply::Ok(req.target); });
+  auto client = NewClient();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < 150; ++i) {
+      const std::string target = "/u/" + std::to_string(i) + "?pass=" + std::to_string(pass);
+      Result<ClientResponse> r = Fetch(*client, Get(server.Url(target)));
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(r->body, target);
+      if (i == 70) {
+        Result<ClientResponse> bad = Fetch(*client, Get("http://"));
+        EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+      }
+    }
+  }
+  EXPECT_EQ(server.requests().size(), 300u);
 }
 
 TEST_F(HttpClientTest, StalePooledConnectionIsRetriedOnceOnAFreshConnection) {
