@@ -12,7 +12,39 @@ bool IsLiteral(int family, const std::string& host) {
   return inet_pton(family, host.c_str(), buf) == 1;
 }
 
+// The address as 16 bytes (IPv4 as IPv4-mapped IPv6); false if it is not a literal.
+bool ToBytes(const std::string& ip, unsigned char out[16]) {
+  if (inet_pton(AF_INET6, ip.c_str(), out) == 1) return true;
+  unsigned char v4[4];
+  if (inet_pton(AF_INET, ip.c_str(), v4) != 1) return false;
+  std::fill(out, out + 10, 0);
+  out[10] = out[11] = 0xff;
+  std::copy(v4, v4 + 4, out + 10 + 2);
+  return true;
+}
+
+bool IsV4Mapped(const unsigned char b[16]) {
+  return std::all_of(b, b + 10, [](unsigned char c) { return c == 0; }) && b[10] == 0xff &&
+         b[11] == 0xff;
+}
+
+bool IsV4Any(const unsigned char b[16]) {
+  return IsV4Mapped(b) && std::all_of(b + 12, b + 16, [](unsigned char c) { return c == 0; });
+}
+
+bool IsV6Any(const unsigned char b[16]) {
+  return std::all_of(b, b + 16, [](unsigned char c) { return c == 0; });
+}
+
 }  // namespace
+
+bool ListenAddressesOverlap(const ListenAddress& a, const ListenAddress& b) {
+  if (a.port == 0 || a.port != b.port) return false;
+  unsigned char x[16], y[16];
+  if (!ToBytes(a.ip, x) || !ToBytes(b.ip, y)) return a.ip == b.ip;
+  if (std::equal(x, x + 16, y) || IsV6Any(x) || IsV6Any(y)) return true;
+  return (IsV4Any(x) && IsV4Mapped(y)) || (IsV4Any(y) && IsV4Mapped(x));
+}
 
 Result<ListenAddress> ParseListenAddress(std::string_view address) {
   std::string host;

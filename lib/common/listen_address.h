@@ -21,4 +21,10 @@ struct ListenAddress {
 // The error message says what is wrong without repeating the address (callers add it).
 Result<ListenAddress> ParseListenAddress(std::string_view address);
 
+// True if two listeners on these addresses could not both bind: the same port (not 0) and
+// addresses that meet. A wildcard meets every address of its family, and the IPv6 wildcard ([::],
+// dual-stack as Linux binds it by default) every address; an IPv4-mapped IPv6 address is its
+// IPv4 address.
+bool ListenAddressesOverlap(const ListenAddress& a, const ListenAddress& b);
+
 }  // namespace switchyard

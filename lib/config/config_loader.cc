@@ -238,7 +238,7 @@ struct Literal {
 // and whether a document started where the previous one did (the parser made no progress).
 class DocumentCounter : public YAML::EventHandler {
  public:
-  std::vector<YAML::Mark> roots;  // per document
+  std::vector<YAML::Mark> roots;               // per document
   YAML::Mark start = YAML::Mark::null_mark();  // of the last document
   bool stuck = false;
 
@@ -1383,12 +1383,12 @@ LoadResult Loader::Load() {
   config_.kept_headers.assign(std::begin(kStandardKeptHeaders), std::end(kStandardKeptHeaders));
   if (const Value* v = section("sinks")) ParseSinks(*v);
   if (const Value* v = section("routes")) ParseRoutes(*v);
-  // The same address written two ways (localhost and 127.0.0.1, * and an empty host) is the
-  // same address: the second listener could not bind it.
+  // The same address written two ways (localhost and 127.0.0.1, * and an empty host), or a
+  // wildcard and an address it covers (*:8080 and 127.0.0.1:8080): the second listener could
+  // not bind it.
   Result<ListenAddress> listen = ParseListenAddress(config_.server.listen);
   Result<ListenAddress> admin_listen = ParseListenAddress(config_.server.admin_listen);
-  if (listen.ok() && admin_listen.ok() && listen->port != 0 && listen->ip == admin_listen->ip &&
-      listen->port == admin_listen->port) {
+  if (listen.ok() && admin_listen.ok() && ListenAddressesOverlap(*listen, *admin_listen)) {
     const Value* v = section("server");
     std::optional<Value> admin = v ? Find(*v, "admin_listen") : std::nullopt;
     Error(admin ? admin->mark : (v ? v->key_mark : YAML::Mark()),

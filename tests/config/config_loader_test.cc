@@ -841,6 +841,23 @@ TEST_F(ConfigLoaderTest, ValidatesNamesUrlsAndAddresses) {
                  "server.admin_listen: must differ from server.listen");
   ExpectOneError(Load("server:\n  admin_listen: localhost:8080\n"), 2, 17,
                  "server.admin_listen: must differ from server.listen");
+  // A wildcard covers the addresses of its family ([::] every address): run could not bind both.
+  ExpectOneError(Load("server:\n  listen: '0.0.0.0:8080'\n  admin_listen: 127.0.0.1:8080\n"), 3, 17,
+                 "server.admin_listen: must differ from server.listen");
+  ExpectOneError(Load("server:\n  listen: '127.0.0.1:9000'\n  admin_listen: '*:9000'\n"), 3, 17,
+                 "server.admin_listen: must differ from server.listen");
+  ExpectOneError(Load("server:\n  listen: '[::]:9000'\n  admin_listen: 127.0.0.1:9000\n"), 3, 17,
+                 "server.admin_listen: must differ from server.listen");
+  ExpectOneError(Load("server:\n  listen: '[::ffff:127.0.0.1]:9000'\n  admin_listen: "
+                      "127.0.0.1:9000\n"),
+                 3, 17, "server.admin_listen: must differ from server.listen");
+  for (const char* ok : {"server:\n  listen: '0.0.0.0:8080'\n  admin_listen: '[::1]:8080'\n",
+                         "server:\n  listen: '127.0.0.1:8080'\n  admin_listen: 127.0.0.2:8080\n",
+                         "server:\n  listen: '*:8080'\n  admin_listen: 127.0.0.1:9090\n",
+                         "server:\n  listen: '*:0'\n  admin_listen: 127.0.0.1:0\n"}) {
+    LoadResult r = Load(ok);
+    EXPECT_TRUE(r.errors.empty()) << ok << Dump(r);
+  }
   LoadResult r = Load("sources:\n  s: {type: sentry, client_secret: ''}\n");
   EXPECT_TRUE(r.errors.empty()) << Dump(r);  // an empty secret is allowed (startup warns)
 }
