@@ -1,7 +1,12 @@
 #include "cli/manifest.h"
 
+#include <unistd.h>
+
 #include <boost/json.hpp>
+#include <cstdio>
 #include <set>
+
+#include "common/listen_address.h"
 
 namespace switchyard::cli {
 namespace {
@@ -45,9 +50,21 @@ void Pretty(std::string& out, const boost::json::value& v, int indent) {
 std::string BuildManifest(const config::Config& config, std::string* warning) {
   std::string base = config.server.public_url;
   if (base.empty()) {
-    base = "http://" + config.server.listen;
-    *warning = "server.public_url is not set: the URLs below use server.listen; Sentry needs the "
-               "public https:// address of this daemon (behind your TLS proxy)";
+    // server.listen as a URL authority; a wildcard (every interface) is no host: this machine's
+    // name stands in for it.
+    std::string authority = config.server.listen;
+    if (Result<ListenAddress> a = ParseListenAddress(config.server.listen);
+        a.ok() && (a->ip == "0.0.0.0" || a->ip == "::")) {
+      char host[256] = {};
+      if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+        std::snprintf(host, sizeof host, "localhost");
+      }
+      authority = std::string(host) + ":" + std::to_string(a->port);
+    }
+    base = "http://" + authority;
+    *warning =
+        "server.public_url is not set: the URLs below use server.listen; Sentry needs the "
+        "public https:// address of this daemon (behind your TLS proxy)";
   }
   while (!base.empty() && base.back() == '/') base.pop_back();
 

@@ -1,9 +1,10 @@
 // End-to-end tests of the command line: the real binary, exit codes and messages.
-#include <algorithm>
-#include <thread>
-
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <thread>
 
 #include "support/daemon_process.h"
 #include "support/temp_dir.h"
@@ -22,21 +23,21 @@ TEST(CliTest, CheckReportsEachKindOfErrorAtItsLineAndColumn) {
   const std::string path = dir.File("bad.yaml");
   dir.Write("bad.yaml",
             "server:\n"
-            "  listn: 127.0.0.1:8080\n"          // 2:3 unknown key
-            "  threads: many\n"                   // 3:12 wrong type
+            "  listn: 127.0.0.1:8080\n"  // 2:3 unknown key
+            "  threads: many\n"          // 3:12 wrong type
             "storage:\n"
-            "  dedupe_window: 5 minutes\n"        // 5:18 bad duration
+            "  dedupe_window: 5 minutes\n"  // 5:18 bad duration
             "sinks:\n"
             "  phone:\n"
             "    type: pushover\n"
-            "    rate: fast\n"                    // 9:11 bad rate
-            "  phone:\n"                          // 10:3 duplicate key
+            "    rate: fast\n"  // 9:11 bad rate
+            "  phone:\n"        // 10:3 duplicate key
             "    type: file\n"
             "    path: /tmp/x\n"
             "routes:\n"
             "  - name: r\n"
-            "    match: ['data.x ~= \"y\"']\n"   // 15 bad matcher
-            "    to: [pager]\n");                 // 16:10 dangling reference
+            "    match: ['data.x ~= \"y\"']\n"  // 15 bad matcher
+            "    to: [pager]\n");               // 16:10 dangling reference
   auto r = RunCli({"check", "-c", path});
   EXPECT_EQ(r.exit_code, 1);
   auto has = [&](const std::string& prefix) {
@@ -127,8 +128,10 @@ TEST(CliTest, SecondDaemonOnTheSameStoreIsRefusedClearly) {
   DaemonProcess first(dir.path());
   first.Start("server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n  path: " +
               dir.path() + "/var\n");
-  dir.Write("c.yaml", "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n"
-                      "  path: " + dir.path() + "/var\n");
+  dir.Write("c.yaml",
+            "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n"
+            "  path: " +
+                dir.path() + "/var\n");
   auto r = RunCli({"run", "-c", dir.File("c.yaml")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("in use by another process"), std::string::npos) << r.err;
@@ -144,12 +147,16 @@ TEST(SendTestTest, PostsASignedSampleThatTheDaemonAcceptsAndRoutes) {
   TempDir dir;
   DaemonProcess daemon(dir.path());
   daemon.Start("server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nstorage:\n  path: " +
-               dir.path() + "/var\nsources:\n  sentry:\n    type: sentry\n    client_secret: st-secret\n"
-               "sinks:\n  archive:\n    type: file\n    path: " + dir.path() + "/events.jsonl\n"
+               dir.path() +
+               "/var\nsources:\n  sentry:\n    type: sentry\n    client_secret: st-secret\n"
+               "sinks:\n  archive:\n    type: file\n    path: " +
+               dir.path() +
+               "/events.jsonl\n"
                "routes:\n  - name: all\n    to: [archive]\n");
   const std::string url = "http://127.0.0.1:" + std::to_string(daemon.port()) + "/hooks/sentry";
   for (int i = 0; i < 2; ++i) {  // twice: a repeated test is not taken for a duplicate
-    auto r = RunCli({"send-test", "-c", daemon.config_path(), "sentry", "issue.resolved", "--url", url});
+    auto r =
+        RunCli({"send-test", "-c", daemon.config_path(), "sentry", "issue.resolved", "--url", url});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("-> 202"), std::string::npos) << r.out;
   }
@@ -161,7 +168,8 @@ TEST(SendTestTest, PostsASignedSampleThatTheDaemonAcceptsAndRoutes) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling the sink's file
   }
   EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 2);
-  EXPECT_NE(lines.find("\"resource\":\"issue\",\"action\":\"resolved\""), std::string::npos) << lines;
+  EXPECT_NE(lines.find("\"resource\":\"issue\",\"action\":\"resolved\""), std::string::npos)
+      << lines;
 }
 
 TEST(SendTestTest, UnknownResourceOrSourceIsAUserError) {
@@ -217,6 +225,21 @@ TEST(ManifestTest, WarnsWhenPublicUrlIsNotSet) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.err.find("public_url"), std::string::npos);
   EXPECT_NE(r.out.find("http://127.0.0.1:8080/hooks/sentry"), std::string::npos) << r.out;
+}
+
+TEST(ManifestTest, AWildcardListenAddressIsShownAsThisMachinesName) {
+  TempDir dir;
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  for (const char* listen : {"'*:9000'", "':9000'", "'0.0.0.0:9000'", "'[::]:9000'"}) {
+    dir.Write("c.yaml", std::string("server:\n  listen: ") + listen +
+                            "\nsources:\n  sentry:\n    type: sentry\n");
+    auto r = RunCli({"manifest", "-c", dir.File("c.yaml")});
+    EXPECT_EQ(r.exit_code, 0) << listen << r.err;
+    EXPECT_NE(r.out.find("\"http://" + std::string(host) + ":9000/hooks/sentry\""),
+              std::string::npos)
+        << listen << r.out;
+  }
 }
 
 }  // namespace
