@@ -579,7 +579,10 @@ class Worker {
     while (!conns.empty() && !found) {
       std::unique_ptr<Connection> c = std::move(conns.back());
       conns.pop_back();
-      if (now - c->idle_since < options_.idle_timeout && LooksAlive(c->lowest().socket())) {
+      const auto idle = now - c->idle_since;
+      if (idle < options_.idle_timeout &&
+          (idle < options_.reuse_without_check ? c->lowest().socket().is_open()
+                                               : LooksAlive(c->lowest().socket()))) {
         found = std::move(c);
       } else {
         c->Close();

@@ -764,19 +764,40 @@ TEST_F(HttpClientTest, ReusedConnectionFailingMidResponseIsNotRetried) {
 }
 
 TEST_F(HttpClientTest, ConnectionClosedByServerWhileIdleIsNotReused) {
-  // Keep-alive response, but the server closes right after it.
+  // Keep-alive response, but the server closes right after it. Checked before reuse (here:
+  // always), the closed connection is never written to.
   ScriptServer server([](const SeenRequest&) {
     Reply r = Reply::Ok("bye");
     r.after = Reply::After::kClose;
     return r;
   });
-  auto client = NewClient();
+  auto client = NewClient({.reuse_without_check = std::chrono::milliseconds(0)});
   ASSERT_TRUE(Fetch(*client, Get(server.Url())).ok());
   ASSERT_TRUE(server.WaitForClosed(1));
   Result<ClientResponse> r = Fetch(*client, Get(server.Url()));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(server.accepted(), 2);
   EXPECT_EQ(server.request_count(), 2u);
+  EXPECT_EQ(server.requests().back().sequence, 1);  // the first request of connection 2
+}
+
+TEST_F(HttpClientTest, ARecentlyUsedConnectionTheServerClosedIsRetriedOnANewOne) {
+  // Reused within reuse_without_check, the connection is not checked first: the request fails
+  // on it before any response byte and goes out again on a new connection, and succeeds.
+  ScriptServer server([](const SeenRequest& req) {
+    Reply r = Reply::Ok("conn " + std::to_string(req.connection));
+    r.after = Reply::After::kClose;
+    return r;
+  });
+  auto client = NewClient({.reuse_without_check = std::chrono::hours(1)});
+  for (int i = 1; i <= 3; ++i) {
+    Result<ClientResponse> r = Fetch(*client, Get(server.Url()));
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status().ToString();
+    EXPECT_EQ(r->body, "conn " + std::to_string(i));
+    ASSERT_TRUE(server.WaitForClosed(i));
+  }
+  EXPECT_EQ(server.accepted(), 3);
+  EXPECT_EQ(server.request_count(), 3u);  // the server never read a request twice
 }
 
 TEST_F(HttpClientTest, ConnectionCloseResponseIsNotPooled) {
