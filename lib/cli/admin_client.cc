@@ -6,6 +6,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/listen_address.h"
+
 namespace switchyard::cli {
 
 namespace net = boost::asio;
@@ -26,13 +28,18 @@ Result<AdminReply> CallHttp(const std::string& address, const std::string& metho
                             const std::vector<std::pair<std::string, std::string>>& headers,
                             const std::string& body, std::chrono::milliseconds timeout) {
   std::string host = address, port;
-  if (auto colon = address.rfind(':'); colon != std::string::npos) {
+  if (Result<ListenAddress> a = ParseListenAddress(address); a.ok()) {
+    // A listen address as the daemon reads it (localhost, *, [V6]); a wildcard listener is
+    // reached on loopback.
+    host = a->ip;
+    if (IsWildcard(*a)) host = host.find(':') == std::string::npos ? "127.0.0.1" : "::1";
+    port = std::to_string(a->port);
+  } else if (auto colon = address.rfind(':'); colon != std::string::npos) {
+    // HOST:PORT with a host name (send-test --url), or [V6]:PORT the listener grammar refuses.
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   }
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  if (host == "0.0.0.0" || host == "*" || host.empty()) host = "127.0.0.1";
-  if (host == "::") host = "::1";
   net::io_context ioc;
   net::ip::tcp::resolver resolver(ioc);
   beast::tcp_stream stream(ioc);

@@ -54,7 +54,7 @@ std::string BuildManifest(const config::Config& config, std::string* warning) {
     // name stands in for it.
     std::string authority = config.server.listen;
     if (Result<ListenAddress> a = ParseListenAddress(config.server.listen);
-        a.ok() && (a->ip == "0.0.0.0" || a->ip == "::")) {
+        a.ok() && IsWildcard(*a)) {
       char host[256] = {};
       if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
         std::snprintf(host, sizeof host, "localhost");

@@ -46,6 +46,11 @@ bool ListenAddressesOverlap(const ListenAddress& a, const ListenAddress& b) {
   return (IsV4Any(x) && IsV4Mapped(y)) || (IsV4Any(y) && IsV4Mapped(x));
 }
 
+bool IsWildcard(const ListenAddress& a) {
+  unsigned char b[16];
+  return ToBytes(a.ip, b) && (IsV4Any(b) || IsV6Any(b));
+}
+
 Result<ListenAddress> ParseListenAddress(std::string_view address) {
   std::string host;
   std::string_view port;

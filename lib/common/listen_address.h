@@ -27,4 +27,7 @@ Result<ListenAddress> ParseListenAddress(std::string_view address);
 // IPv4 address.
 bool ListenAddressesOverlap(const ListenAddress& a, const ListenAddress& b);
 
+// True for a wildcard address (0.0.0.0, or [::] however written): every interface, no one host.
+bool IsWildcard(const ListenAddress& a);
+
 }  // namespace switchyard

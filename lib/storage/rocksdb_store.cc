@@ -168,8 +168,10 @@ class RocksDbStore final : public Store {
     deliveries_cf_ = db_->Handle(kDeliveriesCf);
     schedule_cf_ = db_->Handle(kScheduleCf);
     dead_cf_ = db_->Handle(kDeadCf);
-    installations_.emplace(db_->db(), db_->Handle(kInstallationsCf),
-                           [this](size_t bytes) { return RoomForInstallationWrite(bytes); });
+    // Token records may use the lower half of the free-space floor (see RoomForWrite).
+    installations_.emplace(db_->db(), db_->Handle(kInstallationsCf), [this](size_t bytes) {
+      return RoomForWrite(bytes, options_.min_free_bytes / 2);
+    });
     if (Status s = LoadCounts(); !s.ok()) return s;
     writer_ = std::thread([this] {
       NameThisThread("sy-store-write");
@@ -485,29 +487,20 @@ class RocksDbStore final : public Store {
   // the same free-space floor as ingest: Debian's librocksdb aborts on an assertion when a write
   // follows one that failed with ENOSPC, so no write may be tried on a full disk. A refused
   // queue update leaves the delivery pending (it is delivered again: at least once).
-  Status RoomForWrite(size_t bytes) const {
-    const std::optional<uint64_t> free_bytes = FreeBytesBelowFloor(bytes);
-    if (!free_bytes) return Status::Ok();
-    return Unavailable("storage nearly full: " + std::to_string(*free_bytes) + " bytes free");
-  }
-
-  // Installation records are a few hundred bytes, and one that is refused can be a token pair
-  // Sentry has just issued (the old one is dead): losing it means a re-installation. They may use
-  // the lower half of the floor that refuses webhooks; the other half still keeps every write
-  // away from ENOSPC.
-  Status RoomForInstallationWrite(size_t bytes) const {
+  //
+  // `floor` is min_free_bytes unless given. Installation records are a few hundred bytes, and one
+  // that is refused can be a token pair Sentry has just issued (the old one is dead): losing it
+  // means a re-installation. So they may use the lower half of the floor that refuses webhooks;
+  // the other half still keeps every write away from ENOSPC.
+  Status RoomForWrite(size_t bytes, std::optional<uint64_t> floor = std::nullopt) const {
     const std::optional<uint64_t> free_bytes =
-        FreeBytesBelowFloor(bytes, options_.min_free_bytes / 2);
+        FreeBytesBelowFloor(bytes, floor.value_or(options_.min_free_bytes));
     if (!free_bytes) return Status::Ok();
     return Unavailable("storage nearly full: " + std::to_string(*free_bytes) + " bytes free");
   }
 
-  // The free bytes of the store's filesystem when they are below `floor` (min_free_bytes unless
-  // given) + `bytes`; nullopt when there is room (or the floor is off, or statvfs cannot tell:
-  // then try).
-  std::optional<uint64_t> FreeBytesBelowFloor(size_t bytes) const {
-    return FreeBytesBelowFloor(bytes, options_.min_free_bytes);
-  }
+  // The free bytes of the store's filesystem when they are below `floor` + `bytes`; nullopt when
+  // there is room (or the floor is off, or statvfs cannot tell: then try).
   std::optional<uint64_t> FreeBytesBelowFloor(size_t bytes, uint64_t floor) const {
     if (floor == 0) return std::nullopt;
     struct statvfs fs;
@@ -735,7 +728,8 @@ class RocksDbStore final : public Store {
   // Fails while the filesystem has less than min_free_bytes (plus this batch) free. Checked per
   // group commit, so a filling disk is refused before RocksDB ever sees ENOSPC.
   Status CheckFreeSpace(size_t batch_bytes) {
-    const std::optional<uint64_t> free_bytes = FreeBytesBelowFloor(batch_bytes);
+    const std::optional<uint64_t> free_bytes =
+        FreeBytesBelowFloor(batch_bytes, options_.min_free_bytes);
     if (!free_bytes) {
       if (low_space_) log::Info("storage has free space again", {{"path", options_.path}});
       low_space_ = false;
