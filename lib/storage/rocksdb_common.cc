@@ -25,6 +25,12 @@ rocksdb::ColumnFamilyHandle* Database::Handle(const std::string& name) const {
   return it == handles_.end() ? nullptr : it->second;
 }
 
+std::vector<rocksdb::ColumnFamilyHandle*> Database::Handles() const {
+  std::vector<rocksdb::ColumnFamilyHandle*> out;
+  for (const auto& [name, h] : handles_) out.push_back(h);
+  return out;
+}
+
 void Database::Close() {
   if (!db_) return;
   db_->FlushWAL(true).PermitUncheckedError();
@@ -59,7 +65,7 @@ Status CheckCurrentFile(const std::string& db_dir) {
 
 Result<std::unique_ptr<Database>> OpenDatabase(
     const std::string& path,
-    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families) {
+    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families, rocksdb::Env* env) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return Unavailable("cannot create storage directory " + path + ": " + ec.message());
@@ -81,6 +87,7 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   (void)lowered;
 
   rocksdb::DBOptions db_opts;
+  if (env != nullptr) db_opts.env = env;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
   db_opts.max_background_jobs = 2;

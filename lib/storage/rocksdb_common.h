@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "storage/event_store.h"
 
 namespace switchyard::storage {
 
@@ -30,21 +31,29 @@ class Database {
   ~Database() { Close(); }
   rocksdb::DB* db() const { return db_.get(); }
   rocksdb::ColumnFamilyHandle* Handle(const std::string& name) const;
+  std::vector<rocksdb::ColumnFamilyHandle*> Handles() const;
   // Flushes the WAL and closes. Idempotent.
   void Close();
 
  private:
   friend Result<std::unique_ptr<Database>> OpenDatabase(
-      const std::string&, std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>>);
+      const std::string&, std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>>,
+      rocksdb::Env*);
   std::unique_ptr<rocksdb::DB> db_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
 };
 
 // Opens or creates the database at `path` with at least `families` (existing families not listed
 // are opened with default options). Corruption is reported as kCorruption, a held lock as
-// kFailedPrecondition; nothing is ever reset.
+// kFailedPrecondition; nothing is ever reset. `env` (not owned, outlives the database) replaces
+// RocksDB's default environment: tests use it to inject I/O failures.
 Result<std::unique_ptr<Database>> OpenDatabase(
     const std::string& path,
-    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families);
+    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families,
+    rocksdb::Env* env = nullptr);
+
+// OpenStore (event_store.h) with `env` in place of RocksDB's default environment. For tests.
+Result<std::unique_ptr<Store>> OpenStoreWithEnv(const StoreOptions& options, Clock& clock,
+                                                rocksdb::Env* env);
 
 }  // namespace switchyard::storage
