@@ -812,8 +812,8 @@ class RocksDbStore final : public Store {
   //   the kernel may have dropped the dirty pages). The store then stays failed until RocksDB
   //   resumes and a flush has written the memtables out from memory (RecoverIfFailed).
   // Returns non-OK when the batch is not durable. unsynced_ then says whether it is visible.
+  // Called only once RecoverIfFailed() has succeeded.
   Status Write(rocksdb::WriteBatch& wb) {
-    if (Status recovered = RecoverIfFailed(); !recovered.ok()) return recovered;
     rocksdb::Status s = db_->db()->Write(rocksdb::WriteOptions(), &wb);
     if (s.ok() && options_.sync) {
       s = db_->db()->SyncWAL();
