@@ -708,6 +708,8 @@ class RocksDbStore final : public Store {
       size_t events = 0;
       for (const auto& r : results) events += !r.duplicate;
       if (options_.on_group_commit) options_.on_group_commit(events);
+    }
+    if (status.ok() || unsynced_) {  // the deliveries are visible: they must not be stranded
       // Lowering the watermark must follow the write (see LowerWatermarkLocked).
       std::lock_guard lock(counts_mu_);
       for (const DeliveryRecord& d : new_deliveries) LowerWatermarkLocked(d.sink, d.due_ms);
