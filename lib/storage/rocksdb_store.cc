@@ -596,27 +596,17 @@ class RocksDbStore final : public Store {
   }
 
   void CommitBatch(std::vector<PendingAppend>& batch) {
-    // While the store is failed nothing is answered 2xx, duplicates included: after a failed
-    // sync the dedupe index may name an event that is not on disk (see Write).
-    if (Status recovered = RecoverIfFailed(); !recovered.ok()) {
-      {
-        std::lock_guard lock(health_mu_);
-        health_ = recovered;
-        ++stats_.write_failures;
-      }
-      log::ScopedBatch log_batch;
-      for (PendingAppend& p : batch) p.done(recovered);
-      return;
-    }
     const int64_t now = clock_.NowMillis();
     const bool dedupe = options_.dedupe_window.count() > 0;
     std::vector<AppendResult> results(batch.size());
     std::unordered_map<std::string, std::string> in_batch;  // dedupe key -> id
     std::vector<DeliveryRecord> new_deliveries;
     rocksdb::WriteBatch wb;
-    Status lookup_error;
+    // While the store is failed nothing is answered 2xx, duplicates included: after a failed
+    // sync the dedupe index may name an event that is not on disk (see Write).
+    Status status = RecoverIfFailed();
 
-    for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t i = 0; status.ok() && i < batch.size(); ++i) {
       StoredEvent& e = batch[i].event;
       std::string key;
       if (dedupe) {
@@ -636,7 +626,7 @@ class RocksDbStore final : public Store {
           continue;
         }
         if (!s.ok() && !s.IsNotFound()) {
-          lookup_error = Unavailable("dedupe lookup failed: " + s.ToString());
+          status = Unavailable("dedupe lookup failed: " + s.ToString());
           break;
         }
       }
@@ -669,7 +659,6 @@ class RocksDbStore final : public Store {
       results[i] = {e.id, false, batch[i].deliveries.size()};
     }
 
-    Status status = lookup_error;
     if (status.ok() && wb.Count() > 0) status = CheckFreeSpace(wb.GetDataSize());
     if (status.ok() && wb.Count() > 0) status = CheckDiskBound(wb.GetDataSize());
     if (status.ok() && wb.Count() > 0) {
