@@ -135,17 +135,6 @@ bool HasControl(std::string_view s) {
                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
-// RFC 9110 token.
-bool IsHeaderName(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
 // An absolute http(s) URL with a non-empty host and no whitespace or control characters.
 bool IsHttpUrl(std::string_view s) {
   std::string_view rest;
@@ -1036,7 +1025,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
     } else if (k == "headers") {
       std::vector<std::string> lower_names;
       for (const Entry& h : Entries(f, false, {})) {
-        if (!IsHeaderName(h.key)) {
+        if (!httpclient::IsHttpToken(h.key)) {
           Error(h.value.key_mark, f.path + ": invalid header name " + Quote(h.key));
           continue;
         }

@@ -80,4 +80,8 @@ std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options);
 // starts "invalid URL: " and does not repeat the URL.
 Status ValidateUrl(std::string_view url);
 
+// True for an RFC 9110 token, what Send accepts as a method or header field name (the config
+// loader checks sink header names with it).
+bool IsHttpToken(std::string_view s);
+
 }  // namespace switchyard::httpclient

@@ -563,6 +563,16 @@ TEST_F(ConfigLoaderTest, AnHttpSinksUrlAndHeaderValuesMayBeTemplates) {
                  35, "sinks.ops.headers.X-Id: invalid template: ");
 }
 
+TEST_F(ConfigLoaderTest, HttpSinkHeaderNamesMustBeTokens) {
+  const std::string head = "sinks:\n  ops:\n    type: http\n    url: http://h/\n";
+  ExpectOneError(Load(head + "    headers: {'X Team': a}\n"), 5, 15,
+                 "sinks.ops.headers: invalid header name \"X Team\"");
+  ExpectOneError(Load(head + "    headers: {'X:Team': a}\n"), 5, 15, "invalid header name");
+  ExpectOneError(Load(head + "    headers: {'X-T\u00e9am': a}\n"), 5, 15, "invalid header name");
+  LoadResult ok = Load(head + "    headers: {\"X-Az09!#$%&'*+.^_`|~\": a}\n");
+  ASSERT_TRUE(ok.errors.empty()) << Dump(ok);
+}
+
 TEST_F(ConfigLoaderTest, ReportsFieldsTheSinkTypeDoesNotTake) {
   std::string yaml = std::string(kSinks) +
                      "routes:\n"

@@ -542,6 +542,21 @@ TEST_F(HttpClientTest, GetRoundTripCarriesHeadersAndBodyByteForByte) {
   EXPECT_EQ(seen[0].body, "");
 }
 
+TEST_F(HttpClientTest, HeaderNamesAndMethodsMayUseEveryTokenCharacter) {
+  ScriptServer server([](const SeenRequest&) { return Reply::Ok("ok"); });
+  auto client = NewClient();
+  const std::string name = "Az09!#$%&'*+-.^_`|~";  // RFC 9110 tchar: letters, digits and these
+  ClientRequest req = Get(server.Url("/"));
+  req.method = "M-1.x_Y~";
+  req.headers = {{name, "tab\tand \xC3\xA9 are allowed in values"}};
+  Result<ClientResponse> r = Fetch(*client, req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto seen = server.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].method, "M-1.x_Y~");
+  EXPECT_EQ(seen[0].Header("az09!#$%&'*+-.^_`|~"), "tab\tand \xC3\xA9 are allowed in values");
+}
+
 TEST_F(HttpClientTest, PostRoundTripSendsBodyByteForByteWithCallersContentType) {
   ScriptServer server([](const SeenRequest& req) { return Reply::Ok("echo:" + req.body); });
   auto client = NewClient();
@@ -999,6 +1014,17 @@ TEST_F(HttpClientTest, InvalidRequestsAreInvalidArgumentOnAClientThread) {
   ClientRequest bad_name = Get("http://127.0.0.1:1/");
   bad_name.headers = {{"Bad Name", "v"}};
   bad.push_back(bad_name);
+  // Each of these would let a value or name end a header line or smuggle bytes past it.
+  for (std::string value : {std::string("a\nb"), std::string("a\rb"), std::string("a\0b", 3)}) {
+    ClientRequest r = Get("http://127.0.0.1:1/");
+    r.headers = {{"X-Value", value}};
+    bad.push_back(r);
+  }
+  for (std::string name : {"", "X:Y", "X\tY", "X(Y)", "X\"Y", "X/Y", "X@Y", "X\xC3\xA9"}) {
+    ClientRequest r = Get("http://127.0.0.1:1/");
+    r.headers = {{name, "v"}};
+    bad.push_back(r);
+  }
   ClientRequest framing = Get("http://127.0.0.1:1/");
   framing.headers = {{"Content-Length", "5"}};
   bad.push_back(framing);
