@@ -80,11 +80,52 @@ constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 constexpr int kMaxInterimResponses = 8;  // 1xx responses skipped before the final one
 constexpr std::string_view kUserAgent = "switchyard/0.1";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+// Beast's HTTP/1 response parser (its grammar, limits, de-chunking and keep-alive rules)
+// writing straight into a ClientResponse: the status, each field with its name lower-cased
+// (ASCII), and the body. Beast's response_parser would first build a fields container (an
+// allocation per field) that we then copied out of, lower-casing each name again. One per
+// response (interim ones included).
+class ResponseParser final : public bhttp::basic_parser<false> {
+ public:
+  ClientResponse& response() { return response_; }
+
+ private:
+  using string_view = beast::string_view;
+
+  void on_request_impl(bhttp::verb, string_view, string_view, int, error_code&) override {}
+  void on_response_impl(int status, string_view, int, error_code& ec) override {
+    response_.status = status;
+    response_.headers.reserve(16);
+    ec = {};
+  }
+  void on_field_impl(bhttp::field, string_view name, string_view value, error_code& ec) override {
+    std::string lower(name.data(), name.size());
+    for (char& c : lower) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII only, no locale
+    }
+    response_.headers.emplace_back(std::move(lower), std::string(value.data(), value.size()));
+    ec = {};
+  }
+  void on_header_impl(error_code& ec) override { ec = {}; }
+  void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                         error_code& ec) override {
+    // Beast has checked a declared length against body_limit before this.
+    if (content_length) response_.body.reserve(static_cast<size_t>(*content_length));
+    ec = {};
+  }
+  std::size_t on_body_impl(string_view body, error_code& ec) override {
+    response_.body.append(body.data(), body.size());
+    ec = {};
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, string_view, error_code& ec) override { ec = {}; }
+  std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(error_code& ec) override { ec = {}; }
+
+  ClientResponse response_;
+};
 
 // (Not find_first_of: libstdc++'s calls memchr over the set once per character.)
 bool IsSafeFieldValue(std::string_view s) {
@@ -277,7 +318,7 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
       a.result = Unavailable("client shutting down");
       co_return a;
     }
-    bhttp::response_parser<bhttp::string_body> parser;
+    ResponseParser parser;
     parser.header_limit(kMaxHeaderBytes);
     parser.body_limit(op.max_response_bytes);
     if (head) parser.skip(true);
@@ -288,21 +329,13 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
       ec = {};
       parser.put_eof(ec);
     }
-    auto& msg = parser.get();
-    const int status = static_cast<int>(msg.result_int());
-    auto response = [&msg, status] {
-      ClientResponse r;
-      r.status = status;
-      r.headers.reserve(16);
-      for (const auto& field : msg) {
-        r.headers.emplace_back(Lower(field.name_string()), std::string(field.value()));
-      }
-      return r;
-    };
+    const int status = parser.response().status;
     if (ec == bhttp::error::body_limit && op.discard_oversized_body && parser.is_header_done() &&
         status >= 200) {
       // The caller wants the status only: keep it, drop the body read so far and the rest.
-      ClientResponse r = response();
+      ClientResponse r = std::move(parser.response());
+      r.body.clear();
+      r.body.shrink_to_fit();
       r.body_truncated = true;
       a.result = std::move(r);  // keep_alive stays false: the unread rest makes it unusable
       co_return a;
@@ -320,11 +353,9 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
       }
       continue;
     }
-    ClientResponse r = response();
-    r.body = std::move(msg.body());
-    a.keep_alive = status != 101 && msg.keep_alive() && !parser.need_eof() &&
+    a.keep_alive = status != 101 && parser.keep_alive() && !parser.need_eof() &&
                    op.request.keep_alive && conn.buffer.size() == 0;
-    a.result = std::move(r);
+    a.result = std::move(parser.response());
     co_return a;
   }
 }
