@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -461,7 +462,20 @@ class Worker {
   // Any thread: lets Run() return once the queued work is done.
   void ReleaseWork() { work_.reset(); }
 
-  // Starts a request (posted by Send).
+  // Any thread (Send, under the client's mu_): queues `op` to be started on the worker thread.
+  // A drain is posted only when the inbox was empty, so a caller queuing a burst pays one post
+  // and wakes the worker once.
+  void Enqueue(std::shared_ptr<Op> op) {
+    bool was_empty;
+    {
+      std::lock_guard lock(inbox_mu_);
+      was_empty = inbox_.empty();
+      inbox_.push_back(std::move(op));
+    }
+    if (was_empty) net::post(ioc_, [this] { Drain(); });
+  }
+
+  // Starts a request.
   void Start(std::shared_ptr<Op> op) {
     if (stopping_) {
       Complete(*op, Unavailable("client shutting down"));
@@ -476,6 +490,20 @@ class Worker {
       }
       active_.erase(op.get());
     });
+  }
+
+  // Worker thread: starts what Enqueue queued. Under load the sender (the dispatcher) shares
+  // this core and is in the middle of a pass that queues more: step aside once, as the store's
+  // writer and the dispatcher do after a wakeup, so that this drain starts the whole pass. On
+  // an idle core the yield returns at once.
+  void Drain() {
+    sched_yield();
+    std::vector<std::shared_ptr<Op>> ops;
+    {
+      std::lock_guard lock(inbox_mu_);
+      ops.swap(inbox_);
+    }
+    for (auto& op : ops) Start(std::move(op));
   }
 
   // Shutdown: completes every pending request with kUnavailable, closes their connections and
@@ -676,6 +704,8 @@ class Worker {
   // Idle connections per origin, oldest first.
   std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle_;
   std::unordered_map<Op*, std::shared_ptr<Op>> active_;
+  std::mutex inbox_mu_;
+  std::vector<std::shared_ptr<Op>> inbox_;  // GUARDED_BY(inbox_mu_); a Drain is posted if non-empty
 };
 
 class ClientImpl final : public HttpClient {
@@ -729,7 +759,7 @@ class ClientImpl final : public HttpClient {
       if (!shut_down_) {
         // Posted under mu_: every Send post precedes Shutdown's Stop post on the same worker.
         if (op) {
-          net::post(worker->ioc(), [worker, op] { worker->Start(op); });
+          worker->Enqueue(op);
         } else {
           net::post(worker->ioc(), [done = std::move(done), error]() mutable {
             try {
