@@ -31,6 +31,7 @@
 #include <span>
 #include <sstream>
 
+#include "common/ascii.h"
 #include "common/listen_address.h"
 #include "config/config.h"
 #include "config/interpolate.h"
@@ -1029,9 +1030,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
           Error(h.value.key_mark, f.path + ": invalid header name " + Quote(h.key));
           continue;
         }
-        std::string lower = h.key;
-        std::transform(lower.begin(), lower.end(), lower.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        std::string lower = AsciiLower(h.key);
         if (std::find(lower_names.begin(), lower_names.end(), lower) != lower_names.end()) {
           Error(h.value.key_mark,
                 f.path + ": header " + Quote(h.key) + " is given twice (header names ignore case)");

@@ -1,7 +1,5 @@
 #include "delivery/dispatcher.h"
 
-#include <sched.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -18,6 +16,7 @@
 #include "common/allocator.h"
 #include "common/blocking_pool.h"
 #include "common/log.h"
+#include "common/step_aside.h"
 #include "common/thread_name.h"
 #include "json/json_doc.h"
 #include "routing/router.h"
@@ -218,14 +217,11 @@ struct Dispatcher::Impl {
         };
         if (!ready()) {
           cv.wait_for(lock, options.poll, ready);
-          // Woken after an idle spell, most likely by the first completion of a round: the
-          // HTTP client thread that posted it shares a core with us under load and was
-          // preempted by this wakeup with more completions to come. Step aside once so that
-          // they arrive first and this pass takes them all (one schedule scan, one RocksDB
-          // write, one batch of new requests instead of one per completion). On an idle core
-          // the yield returns at once. As the store's writer does (see RocksDbStore).
+          // Most likely by the first completion of the HTTP client's round: let the round finish
+          // so that one pass takes it (one schedule scan, one RocksDB write, one batch of new
+          // requests).
           lock.unlock();
-          sched_yield();
+          StepAsideAfterWakeup();
           lock.lock();
         }
         done.swap(completions);

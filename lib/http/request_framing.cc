@@ -5,6 +5,8 @@
 #include <boost/beast/http/rfc7230.hpp>
 #include <iterator>
 
+#include "common/ascii.h"
+
 namespace switchyard::http {
 
 namespace bhttp = boost::beast::http;
@@ -59,11 +61,7 @@ void RequestParser::on_field_impl(bhttp::field name, string_view name_string, st
     seen_expect_ = true;
     expect_continue_ = boost::beast::iequals(value, "100-continue");
   }
-  std::string lower(name_string.data(), name_string.size());
-  for (char& c : lower) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII only, no locale
-  }
-  request_.headers.emplace_back(std::move(lower), std::string(value.data(), value.size()));
+  request_.headers.emplace_back(AsciiLower(name_string), std::string(value.data(), value.size()));
   ec = {};
 }
 

@@ -28,7 +28,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -53,7 +52,9 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/ascii.h"
 #include "common/log.h"
+#include "common/step_aside.h"
 #include "common/thread_name.h"
 #include "httpclient/url.h"
 
@@ -100,11 +101,7 @@ class ResponseParser final : public bhttp::basic_parser<false> {
     ec = {};
   }
   void on_field_impl(bhttp::field, string_view name, string_view value, error_code& ec) override {
-    std::string lower(name.data(), name.size());
-    for (char& c : lower) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII only, no locale
-    }
-    response_.headers.emplace_back(std::move(lower), std::string(value.data(), value.size()));
+    response_.headers.emplace_back(AsciiLower(name), std::string(value.data(), value.size()));
     ec = {};
   }
   void on_header_impl(error_code& ec) override { ec = {}; }
@@ -492,12 +489,10 @@ class Worker {
     });
   }
 
-  // Worker thread: starts what Enqueue queued. Under load the sender (the dispatcher) shares
-  // this core and is in the middle of a pass that queues more: step aside once, as the store's
-  // writer and the dispatcher do after a wakeup, so that this drain starts the whole pass. On
-  // an idle core the yield returns at once.
+  // Worker thread: starts what Enqueue queued, after letting the sender (the dispatcher, in the
+  // middle of a pass that queues more) finish, so that one drain starts the whole pass.
   void Drain() {
-    sched_yield();
+    StepAsideAfterWakeup();
     std::vector<std::shared_ptr<Op>> ops;
     {
       std::lock_guard lock(inbox_mu_);

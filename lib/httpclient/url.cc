@@ -3,20 +3,12 @@
 #include <array>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
-#include <cctype>
 
+#include "common/ascii.h"
 #include "httpclient/http_client.h"
 
 namespace switchyard::httpclient {
-namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<Target> ParseUrl(std::string_view url) {
   auto parsed = boost::urls::parse_uri(url);
@@ -50,7 +42,7 @@ Result<Target> ParseUrl(std::string_view url) {
       if (name.find('%') != std::string_view::npos) {
         return InvalidArgument("invalid URL: percent-encoded host");
       }
-      t.host = Lower(name);
+      t.host = AsciiLower(name);
       bracketed = t.host;
       break;
     }

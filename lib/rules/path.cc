@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "common/ascii.h"
+
 namespace switchyard::rules {
 
 namespace {
@@ -102,9 +104,7 @@ Result<Path> ParsePath(std::string_view text, size_t* error_offset) {
       return ErrorAt(text.find('.', dot + 1), error_offset,
                      "'$header.<name>' takes exactly one name (in '" + std::string(text) + "')");
     }
-    for (char& c : path.segments[0]) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
+    AsciiLowerInPlace(path.segments[0]);
     return path;
   }
   if (root == "installation") {

@@ -1,9 +1,10 @@
-#include "common/json_escape.h"
 #include "rules/template.h"
 
 #include <charconv>
 #include <string>
 
+#include "common/ascii.h"
+#include "common/json_escape.h"
 #include "rules/matcher.h"
 
 namespace switchyard::rules {
@@ -52,20 +53,6 @@ void Truncate(std::string* s, size_t n) {
   s->append(kEllipsis);
 }
 
-// ASCII-only case mapping: bytes outside A-Z / a-z (including all UTF-8 multi-byte sequences)
-// are left unchanged.
-void AsciiUpper(std::string* s) {
-  for (char& c : *s) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-}
-void AsciiLower(std::string* s) {
-  for (char& c : *s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-}
-
-// Quotes `s` as a JSON string. Bytes >= 0x80 are copied unchanged.
 // Percent-encodes every byte except the RFC 3986 unreserved set (ALPHA DIGIT - . _ ~).
 std::string UrlEncode(std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
@@ -250,11 +237,11 @@ std::string Template::Render(const EventView& event) const {
           break;
         }
         case Filter::Kind::kUpper:
-          AsciiUpper(&value);
+          AsciiUpperInPlace(value);
           raw = false;
           break;
         case Filter::Kind::kLower:
-          AsciiLower(&value);
+          AsciiLowerInPlace(value);
           raw = false;
           break;
         case Filter::Kind::kJson:

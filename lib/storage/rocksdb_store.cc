@@ -24,7 +24,6 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
-#include <sched.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -41,6 +40,7 @@
 #include "common/crypto.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/step_aside.h"
 #include "common/thread_name.h"
 #include "storage/delivery_record.h"
 #include "storage/event_store.h"
@@ -571,14 +571,11 @@ class RocksDbStore final : public Store {
         std::unique_lock lock(mu_);
         if (queue_.empty() && !closing_) {
           cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
-          // Woken by the first append after an idle spell. An I/O thread that shares this core
-          // was most likely preempted by that wakeup in the middle of a round of ready requests:
-          // step aside once so that it finishes the round and this commit takes all of them
-          // (one commit, one WAL write and one wakeup instead of one per request; at 64
-          // connections on one core groups grew from ~4 to ~45 webhooks). On an otherwise idle
-          // core the yield returns at once.
+          // Woken by the first append of an I/O thread's round of ready requests: let the round
+          // finish so that one commit takes it (at 64 connections on one core, groups grew from
+          // ~4 to ~45 webhooks).
           lock.unlock();
-          sched_yield();
+          StepAsideAfterWakeup();
           lock.lock();
         }
         if (queue_.empty() && closing_) return;
