@@ -66,7 +66,10 @@ std::string FormatLine(const Delivery& delivery) {
   std::string line;
   line.reserve(e.body.size() + 256);
   line += '{';
-  AppendString(line, "id", delivery.id);
+  // "id" is the webhook's (the id its 202 answered); "delivery_id" tells apart the lines of
+  // one webhook sent by several routes, and stays the same when a line is written again after
+  // a failed attempt (at least once).
+  AppendString(line, "id", e.id);
   line += ',';
   AppendString(line, "received_at", Rfc3339Millis(e.received_at_ms));
   line += ',';
@@ -77,6 +80,8 @@ std::string FormatLine(const Delivery& delivery) {
   AppendString(line, "action", e.action);
   line += ',';
   AppendString(line, "route", delivery.route);
+  line += ',';
+  AppendString(line, "delivery_id", delivery.id);
   line += ",\"payload\":";
   if (IsValidJson(e.body)) {
     const size_t start = line.size();

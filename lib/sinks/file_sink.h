@@ -1,6 +1,6 @@
 // The file sink: appends one JSON object per delivery, one per line (CONTRACT.md §3 "Sinks"):
-//   {"id":<delivery id>,"received_at":"2026-11-26T19:05:40.123Z","source":…,"resource":…,
-//    "action":…,"route":…,"payload":<the original body as a JSON value>}
+//   {"id":<the webhook's id>,"received_at":"2026-11-26T19:05:40.123Z","source":…,"resource":…,
+//    "action":…,"route":…,"delivery_id":…,"payload":<the original body as a JSON value>}
 // The payload bytes are copied verbatim (they were validated at ingest), except that CR and LF,
 // which valid JSON can only hold as insignificant whitespace, become spaces so the object stays on
 // one line. A body that is not valid JSON (never expected) is written as a JSON string, repaired to

@@ -112,12 +112,33 @@ TEST_F(DeliveryTest, BackendIssueGoesToPushoverWithRenderedFieldsAndIsArchived) 
   ASSERT_TRUE(WaitQueue(0, 0));
   std::string archive = ReadFile(dir_.path() + "/events.jsonl");
   auto line = boost::json::parse(archive.substr(0, archive.find('\n')));
+  EXPECT_EQ(line.at("id"), boost::json::parse(r->body).at("id"))
+      << "the archived line carries the id the webhook's 202 answered";
+  EXPECT_FALSE(line.at("delivery_id").as_string().empty());
+  EXPECT_NE(line.at("delivery_id"), line.at("id"));
   EXPECT_EQ(line.at("route").as_string(), "archive-everything");
   EXPECT_EQ(line.at("source").as_string(), "sentry");
   EXPECT_EQ(line.at("resource").as_string(), "issue");
   EXPECT_EQ(line.at("action").as_string(), "created");
   EXPECT_EQ(line.at("payload").at("data").at("issue").at("project").at("name").as_string(),
             "Backend");
+}
+
+TEST_F(DeliveryTest, AdminQueueListsEveryConfiguredSinkBeforeItsFirstDelivery) {
+  daemon_.Start(Config("  - name: archive-everything\n    to: [archive]\n"));
+  auto q = Admin("GET", "/admin/queue");
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->status, 200);
+  const boost::json::value v = boost::json::parse(q->body);
+  EXPECT_EQ(v.at("pending"), 0);
+  EXPECT_EQ(v.at("dead"), 0);
+  const auto& sinks = v.at("sinks").as_object();
+  EXPECT_EQ(sinks.size(), 3u) << q->body;
+  for (const char* name : {"phone", "ops", "archive"}) {
+    ASSERT_TRUE(sinks.contains(name)) << name << " missing from " << q->body;
+    EXPECT_EQ(sinks.at(name).at("pending"), 0);
+    EXPECT_EQ(sinks.at(name).at("dead"), 0);
+  }
 }
 
 TEST_F(DeliveryTest, IssueFromAnotherProjectIsNotSentToPushover) {

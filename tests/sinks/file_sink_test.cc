@@ -82,12 +82,14 @@ TEST_F(FileSinkTest, WritesOneJsonObjectPerLineWithThePayloadAsAValue) {
   const auto lines = Lines(path_);
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_EQ(lines[0],
-            R"({"id":"01JD0000000000000000000DL1","received_at":"2023-11-14T22:13:20.123Z",)"
+            R"({"id":"01JD00000000000000000000EV","received_at":"2023-11-14T22:13:20.123Z",)"
             R"("source":"sentry","resource":"issue","action":"created",)"
-            R"("route":"archive-everything","payload":)" +
+            R"("route":"archive-everything","delivery_id":"01JD0000000000000000000DL1",)"
+            R"("payload":)" +
                 body + "}");
   const boost::json::value v = boost::json::parse(lines[0]);
-  EXPECT_EQ(v.at("id"), "01JD0000000000000000000DL1");
+  EXPECT_EQ(v.at("id"), "01JD00000000000000000000EV") << "the webhook's id, as its 202 said";
+  EXPECT_EQ(v.at("delivery_id"), "01JD0000000000000000000DL1");
   EXPECT_EQ(v.at("received_at"), "2023-11-14T22:13:20.123Z");
   EXPECT_EQ(v.at("source"), "sentry");
   EXPECT_EQ(v.at("resource"), "issue");
@@ -162,7 +164,7 @@ TEST_F(FileSinkTest, ConcurrentDeliveriesProduceIntactLines) {
     ASSERT_FALSE(ec) << line.substr(0, 200);
     const auto t = v.at("payload").at("thread").as_int64();
     EXPECT_EQ(v.at("payload").at("pad").as_string().size(), static_cast<size_t>(100 + t * 1500));
-    ids.insert(std::string(v.at("id").as_string()));
+    ids.insert(std::string(v.at("delivery_id").as_string()));
   }
   EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kPerThread));
 }
@@ -177,11 +179,11 @@ TEST_F(FileSinkTest, ReopenAfterRenameWritesToANewFile) {
 
   const auto old_lines = Lines(path_ + ".1");
   ASSERT_EQ(old_lines.size(), 2u);
-  EXPECT_THAT(old_lines[0], HasSubstr(R"("id":"before")"));
-  EXPECT_THAT(old_lines[1], HasSubstr(R"("id":"still-old")"));
+  EXPECT_THAT(old_lines[0], HasSubstr(R"("delivery_id":"before")"));
+  EXPECT_THAT(old_lines[1], HasSubstr(R"("delivery_id":"still-old")"));
   const auto new_lines = Lines(path_);
   ASSERT_EQ(new_lines.size(), 1u);
-  EXPECT_THAT(new_lines[0], HasSubstr(R"("id":"after")"));
+  EXPECT_THAT(new_lines[0], HasSubstr(R"("delivery_id":"after")"));
 }
 
 TEST_F(FileSinkTest, ReopenWhileDeliveringLosesNoLines) {
