@@ -129,7 +129,11 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
   const bool post = request.method == "POST";
   if (path == "/admin/queue") {
     if (!get) return respond(MethodNotAllowed("GET"));
-    respond(http::Response::Json(200, QueueJson(store_.Counts())));
+    storage::QueueCounts counts = store_.Counts();
+    // Every configured sink is listed, at zero until it has had a delivery; a sink no longer
+    // configured stays listed while it still holds deliveries.
+    for (const auto& sink : config_.Get()->sinks) counts.sinks.try_emplace(sink.name);
+    respond(http::Response::Json(200, QueueJson(counts)));
     return;
   }
   if (path == "/admin/dlq") {
