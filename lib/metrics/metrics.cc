@@ -165,7 +165,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& refreshes =
       prometheus::BuildCounter()
           .Name("switchyard_token_refreshes_total")
-          .Help("OAuth token refreshes by source and outcome (success, failure, rejected).")
+          .Help("OAuth token refreshes by source and outcome (success, failure).")
           .Register(*registry);
   prometheus::Family<prometheus::Gauge>& installations =
       prometheus::BuildGauge()
@@ -200,7 +200,7 @@ Metrics::~Metrics() = default;
 
 void Metrics::DeclareSources(const std::vector<std::string>& sources) {
   for (const auto& s : sources) {
-    for (auto outcome : {"success", "failure", "rejected"}) {
+    for (auto outcome : {"success", "failure"}) {
       impl_->refresh_cache.Get({{"source", s}, {"outcome", outcome}});
     }
     for (auto status : {"installed", "pending", "needs_reinstall"}) {

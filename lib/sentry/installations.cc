@@ -706,7 +706,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
                                     {"installation", uuid},
                                     {"expires_at", FormatRfc3339Millis(to_store->expires_at_ms)}});
     } else if (PairRefused(result)) {
-      metrics.TokenRefresh(source, "rejected");
+      // The contract's outcomes are success and failure; which failure this was shows in
+      // switchyard_installations{status="needs_reinstall"} and the log.
+      metrics.TokenRefresh(source, "failure");
       log::Error("token refresh refused by Sentry; the installation must be re-installed",
                  {{"source", source}, {"installation", uuid}, {"error", result.message()}});
     } else if (Definitive(result)) {

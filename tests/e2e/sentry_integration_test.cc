@@ -562,9 +562,15 @@ TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinst
   ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
   EXPECT_GE(sentry_.stats().refreshes_refused, 1);
   EXPECT_TRUE(Eventually([&] {
-    return Metrics().find("switchyard_token_refreshes_total{outcome=\"rejected\",source=\"sentry\"} 1") !=
-           std::string::npos;
+    const std::string m = Metrics();
+    return m.find("switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"} 1") !=
+               std::string::npos &&
+           m.find("switchyard_installations{source=\"sentry\",status=\"needs_reinstall\"} 1") !=
+               std::string::npos;
   }));
+  EXPECT_EQ(Metrics().find("switchyard_token_refreshes_total{outcome=\"rejected\""),
+            std::string::npos)
+      << "refresh outcomes are the contract's: success, failure";
   EXPECT_TRUE(daemon_.WaitForLog("must be re-installed"));
 }
 
