@@ -538,20 +538,36 @@ struct Dispatcher::Impl {
       }
     }
     if (dead) {
-      metrics.Delivery(d.sink, "dead");
-      log::Warn("delivery dead-lettered", {{"id", d.id},
-                                           {"sink", d.sink},
-                                           {"route", d.route},
-                                           {"attempts", std::to_string(d.attempts)},
-                                           {"error", d.last_error}});
-      LogIfFailed(store.DeadLetter(d), d);
+      DeadLetter(std::move(d));
       return;
     }
+    // What the sink asked for (Retry-After, capped at max_delay; a sink's own minimum) binds;
+    // the backoff does not. No attempt starts after max_age: a backoff that would end past it
+    // is cut to one last attempt at max_age, and a sink that asks to wait past it gets none.
+    std::chrono::milliseconds asked = o.min_retry;
+    if (o.retry_after) asked = std::max(asked, std::min(*o.retry_after, retry.max_delay));
+    const int64_t deadline_ms = d.created_ms + retry.max_age.count();
+    int64_t next_ms = now_ms + std::max(BackoffDelay(retry, d.attempts, Jitter()), asked).count();
+    if (next_ms > deadline_ms) {
+      if (now_ms + asked.count() > deadline_ms) {
+        if (o.kind == sinks::Outcome::Kind::kRetry) d.last_error += " (max_age reached)";
+        DeadLetter(std::move(d));
+        return;
+      }
+      next_ms = deadline_ms;
+    }
     metrics.Delivery(d.sink, "retry");
-    auto delay = BackoffDelay(retry, d.attempts, Jitter());
-    if (o.retry_after) delay = std::max(delay, std::min(*o.retry_after, retry.max_delay));
-    delay = std::max(delay, o.min_retry);
-    LogIfFailed(store.Reschedule(d, now_ms + delay.count()), d);
+    LogIfFailed(store.Reschedule(d, next_ms), d);
+  }
+
+  void DeadLetter(storage::DeliveryRecord d) {
+    metrics.Delivery(d.sink, "dead");
+    log::Warn("delivery dead-lettered", {{"id", d.id},
+                                         {"sink", d.sink},
+                                         {"route", d.route},
+                                         {"attempts", std::to_string(d.attempts)},
+                                         {"error", d.last_error}});
+    LogIfFailed(store.DeadLetter(d), d);
   }
 
   void BreakerSuccess(SinkState& st) {

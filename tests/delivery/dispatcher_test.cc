@@ -717,12 +717,36 @@ routes:
   Add("r", "ops");
   ASSERT_TRUE(WaitCalls("ops", 1));
   const std::string id = Fake("ops").last().id;
-  EXPECT_EQ(WaitAttempts(id, 1).due_ms, now() + 10000);
-  clock_.Advance(seconds(10));
+  // The 10-s backoff would end past max_age: one last attempt comes at max_age instead.
+  EXPECT_EQ(WaitAttempts(id, 1).due_ms, now() + 5000);
+  clock_.Advance(seconds(5));
   auto dead = WaitDead(1);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].attempts, 2u);
   EXPECT_EQ(dead[0].last_error, "timeout (max_age reached)");
+  clock_.Advance(hours(1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 2u);
+}
+
+TEST_F(DispatcherTest, ASinkAskingToWaitPastMaxAgeGetsNoFurtherAttempt) {
+  Fake("ops").SetDefault(Retry("HTTP 429", seconds(30)));
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+retry: {initial: 1s, max_delay: 1m, max_age: 20s}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Add("r", "ops");
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].attempts, 1u) << "Retry-After: 30 would start the next attempt past max_age";
+  EXPECT_EQ(dead[0].last_error, "HTTP 429 (max_age reached)");
+  EXPECT_EQ(Pending("ops"), 0u);
+  clock_.Advance(hours(1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 1u);
 }
 
 TEST_F(DispatcherTest, PerSinkConcurrencyIsNeverExceeded) {
