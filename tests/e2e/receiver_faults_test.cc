@@ -266,8 +266,9 @@ TEST_F(ReceiverFaultsTest, BurstsOfDeliveriesReuseTheSinksConnections) {
     for (int t = 0; t < 8; ++t) {
       senders.emplace_back([&, t] {
         for (int i = 0; i < kConcurrency / 8; ++i) {
-          const std::string marker =
-              "b" + std::to_string(burst) + "-" + std::to_string(t) + "-" + std::to_string(i);
+          // Appended, not "b" + ...: GCC 12's -Wrestrict misfires on const char* + string&&.
+          std::string marker = "b";
+          marker += std::to_string(burst) + "-" + std::to_string(t) + "-" + std::to_string(i);
           if (Post(marker) == 202) ++accepted;
         }
       });
