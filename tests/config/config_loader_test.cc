@@ -391,6 +391,10 @@ TEST_F(ConfigLoaderTest, ReportsBadDurationWithTheAcceptedForms) {
                  "got \"10 sec\"");
   ExpectOneError(Load("retry:\n  initial: 0\n"), 2, 12, "retry.initial: must be greater than 0");
   ExpectOneError(Load("storage:\n  dedupe_window: 5\n"), 2, 18, "(or 0), got \"5\"");
+  ExpectOneError(Load("retry:\n  max_age: 36501d\n"), 2, 12,
+                 "retry.max_age: must be at most 36500d (100 years), got \"36501d\"");
+  ExpectOneError(Load("retry:\n  max_age: 106751991167d\n"), 2, 12, "must be at most 36500d");
+  EXPECT_TRUE(Load("retry:\n  max_age: 36500d\n").config) << "the bound itself is allowed";
 }
 
 TEST_F(ConfigLoaderTest, ReportsBadRate) {
