@@ -541,23 +541,26 @@ struct Dispatcher::Impl {
       DeadLetter(std::move(d));
       return;
     }
-    // What the sink asked for (Retry-After, capped at max_delay; a sink's own minimum) binds;
-    // the backoff does not. No attempt starts after max_age: a backoff that would end past it
-    // is cut to one last attempt at max_age, and a sink that asks to wait past it gets none.
+    // No retry is scheduled past max_age. What the sink asked for (Retry-After, capped at
+    // max_delay; a sink's own minimum) binds, the backoff does not: a backoff that would end
+    // past max_age is cut to one last attempt at max_age, unless less than `initial` is left or
+    // the sink asks to wait past it; then the delivery is dead now. (Durations are at most 100
+    // years and max_age > elapsed here, so none of this overflows.)
     std::chrono::milliseconds asked = o.min_retry;
     if (o.retry_after) asked = std::max(asked, std::min(*o.retry_after, retry.max_delay));
-    const int64_t deadline_ms = d.created_ms + retry.max_age.count();
-    int64_t next_ms = now_ms + std::max(BackoffDelay(retry, d.attempts, Jitter()), asked).count();
-    if (next_ms > deadline_ms) {
-      if (now_ms + asked.count() > deadline_ms) {
-        if (o.kind == sinks::Outcome::Kind::kRetry) d.last_error += " (max_age reached)";
+    const std::chrono::milliseconds left =
+        retry.max_age - std::chrono::milliseconds(std::max<int64_t>(0, now_ms - d.created_ms));
+    std::chrono::milliseconds delay = std::max(BackoffDelay(retry, d.attempts, Jitter()), asked);
+    if (delay > left) {
+      if (asked > left || left < retry.initial) {
+        d.last_error += " (max_age reached before the next attempt)";
         DeadLetter(std::move(d));
         return;
       }
-      next_ms = deadline_ms;
+      delay = left;
     }
     metrics.Delivery(d.sink, "retry");
-    LogIfFailed(store.Reschedule(d, next_ms), d);
+    LogIfFailed(store.Reschedule(d, now_ms + delay.count()), d);
   }
 
   void DeadLetter(storage::DeliveryRecord d) {

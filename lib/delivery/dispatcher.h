@@ -2,7 +2,9 @@
 // `concurrency` at once and at most `rate` per second, and records each outcome: delivered →
 // removed; transient failure → rescheduled with exponential backoff (initial × multiplier^n, capped
 // at max_delay, ± jitter, never sooner than Retry-After); permanent failure, max_attempts or
-// max_age → dead letter. A sink that keeps failing trips its circuit breaker: it is paused for a
+// max_age → dead letter. No retry is scheduled past max_age: a backoff that would end past it is
+// cut to one last attempt at max_age (none if less than `initial` is left, or the sink asks to
+// wait past it). A sink that keeps failing trips its circuit breaker: it is paused for a
 // cool-down (doubling, capped) instead of burning attempts, then tried with one delivery.
 //
 // Threads: one dispatcher thread owns the schedule and all queue writes; sinks complete on their

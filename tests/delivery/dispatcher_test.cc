@@ -709,7 +709,35 @@ TEST_F(DispatcherTest, ReachingMaxAgeIsADeadLetterWithTheReason) {
   Fake("ops").SetDefault(Retry("timeout"));
   Start(R"yaml(sinks:
   ops: {type: http, url: "http://127.0.0.1:1/"}
-retry: {initial: 10s, max_age: 5s}
+retry: {initial: 2s, multiplier: 2, max_delay: 1m, max_age: 5s}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  const int64_t created = now();
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const std::string id = Fake("ops").last().id;
+  EXPECT_EQ(WaitAttempts(id, 1).due_ms, created + 2000);
+  clock_.Advance(seconds(2));
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  // The 4-s backoff would end past max_age (5 s): one last attempt comes at max_age instead.
+  EXPECT_EQ(WaitAttempts(id, 2).due_ms, created + 5000);
+  clock_.Advance(seconds(3));
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].attempts, 3u);
+  EXPECT_EQ(dead[0].last_error, "timeout (max_age reached)");
+  clock_.Advance(hours(1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 3u);
+}
+
+TEST_F(DispatcherTest, LessThanTheInitialDelayLeftBeforeMaxAgeIsADeadLetterAtOnce) {
+  Fake("ops").SetDefault(Retry("timeout"));
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+retry: {initial: 2s, multiplier: 2, max_delay: 1m, max_age: 3s}
 routes:
   - name: r
     to: [ops]
@@ -717,16 +745,34 @@ routes:
   Add("r", "ops");
   ASSERT_TRUE(WaitCalls("ops", 1));
   const std::string id = Fake("ops").last().id;
-  // The 10-s backoff would end past max_age: one last attempt comes at max_age instead.
-  EXPECT_EQ(WaitAttempts(id, 1).due_ms, now() + 5000);
-  clock_.Advance(seconds(5));
+  WaitAttempts(id, 1);
+  clock_.Advance(seconds(2));
   auto dead = WaitDead(1);
   ASSERT_EQ(dead.size(), 1u);
-  EXPECT_EQ(dead[0].attempts, 2u);
-  EXPECT_EQ(dead[0].last_error, "timeout (max_age reached)");
+  EXPECT_EQ(dead[0].attempts, 2u) << "1 s left, less than initial: no hurried last attempt";
+  EXPECT_EQ(dead[0].last_error, "timeout (max_age reached before the next attempt)");
   clock_.Advance(hours(1));
   Settle();
   EXPECT_EQ(Fake("ops").calls(), 2u);
+}
+
+TEST_F(DispatcherTest, AMaxAgeOfACenturyRetriesAsUsual) {
+  Fake("ops").Script({Retry("HTTP 503"), Success()});
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+retry: {initial: 1s, max_age: 36500d}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  const std::string id = Fake("ops").last().id;
+  EXPECT_EQ(WaitAttempts(id, 1).due_ms, now() + 1000);
+  clock_.Advance(seconds(1));
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0 && store_->Counts().pending == 0; }));
+  EXPECT_EQ(store_->Counts().dead, 0u);
 }
 
 TEST_F(DispatcherTest, ASinkAskingToWaitPastMaxAgeGetsNoFurtherAttempt) {
@@ -742,7 +788,7 @@ routes:
   auto dead = WaitDead(1);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].attempts, 1u) << "Retry-After: 30 would start the next attempt past max_age";
-  EXPECT_EQ(dead[0].last_error, "HTTP 429 (max_age reached)");
+  EXPECT_EQ(dead[0].last_error, "HTTP 429 (max_age reached before the next attempt)");
   EXPECT_EQ(Pending("ops"), 0u);
   clock_.Advance(hours(1));
   Settle();
