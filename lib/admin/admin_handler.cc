@@ -131,7 +131,8 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
     if (!get) return respond(MethodNotAllowed("GET"));
     storage::QueueCounts counts = store_.Counts();
     // Every configured sink is listed, at zero until it has had a delivery; a sink no longer
-    // configured stays listed while it still holds deliveries.
+    // configured is listed while the store counts it (it holds, or held since the start,
+    // deliveries).
     for (const auto& sink : config_.Get()->sinks) counts.sinks.try_emplace(sink.name);
     respond(http::Response::Json(200, QueueJson(counts)));
     return;
