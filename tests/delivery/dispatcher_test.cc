@@ -376,6 +376,22 @@ class DispatcherTest : public ::testing::Test {
     return dead;
   }
 
+  // The max_age tests: one route r → the http sink ops, `retry` as the retry block, and one
+  // delivery added. Returns once its first attempt has started.
+  void StartOneDelivery(const std::string& retry) {
+    Start("sinks:\n  ops: {type: http, url: \"http://127.0.0.1:1/\"}\nretry: " + retry +
+          "\nroutes:\n  - name: r\n    to: [ops]\n");
+    Add("r", "ops");
+    EXPECT_TRUE(WaitCalls("ops", 1));
+  }
+
+  // An hour later, still exactly `calls` attempts: nothing is retried after a dead letter.
+  void ExpectNoMoreAttempts(size_t calls) {
+    clock_.Advance(hours(1));
+    Settle();
+    EXPECT_EQ(Fake("ops").calls(), calls);
+  }
+
   uint64_t Pending(const std::string& sink) {
     auto c = store_->Counts();
     auto it = c.sinks.find(sink);
@@ -707,16 +723,8 @@ routes:
 
 TEST_F(DispatcherTest, ReachingMaxAgeIsADeadLetterWithTheReason) {
   Fake("ops").SetDefault(Retry("timeout"));
-  Start(R"yaml(sinks:
-  ops: {type: http, url: "http://127.0.0.1:1/"}
-retry: {initial: 2s, multiplier: 2, max_delay: 1m, max_age: 5s}
-routes:
-  - name: r
-    to: [ops]
-)yaml");
   const int64_t created = now();
-  Add("r", "ops");
-  ASSERT_TRUE(WaitCalls("ops", 1));
+  StartOneDelivery("{initial: 2s, multiplier: 2, max_delay: 1m, max_age: 5s}");
   const std::string id = Fake("ops").last().id;
   EXPECT_EQ(WaitAttempts(id, 1).due_ms, created + 2000);
   clock_.Advance(seconds(2));
@@ -728,45 +736,24 @@ routes:
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].attempts, 3u);
   EXPECT_EQ(dead[0].last_error, "timeout (max_age reached)");
-  clock_.Advance(hours(1));
-  Settle();
-  EXPECT_EQ(Fake("ops").calls(), 3u);
+  ExpectNoMoreAttempts(3);
 }
 
 TEST_F(DispatcherTest, LessThanTheInitialDelayLeftBeforeMaxAgeIsADeadLetterAtOnce) {
   Fake("ops").SetDefault(Retry("timeout"));
-  Start(R"yaml(sinks:
-  ops: {type: http, url: "http://127.0.0.1:1/"}
-retry: {initial: 2s, multiplier: 2, max_delay: 1m, max_age: 3s}
-routes:
-  - name: r
-    to: [ops]
-)yaml");
-  Add("r", "ops");
-  ASSERT_TRUE(WaitCalls("ops", 1));
-  const std::string id = Fake("ops").last().id;
-  WaitAttempts(id, 1);
+  StartOneDelivery("{initial: 2s, multiplier: 2, max_delay: 1m, max_age: 3s}");
+  WaitAttempts(Fake("ops").last().id, 1);
   clock_.Advance(seconds(2));
   auto dead = WaitDead(1);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].attempts, 2u) << "1 s left, less than initial: no hurried last attempt";
   EXPECT_EQ(dead[0].last_error, "timeout (max_age reached before the next attempt)");
-  clock_.Advance(hours(1));
-  Settle();
-  EXPECT_EQ(Fake("ops").calls(), 2u);
+  ExpectNoMoreAttempts(2);
 }
 
 TEST_F(DispatcherTest, AMaxAgeOfACenturyRetriesAsUsual) {
   Fake("ops").Script({Retry("HTTP 503"), Success()});
-  Start(R"yaml(sinks:
-  ops: {type: http, url: "http://127.0.0.1:1/"}
-retry: {initial: 1s, max_age: 36500d}
-routes:
-  - name: r
-    to: [ops]
-)yaml");
-  Add("r", "ops");
-  ASSERT_TRUE(WaitCalls("ops", 1));
+  StartOneDelivery("{initial: 1s, max_age: 36500d}");
   const std::string id = Fake("ops").last().id;
   EXPECT_EQ(WaitAttempts(id, 1).due_ms, now() + 1000);
   clock_.Advance(seconds(1));
@@ -777,22 +764,13 @@ routes:
 
 TEST_F(DispatcherTest, ASinkAskingToWaitPastMaxAgeGetsNoFurtherAttempt) {
   Fake("ops").SetDefault(Retry("HTTP 429", seconds(30)));
-  Start(R"yaml(sinks:
-  ops: {type: http, url: "http://127.0.0.1:1/"}
-retry: {initial: 1s, max_delay: 1m, max_age: 20s}
-routes:
-  - name: r
-    to: [ops]
-)yaml");
-  Add("r", "ops");
+  StartOneDelivery("{initial: 1s, max_delay: 1m, max_age: 20s}");
   auto dead = WaitDead(1);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].attempts, 1u) << "Retry-After: 30 would start the next attempt past max_age";
   EXPECT_EQ(dead[0].last_error, "HTTP 429 (max_age reached before the next attempt)");
   EXPECT_EQ(Pending("ops"), 0u);
-  clock_.Advance(hours(1));
-  Settle();
-  EXPECT_EQ(Fake("ops").calls(), 1u);
+  ExpectNoMoreAttempts(1);
 }
 
 TEST_F(DispatcherTest, PerSinkConcurrencyIsNeverExceeded) {
