@@ -38,11 +38,11 @@ def sign(secret, body):
 
 
 def request(body, resource, path="/hooks/sentry", secret=SECRET, chunked=False, extra=(),
-            signature=None, method="POST", keep_alive=True):
+            signature=None, method="POST", keep_alive=True, timestamp=NOW_SECONDS):
     sig = sign(secret, body) if signature is None else signature
     head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1:8080", "Content-Type: application/json",
             "User-Agent: Sentry-Hookshot", "Request-ID: 0d6f4b7a-fuzz",
-            f"Sentry-Hook-Resource: {resource}", f"Sentry-Hook-Timestamp: {NOW_SECONDS}",
+            f"Sentry-Hook-Resource: {resource}", f"Sentry-Hook-Timestamp: {timestamp}",
             f"Sentry-Hook-Signature: {sig}"]
     head += list(extra)
     if not keep_alive:
@@ -84,6 +84,9 @@ def request_seeds():
         + request(b"{}", "comment", keep_alive=False)
     seeds["app-signature-upper"] = bytes([FLAG_SIGN | FLAG_APP_SIGNATURE | FLAG_UPPER_HEX]) + \
         request(issue, "issue")
+    # A timestamp whose milliseconds overflow int64 (found by this fuzzer, 2026-12-07).
+    seeds["timestamp-overflow"] = bytes([FLAG_SIGN]) + request(
+        issue, "issue", path="/hooks/strict", secret=STRICT_SECRET, timestamp=3225492126871584768)
     seeds["duplicate"] = bytes([FLAG_STORE_DUPLICATE]) + request(issue, "issue")
     seeds["unavailable"] = bytes([FLAG_STORE_UNAVAILABLE]) + request(issue, "issue")
     seeds["stopping"] = bytes([FLAG_STOPPING]) + request(issue, "issue")

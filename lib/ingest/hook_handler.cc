@@ -217,9 +217,13 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     std::string_view ts = request.Header("sentry-hook-timestamp");
     int64_t secs = 0;
     auto [p, ec] = std::from_chars(ts.data(), ts.data() + ts.size(), secs);
-    int64_t skew_ms = std::llabs(clock_.NowMillis() - secs * 1000);
-    if (ts.empty() || ec != std::errc() || p != ts.data() + ts.size() ||
-        skew_ms > source->max_clock_skew.count()) {
+    // Seconds since the epoch, bounded (2^40 s is ~34,800 years) before they become
+    // milliseconds, so no header value can overflow the arithmetic.
+    constexpr int64_t kMaxSecs = int64_t{1} << 40;
+    const bool parsed = !ts.empty() && ec == std::errc() && p == ts.data() + ts.size() &&
+                        secs >= 0 && secs <= kMaxSecs;
+    if (!parsed ||
+        std::llabs(clock_.NowMillis() - secs * 1000) > source->max_clock_skew.count()) {
       reject(401, "timestamp", "Sentry-Hook-Timestamp missing or outside max_clock_skew");
       return;
     }

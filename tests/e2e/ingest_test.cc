@@ -207,6 +207,18 @@ TEST_F(IngestTest, StaleTimestampIs401WhenMaxClockSkewIsSet) {
   auto stale = Fetch(daemon_.port(), "POST", "/hooks/sentry", headers, body);
   ASSERT_TRUE(stale);
   EXPECT_EQ(stale->status, 401);
+  // Values no clock reads, including ones whose milliseconds overflow int64 (the fuzzer found
+  // 3225492126871584768; the sanitized daemon aborted on it).
+  for (const char* ts : {"3225492126871584768", "9223372036854775807", "-9223372036854775808",
+                         "-1", "1e9", "", "17000000000000000000000"}) {
+    for (auto& [k, v] : headers) {
+      if (k == "Sentry-Hook-Timestamp") v = ts;
+    }
+    auto r = Fetch(daemon_.port(), "POST", "/hooks/sentry", headers, body);
+    ASSERT_TRUE(r) << ts;
+    EXPECT_EQ(r->status, 401) << ts;
+    EXPECT_NE(r->body.find("Sentry-Hook-Timestamp"), std::string::npos) << r->body;
+  }
   auto fresh = Post(body);
   ASSERT_TRUE(fresh);
   EXPECT_EQ(fresh->status, 202);
