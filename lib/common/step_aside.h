@@ -4,6 +4,8 @@
 
 #include <sched.h>
 
+#include <mutex>
+
 namespace switchyard {
 
 // Call once after being woken from an idle wait by another thread's hand-off, holding no lock
@@ -13,5 +15,13 @@ namespace switchyard {
 // scan or write instead of one per item). On a core with nothing else runnable it returns at
 // once.
 inline void StepAsideAfterWakeup() { sched_yield(); }
+
+// The same for a thread woken from a condition-variable wait: `lock` (held on entry, the lock the
+// waker takes to hand off more) is released for the yield and held again on return.
+inline void StepAsideAfterWakeup(std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  StepAsideAfterWakeup();
+  lock.lock();
+}
 
 }  // namespace switchyard

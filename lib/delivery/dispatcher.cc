@@ -220,9 +220,7 @@ struct Dispatcher::Impl {
           // Most likely by the first completion of the HTTP client's round: let the round finish
           // so that one pass takes it (one schedule scan, one RocksDB write, one batch of new
           // requests).
-          lock.unlock();
-          StepAsideAfterWakeup();
-          lock.lock();
+          StepAsideAfterWakeup(lock);
         }
         done.swap(completions);
         rebuild = config_changed;
@@ -528,10 +526,13 @@ struct Dispatcher::Impl {
     }
     d.last_error = o.error.substr(0, 512);
     const config::RetryConfig retry = st ? st->retry : cfg->retry;
+    // Time left before max_age (durations are at most 100 years: this cannot overflow).
+    const std::chrono::milliseconds left =
+        retry.max_age - std::chrono::milliseconds(std::max<int64_t>(0, now_ms - d.created_ms));
     bool dead = o.kind == sinks::Outcome::Kind::kPermanent;
     if (!dead) {
       if (st) BreakerFailure(*st, now_ms, probe);
-      dead = d.attempts >= retry.max_attempts || now_ms - d.created_ms >= retry.max_age.count();
+      dead = d.attempts >= retry.max_attempts || left.count() <= 0;
       if (dead && o.kind == sinks::Outcome::Kind::kRetry) {
         d.last_error +=
             d.attempts >= retry.max_attempts ? " (max_attempts reached)" : " (max_age reached)";
@@ -544,12 +545,9 @@ struct Dispatcher::Impl {
     // No retry is scheduled past max_age. What the sink asked for (Retry-After, capped at
     // max_delay; a sink's own minimum) binds, the backoff does not: a backoff that would end
     // past max_age is cut to one last attempt at max_age, unless less than `initial` is left or
-    // the sink asks to wait past it; then the delivery is dead now. (Durations are at most 100
-    // years and max_age > elapsed here, so none of this overflows.)
+    // the sink asks to wait past it; then the delivery is dead now.
     std::chrono::milliseconds asked = o.min_retry;
     if (o.retry_after) asked = std::max(asked, std::min(*o.retry_after, retry.max_delay));
-    const std::chrono::milliseconds left =
-        retry.max_age - std::chrono::milliseconds(std::max<int64_t>(0, now_ms - d.created_ms));
     std::chrono::milliseconds delay = std::max(BackoffDelay(retry, d.attempts, Jitter()), asked);
     if (delay > left) {
       if (asked > left || left < retry.initial) {

@@ -8,7 +8,6 @@
 #include "httpclient/http_client.h"
 
 namespace switchyard::httpclient {
-namespace {}  // namespace
 
 Result<Target> ParseUrl(std::string_view url) {
   auto parsed = boost::urls::parse_uri(url);

@@ -574,9 +574,7 @@ class RocksDbStore final : public Store {
           // Woken by the first append of an I/O thread's round of ready requests: let the round
           // finish so that one commit takes it (at 64 connections on one core, groups grew from
           // ~4 to ~45 webhooks).
-          lock.unlock();
-          StepAsideAfterWakeup();
-          lock.lock();
+          StepAsideAfterWakeup(lock);
         }
         if (queue_.empty() && closing_) return;
         size_t bytes = 0;
