@@ -11,9 +11,12 @@ int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t ne
     __attribute__((weak));
 }
 
-// A sanitizer (ASan, TSan) replaces malloc with its own allocator, and glibc's malloc_trim() and
-// mallinfo2() then walk arenas that no one allocates from: in one CI run under ASan, malloc_trim
-// read address 0x8 (SEGV in mtrim). Under a sanitizer, the sanitizer's allocator answers.
+// A sanitizer (ASan, TSan) replaces malloc with its own allocator, so glibc's own arena is set
+// up only when malloc_trim() or mallinfo2() first touch it, and glibc marks it initialised before
+// it fills it in, without a lock. In one CI run under ASan, the dispatcher's first malloc_trim
+// read address 0x8 in mtrim (an empty bin), most likely while a /metrics mallinfo2 set it up;
+// an ASan program whose two threads start with malloc_trim and mallinfo2 crashes the same way
+// in ~1 % of runs. Under a sanitizer, the sanitizer's allocator answers instead.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SWITCHYARD_SANITIZER_HEAP 1
 extern "C" size_t __sanitizer_get_heap_size();
