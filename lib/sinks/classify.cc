@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
-#include <limits>
 #include <optional>
 
 #include "sinks/sink.h"
@@ -15,7 +14,9 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr int64_t kMaxDeltaSeconds = std::numeric_limits<int64_t>::max() / 1000;
+// The longest Retry-After taken as given (36500 days, the longest configurable duration).
+constexpr int64_t kMaxDeltaSeconds = int64_t{36500} * 86400;
+constexpr milliseconds kMaxRetryAfter = seconds(kMaxDeltaSeconds);
 
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -88,9 +89,11 @@ bool ParseTime(Cursor& c, int64_t* hh, int64_t* mm, int64_t* ss) {
 
 // Parses an HTTP-date (RFC 9110 §5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", and the
 // obsolete RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" and asctime "Sun Nov  6 08:49:37 1994"
-// forms. The day name is not checked against the date.
-std::optional<std::chrono::system_clock::time_point> ParseHttpDate(
-    std::string_view text, std::chrono::system_clock::time_point now) {
+// forms. The day name is not checked against the date. Returns seconds since the Unix epoch
+// (years 0000-9999: no overflow), not a system_clock time point, which counts nanoseconds and
+// cannot hold a date past 2262 ("Fri, 31 Dec 9999 23:59:59 GMT" is a common "never").
+std::optional<int64_t> ParseHttpDateSeconds(std::string_view text,
+                                            std::chrono::system_clock::time_point now) {
   int64_t year = 0, day = 0, hh = 0, mm = 0, ss = 0;
   size_t month = 0, dayname = 0;
   bool ok = false;
@@ -124,14 +127,12 @@ std::optional<std::chrono::system_clock::time_point> ParseHttpDate(
   if (!ok) return std::nullopt;
   const auto m = static_cast<unsigned>(month + 1);
   if (day < 1 || day > DaysInMonth(year, m) || hh > 23 || mm > 59 || ss > 60) return std::nullopt;
-  const int64_t secs =
-      DaysFromCivil(year, m, static_cast<unsigned>(day)) * 86400 + hh * 3600 + mm * 60 + ss;
-  return std::chrono::system_clock::time_point(seconds(secs));
+  return DaysFromCivil(year, m, static_cast<unsigned>(day)) * 86400 + hh * 3600 + mm * 60 + ss;
 }
 
 // Retry-After (RFC 9110 §10.2.3) relative to `now`: delta-seconds or an HTTP-date; a date in the
-// past is 0. Nullopt if absent or malformed. Not capped (the dispatcher caps at max_delay), only
-// saturated so it cannot overflow.
+// past is 0. Nullopt if absent or malformed. Saturated at kMaxRetryAfter, so a caller can add it
+// to a clock reading; each caller caps it further (the dispatcher at max_delay).
 std::optional<milliseconds> ParseRetryAfter(std::string_view value,
                                             std::chrono::system_clock::time_point now) {
   value = TrimOws(value);
@@ -147,10 +148,11 @@ std::optional<milliseconds> ParseRetryAfter(std::string_view value,
     }
     return milliseconds(secs * 1000);
   }
-  const auto date = ParseHttpDate(value, now);
-  if (!date) return std::nullopt;
-  if (*date <= now) return milliseconds(0);
-  return std::chrono::ceil<milliseconds>(*date - now);
+  const auto date_s = ParseHttpDateSeconds(value, now);
+  if (!date_s) return std::nullopt;
+  const auto wait = milliseconds(*date_s * 1000) -
+                    std::chrono::floor<milliseconds>(now.time_since_epoch());
+  return std::clamp(wait, milliseconds(0), kMaxRetryAfter);
 }
 
 }  // namespace

@@ -50,8 +50,8 @@ struct Outcome {
   Kind kind = Kind::kSuccess;
   std::string error;  // short, for logs and the DLQ; never contains secrets
   int http_status = 0;
-  // The earliest the next attempt may start (from Retry-After, or Pushover's 5 s rule). The
-  // dispatcher caps a Retry-After at the sink's retry.max_delay...
+  // The earliest the next attempt may start (from Retry-After, or Pushover's 5 s rule), at most
+  // 36500 days. The dispatcher caps a Retry-After at the sink's retry.max_delay...
   std::optional<std::chrono::milliseconds> retry_after;
   // ...but not this: a floor the receiver's contract sets (Pushover: never sooner than 5 s).
   std::chrono::milliseconds min_retry{0};

@@ -62,10 +62,26 @@ TEST(ClassifyHttpStatusTest, RetryAfterDeltaSeconds) {
   EXPECT_EQ(too_many.retry_after, milliseconds(3600000)) << "not capped here";
 }
 
-TEST(ClassifyHttpStatusTest, RetryAfterHugeDeltaSaturatesWithoutOverflow) {
-  const auto r = RetryAfter("99999999999999999999999999");
-  ASSERT_TRUE(r.has_value());
-  EXPECT_GT(r->count(), 0);
+constexpr milliseconds k36500Days = std::chrono::hours(24 * 36500);
+
+TEST(ClassifyHttpStatusTest, RetryAfterHugeDeltaSaturatesAt36500Days) {
+  // Saturated, so a caller can add it to a clock reading without overflow.
+  EXPECT_EQ(RetryAfter("99999999999999999999999999"), k36500Days);
+  EXPECT_EQ(RetryAfter("9223372036854775807"), k36500Days);
+  EXPECT_EQ(RetryAfter("3153600000"), k36500Days);
+  EXPECT_EQ(RetryAfter("3153599999"), k36500Days - milliseconds(1000));
+}
+
+// A system_clock time point counts nanoseconds and ends in 2262: dates beyond its range (a
+// "never" of year 9999, a year-0 "long ago") are computed without it (undefined behaviour before).
+TEST(ClassifyHttpStatusTest, RetryAfterDatesOutsideTheClocksRangeAreExact) {
+  EXPECT_EQ(RetryAfter("Fri, 31 Dec 9999 23:59:59 GMT"), k36500Days);
+  EXPECT_EQ(RetryAfter("Sun Dec 31 23:59:59 9999"), k36500Days);
+  EXPECT_EQ(RetryAfter("Sat, 12 Apr 2262 23:47:16 GMT"), k36500Days);
+  EXPECT_EQ(RetryAfter("Wed, 01 Jan 1000 00:00:00 GMT"), milliseconds(0));
+  EXPECT_EQ(RetryAfter("Sat, 01 Jan 0000 00:00:00 GMT"), milliseconds(0));
+  // Within 36500 days of now: exact (2094-10-11 is 36499 days after 1994-11-06).
+  EXPECT_EQ(RetryAfter("Mon, 11 Oct 2094 08:49:37 GMT"), k36500Days - std::chrono::hours(24));
 }
 
 TEST(ClassifyHttpStatusTest, RetryAfterInvalidIsIgnored) {
