@@ -144,11 +144,22 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     return std::min(d, options.retry_max);
   }
 
+  // The wait before retrying a failed refresh or verify: the backoff, or longer if Sentry's
+  // Retry-After asks for it, but never past retry_max (as the dispatcher caps a sink's at
+  // max_delay): a Retry-After of years would otherwise stop the installation's refreshes.
+  std::chrono::milliseconds RetryWait(uint32_t failures,
+                                      std::optional<std::chrono::milliseconds> retry_after) const {
+    return std::max(Backoff(failures),
+                    std::min(retry_after.value_or(std::chrono::milliseconds(0)), options.retry_max));
+  }
+
   // When the refresher should renew `rec`: refresh_before its expiry, minus a spread of up to
   // refresh_before/2 derived from the uuid (so a herd of installations spreads out; only ever
   // earlier than refresh_before asks). Never before half the pair's life since it was stored
   // has passed: a refresh_before as long as the token's lifetime would otherwise refresh the
-  // new pair at once, in a loop.
+  // new pair at once, in a loop. A pair stored already expired (an expiresAt Sentry should never
+  // send) is refreshed retry_max after it was stored, not in a loop either; never a negative
+  // time (an expiresAt before 1970), which would mean "not scheduled".
   int64_t RefreshAtMs(const Installation& rec, const config::SourceConfig* src) const {
     const int64_t before =
         src ? static_cast<int64_t>(src->refresh_before.count()) : int64_t{3600000};
@@ -157,8 +168,10 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     int64_t due = rec.expires_at_ms - before - spread;
     if (rec.updated_at_ms > 0 && rec.expires_at_ms > rec.updated_at_ms) {
       due = std::max(due, rec.updated_at_ms + (rec.expires_at_ms - rec.updated_at_ms) / 2);
+    } else if (rec.updated_at_ms > 0) {
+      due = std::max(due, rec.updated_at_ms + options.retry_max.count());
     }
-    return due;
+    return std::max<int64_t>(due, 0);
   }
 
   void ScheduleLocked(const std::string& key, Entry& e, int64_t due) {
@@ -510,8 +523,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
           RescheduleLocked(key, e, std::nullopt);
         } else {
           ++e.failures;
-          auto wait = std::max(Backoff(e.failures), retry_after.value_or(std::chrono::milliseconds(0)));
-          RescheduleLocked(key, e, clock.NowMillis() + wait.count());
+          RescheduleLocked(key, e, clock.NowMillis() + RetryWait(e.failures, retry_after).count());
         }
         // API calls that got a 401 while the verify ran joined a refresh that had to wait for
         // it: start it now (it fails them at once while stopping).
@@ -691,11 +703,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         if (result.ok() || PairRefused(result)) {
           RescheduleLocked(key, e, std::nullopt);
         } else {
-          auto wait =
-              std::max(Backoff(e.failures), retry_after.value_or(std::chrono::milliseconds(0)));
           // Not RescheduleLocked: it takes the earlier of the refresh time (passed: this refresh
           // was due) and the retry, which retried at once, in a loop.
-          ScheduleLocked(key, e, clock.NowMillis() + wait.count());
+          ScheduleLocked(key, e, clock.NowMillis() + RetryWait(e.failures, retry_after).count());
         }
       }
       cv.notify_all();

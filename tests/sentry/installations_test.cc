@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <deque>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <fstream>
@@ -26,6 +27,7 @@ namespace {
 
 using std::chrono::hours;
 using std::chrono::milliseconds;
+using std::chrono::minutes;
 using std::chrono::seconds;
 
 // Records every Put; can be told to fail.
@@ -84,12 +86,22 @@ class SentryStub : public httpclient::HttpClient {
         if (body["grant_type"].as_string() == "refresh_token") {
           refresh_times.push_back(clock_.NowMillis());
           refresh_uuids.push_back(req.url);
+          if (!refresh_failures.empty()) {  // answered 429 with this Retry-After
+            r.status = 429;
+            r.headers.emplace_back("retry-after", refresh_failures.front());
+            r.body = R"({"detail":"Request was throttled."})";
+            refresh_failures.pop_front();
+            done(std::move(r));
+            return;
+          }
         }
         current = "tok" + std::to_string(++counter);
         boost::json::object o;
         o["token"] = current;
         o["refreshToken"] = "ref" + std::to_string(counter);
-        o["expiresAt"] = FormatRfc3339Millis(clock_.NowMillis() + 8 * 3600 * 1000);
+        o["expiresAt"] = expires_at.empty()
+                             ? FormatRfc3339Millis(clock_.NowMillis() + 8 * 3600 * 1000)
+                             : expires_at;
         r.status = 201;
         r.body = boost::json::serialize(o);
       } else {
@@ -112,6 +124,8 @@ class SentryStub : public httpclient::HttpClient {
   std::mutex mu;
   std::vector<int64_t> refresh_times;
   std::vector<std::string> refresh_uuids;
+  std::deque<std::string> refresh_failures;  // Retry-After values of the next refreshes' 429s
+  std::string expires_at;  // the expiresAt of every new pair, when set (else 8 h from now)
   std::string current = "initial";
   int counter = 0;
 
@@ -303,6 +317,81 @@ TEST(RefresherTest, APairTheStoreRefusedIsWrittenAgainByALaterRound) {
   std::lock_guard lock(sentry.mu);
   EXPECT_EQ(sentry.refresh_times.size(), 1u);  // no second refresh was needed
   manager.Stop();
+}
+
+// Sentry's Retry-After is honoured up to retry_max (5 min), as a sink's is up to max_delay: a
+// value of years (or one past int64, which overflowed `now + wait` before) must not stop the
+// installation's refreshes.
+TEST(RefresherTest, ARetryAfterOfYearsOnARefreshIsCappedAtRetryMax) {
+  FakeClock clock;
+  MemoryTokenStore store;
+  Installation in = Installed(clock, "initial");
+  in.updated_at_ms = clock.NowMillis();
+  store.rows["sentry/" + in.uuid] = in;
+  SentryStub sentry(clock, store);
+  sentry.refresh_failures = {"99999999999999999999", "31536000000",
+                             "Fri, 31 Dec 9999 23:59:59 GMT"};
+  config::ConfigHolder holder(ConfigWith(hours(1)));
+  metrics::Metrics metrics;
+  InstallationManager manager(holder, store, sentry, metrics, clock,
+                              {.retry_max = minutes(5), .max_sleep = milliseconds(5)});
+  ASSERT_TRUE(manager.Start(nullptr).ok());
+  clock.Advance(hours(7));  // past the refresh time
+  const int64_t t0 = clock.NowMillis();
+  for (int s = 0; s < 20 * 60; ++s) {  // 20 minutes, a second at a time
+    manager.RefreshDue();
+    while (manager.Busy() > 0) std::this_thread::yield();
+    clock.Advance(seconds(1));
+  }
+  std::lock_guard lock(sentry.mu);
+  // Three 429s, each followed by a retry after exactly retry_max; the fourth refresh succeeds.
+  ASSERT_EQ(sentry.refresh_times.size(), 4u);
+  EXPECT_EQ(sentry.refresh_times[0], t0);
+  for (size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(sentry.refresh_times[i] - sentry.refresh_times[i - 1], 5 * 60 * 1000) << i;
+  }
+  EXPECT_EQ(store.rows["sentry/" + in.uuid].access_token, "tok1");
+  manager.Stop();
+}
+
+// Sentry should never issue a pair that has already expired, but if it does (here: an expiresAt
+// in 1969, and one an hour ago), the refresher neither stops refreshing that installation (a
+// time before 1970 was a negative due time, read as "not scheduled") nor refreshes it in a loop
+// (a due time in the past, every round): it refreshes retry_max after storing the pair.
+TEST(RefresherTest, APairIssuedAlreadyExpiredIsRefreshedAfterRetryMaxNotInALoopOrNever) {
+  for (const std::string expires_at : {"1969-12-31T00:00:00.000Z", "past"}) {
+    SCOPED_TRACE(expires_at);
+    FakeClock clock;
+    MemoryTokenStore store;
+    Installation in = Installed(clock, "initial");
+    in.updated_at_ms = clock.NowMillis();
+    store.rows["sentry/" + in.uuid] = in;
+    SentryStub sentry(clock, store);
+    config::ConfigHolder holder(ConfigWith(hours(1)));
+    metrics::Metrics metrics;
+    InstallationManager manager(holder, store, sentry, metrics, clock,
+                                {.retry_max = minutes(5), .max_sleep = milliseconds(5)});
+    ASSERT_TRUE(manager.Start(nullptr).ok());
+    clock.Advance(hours(7));  // past the refresh time
+    {
+      std::lock_guard lock(sentry.mu);
+      sentry.expires_at = expires_at == "past"
+                              ? FormatRfc3339Millis(clock.NowMillis() - 3600 * 1000)
+                              : expires_at;
+    }
+    const int64_t t0 = clock.NowMillis();
+    for (int s = 0; s < 12 * 60; ++s) {  // 12 minutes, a second at a time
+      manager.RefreshDue();
+      while (manager.Busy() > 0) std::this_thread::yield();
+      clock.Advance(seconds(1));
+    }
+    manager.Stop();
+    std::lock_guard lock(sentry.mu);
+    ASSERT_EQ(sentry.refresh_times.size(), 3u);
+    EXPECT_EQ(sentry.refresh_times[0], t0);
+    EXPECT_EQ(sentry.refresh_times[1], t0 + 5 * 60 * 1000);
+    EXPECT_EQ(sentry.refresh_times[2], t0 + 10 * 60 * 1000);
+  }
 }
 
 }  // namespace
