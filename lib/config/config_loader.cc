@@ -76,6 +76,13 @@ constexpr std::string_view kCredentialHeaders[] = {"sentry-hook-signature", "sen
                                                    "authorization", "proxy-authorization",
                                                    "cookie"};
 constexpr int64_t kMaxThreads = 4096;
+// Upper bounds of the server's own limits. A body is held in memory whole and stored as one
+// RocksDB value (the event codec compresses at most 256 MiB); Beast's head limit is 32 bits (a
+// larger value truncated, to 0 for 4 GiB: every request got 431); simdjson allocates its depth
+// stacks up front, ~9 bytes a level per I/O thread, and 1024 is its own default maximum.
+constexpr int64_t kMaxBodyBytesLimit = int64_t{256} << 20;
+constexpr int64_t kMaxHeaderBytesLimit = int64_t{1} << 20;
+constexpr int64_t kMaxJsonDepthLimit = 1024;
 constexpr int64_t kPushoverMinRetry = 30;
 constexpr int64_t kPushoverMaxExpire = 10800;
 // Why a sink's own templates cannot read $issue.*: they serve every route, enriched or not.
@@ -179,6 +186,8 @@ std::optional<Rate> ParseRate(std::string_view s) {
   if (seconds == 0 || !n || *n <= 0) return std::nullopt;
   Rate rate;
   rate.per_second = *n / seconds;
+  // "1e-321/h" rounds to 0 (or a subnormal), which the token bucket would read as unlimited.
+  if (!std::isnormal(rate.per_second)) return std::nullopt;
   rate.burst = std::max(1.0, std::ceil(rate.per_second));
   return rate;
 }
@@ -807,9 +816,9 @@ void Loader::ParseServer(const Value& v) {
     } else if (k == "threads") {
       if (auto x = GetInt(f, 0, kMaxThreads)) s.threads = static_cast<int>(*x);
     } else if (k == "max_body_bytes") {
-      if (auto x = GetInt(f, 1, std::numeric_limits<int64_t>::max())) s.max_body_bytes = *x;
+      if (auto x = GetInt(f, 1, kMaxBodyBytesLimit)) s.max_body_bytes = *x;
     } else if (k == "max_header_bytes") {
-      if (auto x = GetInt(f, 1, std::numeric_limits<int64_t>::max())) s.max_header_bytes = *x;
+      if (auto x = GetInt(f, 1, kMaxHeaderBytesLimit)) s.max_header_bytes = *x;
     } else if (k == "header_timeout") {
       if (auto x = GetDuration(f, true)) s.header_timeout = *x;
     } else if (k == "body_timeout") {
@@ -821,7 +830,7 @@ void Loader::ParseServer(const Value& v) {
         s.max_connections = static_cast<uint32_t>(*x);
       }
     } else if (k == "max_json_depth") {
-      if (auto x = GetInt(f, 1, std::numeric_limits<uint32_t>::max())) {
+      if (auto x = GetInt(f, 1, kMaxJsonDepthLimit)) {
         s.max_json_depth = static_cast<uint32_t>(*x);
       }
     } else if (k == "public_url") {

@@ -359,6 +359,25 @@ TEST_F(ConfigLoaderTest, ReportsDuplicateKeyAtTheSecondWithTheFirstLine) {
                  "duplicate key \"storage\" (first at line 1)");
 }
 
+// Each limit has a ceiling the code can honour: Beast's head limit is 32 bits (4 GiB truncated to
+// 0, and every request got 431), a body is one in-memory string and one RocksDB value, and
+// simdjson allocates its depth stacks up front.
+TEST_F(ConfigLoaderTest, ServerLimitsHaveCeilings) {
+  ExpectOneError(Load("server:\n  max_header_bytes: 4294967296\n"), 2, 21,
+                 "server.max_header_bytes: expected an integer in 1..1048576, got \"4294967296\"");
+  ExpectOneError(Load("server:\n  max_body_bytes: 268435457\n"), 2, 19,
+                 "server.max_body_bytes: expected an integer in 1..268435456, got \"268435457\"");
+  ExpectOneError(Load("server:\n  max_json_depth: 1025\n"), 2, 19,
+                 "server.max_json_depth: expected an integer in 1..1024, got \"1025\"");
+  LoadResult r = Load(
+      "server:\n  max_header_bytes: 1048576\n  max_body_bytes: 268435456\n"
+      "  max_json_depth: 1024\n");
+  ASSERT_NE(r.config, nullptr) << r.errors.at(0).message;
+  EXPECT_EQ(r.config->server.max_header_bytes, 1048576u);
+  EXPECT_EQ(r.config->server.max_body_bytes, 268435456u);
+  EXPECT_EQ(r.config->server.max_json_depth, 1024u);
+}
+
 TEST_F(ConfigLoaderTest, ReportsWrongTypesAtTheValue) {
   ExpectOneError(Load("server:\n  listen: {a: 1}\n"), 2, 11,
                  "server.listen: expected IPV4:PORT, [IPV6]:PORT, localhost:PORT or *:PORT with "
@@ -368,7 +387,7 @@ TEST_F(ConfigLoaderTest, ReportsWrongTypesAtTheValue) {
   ExpectOneError(Load("server:\n  max_connections: -1\n"), 2, 20,
                  "server.max_connections: expected an integer in 1..4294967295, got \"-1\"");
   ExpectOneError(Load("server:\n  max_body_bytes: 0\n"), 2, 19,
-                 "server.max_body_bytes: expected an integer >= 1, got \"0\"");
+                 "server.max_body_bytes: expected an integer in 1..268435456, got \"0\"");
   ExpectOneError(Load("storage:\n  sync: yes\n"), 2, 9,
                  "storage.sync: expected true or false, got \"yes\"");
   ExpectOneError(Load("storage:\n  path: [a]\n"), 2, 9,
@@ -401,6 +420,9 @@ TEST_F(ConfigLoaderTest, ReportsBadRate) {
   LoadResult r = Load("sinks:\n  phone:\n    type: pushover\n    rate: fast\n");
   ExpectOneError(r, 4, 11, "sinks.phone.rate: expected a rate like \"2/s\", got \"fast\"");
   ExpectOneError(Load("sinks:\n  a: {type: file, path: x, rate: 0/s}\n"), 2, 34,
+                 "expected a rate like");
+  // Positive, but it rounds to 0 (a subnormal), which would read as unlimited.
+  ExpectOneError(Load("sinks:\n  a: {type: file, path: x, rate: 1e-321/h}\n"), 2, 34,
                  "expected a rate like");
 }
 
