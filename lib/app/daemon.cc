@@ -261,7 +261,8 @@ int RunDaemon(const std::string& config_path) {
   uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
     // Pinged from the event loop, so a wedged loop stops the pings and systemd restarts us.
-    server.Every(std::chrono::milliseconds(watchdog_usec / 2000),
+    // At least 1 ms: a WatchdogSec under 2 ms would otherwise make a 0 ms period, a busy loop.
+    server.Every(std::chrono::milliseconds(std::max<uint64_t>(1, watchdog_usec / 2000)),
                  [] { sd_notify(0, "WATCHDOG=1"); });
   }
 

@@ -3,6 +3,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/rfc7230.hpp>
+#include <algorithm>
 #include <iterator>
 
 #include "common/ascii.h"
@@ -67,8 +68,11 @@ void RequestParser::on_field_impl(bhttp::field name, string_view name_string, st
 
 void RequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
                                       error_code& ec) {
-  // Beast has checked a declared length against body_limit before this.
-  if (content_length) request_.body.reserve(static_cast<size_t>(*content_length));
+  // Beast has checked a declared length against body_limit before this. Reserved up to 1 MiB
+  // only: the declared length is the client's word, and a head alone must not reserve a body of
+  // max_body_bytes (up to 256 MiB) per connection; larger bodies grow as bytes arrive.
+  constexpr uint64_t kMaxReserve = 1 << 20;
+  if (content_length) request_.body.reserve(static_cast<size_t>(std::min(*content_length, kMaxReserve)));
   ec = {};
 }
 
