@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets into OUT_DIR/{request,config,rules}.
+"""Writes the seed corpora of the fuzz targets into OUT_DIR/{request,config,rules,headers}.
 
 Generated at run time (fuzz/run.sh) from files in the repo, so no corpus is committed:
   request: every Sentry payload of tests/fixtures/sentry-payloads wrapped into signed HTTP/1.1
@@ -8,6 +8,7 @@ Generated at run time (fuzz/run.sh) from files in the repo, so no corpus is comm
   config:  routes.yaml, systemd/routes.yaml and the YAML documents embedded in
            tests/config/config_loader_test.cc;
   rules:   matcher and template strings from tests/rules/, each with a payload after a NUL byte.
+  headers: Retry-After values and RFC 3339 timestamps, each after 8 bytes picking "now" and a status.
 """
 import hashlib
 import hmac
@@ -182,12 +183,27 @@ def rules_seeds():
     return seeds
 
 
+def headers_seeds():
+    """Retry-After values and RFC 3339 timestamps, after 8 bytes that pick "now" and a status."""
+    values = [b"120", b"0", b" 7\t", b"99999999999999999999", b"3153600000",
+              b"Sun, 06 Nov 1994 08:49:37 GMT", b"Fri, 31 Dec 9999 23:59:59 GMT",
+              b"Sat, 01 Jan 0000 00:00:00 GMT", b"Sunday, 06-Nov-94 08:49:37 GMT",
+              b"Sun Nov  6 08:49:37 1994", b"Thu, 29 Feb 2024 00:00:00 GMT",
+              b"2019-08-08T04:25:09.870Z", b"2026-11-26T19:05:40Z", b"1969-12-31T00:00:00+01:00",
+              b"0000-01-01T00:00:00.000Z", b"9999-12-31T23:59:59.999-23:59"]
+    seeds = {}
+    for i, v in enumerate(values):
+        pick = (0x0500000000000000 | (1_700_000_000_000 + i * 86_400_000)).to_bytes(8, "little")
+        seeds[f"value-{i}"] = pick + v
+    return seeds
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_seeds.py OUT_DIR")
     out = pathlib.Path(sys.argv[1])
     for target, seeds in (("request", request_seeds()), ("config", config_seeds()),
-                          ("rules", rules_seeds())):
+                          ("rules", rules_seeds()), ("headers", headers_seeds())):
         d = out / target
         d.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():

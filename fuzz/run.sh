@@ -4,14 +4,14 @@
 # BUILD_DIR/fuzz-artifacts/ (reproduce: BUILD_DIR/fuzz/<target> <artifact>); the full libFuzzer
 # output of each run is in BUILD_DIR/fuzz-logs/<target>.log.
 #
-# usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]   (targets: request config rules)
+# usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]   (targets: request config rules headers)
 set -euo pipefail
 
 build_dir=$(cd "$1" && pwd)
 seconds=$2
 shift 2
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(request config rules)
+[[ ${#targets[@]} -gt 0 ]] || targets=(request config rules headers)
 src_dir=$(cd "$(dirname "$0")" && pwd)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-fuzz-XXXXXX")
@@ -19,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 python3 "$src_dir/make_seeds.py" "$work" >/dev/null
 mkdir -p "$build_dir/fuzz-artifacts" "$build_dir/fuzz-logs"
 
-declare -A max_len=([request]=12288 [config]=8192 [rules]=4096)
+declare -A max_len=([request]=12288 [config]=8192 [rules]=4096 [headers]=256)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
