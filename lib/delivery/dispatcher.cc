@@ -241,6 +241,7 @@ struct Dispatcher::Impl {
       if (stop) {
         stop_acknowledged = true;
         FlushCompleted();
+        LeaveIssuesPending();
         if (in_flight_total == 0) return;
         continue;  // only collect outcomes now
       }
@@ -444,6 +445,18 @@ struct Dispatcher::Impl {
     if (was_empty) cv.notify_one();
   }
 
+  // While stopping: enriched attempts whose issue has arrived are not sent now. They end as if
+  // never started and stay pending, as attempts cut off by the stop do; without this, Stop()
+  // waited for them until its whole budget was gone.
+  void LeaveIssuesPending() {
+    std::deque<IssueReady> ready;
+    {
+      std::lock_guard lock(mu);
+      ready.swap(issues);
+    }
+    for (IssueReady& r : ready) EndInFlight(r.d);
+  }
+
   void HandleIssues() {
     std::deque<IssueReady> ready;
     {
@@ -453,7 +466,9 @@ struct Dispatcher::Impl {
     for (IssueReady& r : ready) {
       auto it = sinks.find(r.d.sink);
       const config::RouteConfig* route = FindRoute(r.d.route);
-      if (it == sinks.end() || !route) {
+      // A sink a reload removed is kept only for its attempts in flight: its other deliveries
+      // become dead letters, and so does this one rather than go to it after the issue fetch.
+      if (it == sinks.end() || it->second.removed || !route) {
         Record({std::move(r.d), PermanentOutcome("route or sink no longer configured"), false,
                 r.started});
         continue;
@@ -482,11 +497,10 @@ struct Dispatcher::Impl {
     }
   }
 
-  // Applies one attempt's outcome to the queue. Dispatcher thread only.
-  void Record(Completion c) {
-    storage::DeliveryRecord& d = c.record;
-    auto it = sinks.find(d.sink);
-    if (it != sinks.end()) {
+  // Ends an attempt's in-flight accounting: its sink's count and id, and the total Stop() waits
+  // on. Dispatcher thread only.
+  void EndInFlight(const storage::DeliveryRecord& d) {
+    if (auto it = sinks.find(d.sink); it != sinks.end()) {
       SinkState& st = it->second;
       if (st.in_flight > 0) --st.in_flight;
       st.in_flight_ids.erase(d.id);
@@ -496,6 +510,13 @@ struct Dispatcher::Impl {
     while (n > 0 && !in_flight_total.compare_exchange_weak(n, n - 1)) {
     }
     cv.notify_all();  // Stop() may be waiting for in-flight attempts to drain
+  }
+
+  // Applies one attempt's outcome to the queue. Dispatcher thread only.
+  void Record(Completion c) {
+    storage::DeliveryRecord& d = c.record;
+    auto it = sinks.find(d.sink);
+    EndInFlight(d);
     const int64_t now_ms = clock.NowMillis();
     double seconds = std::chrono::duration<double>(clock.SteadyNow() - c.started).count();
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <memory>
@@ -218,18 +219,38 @@ class SinkProxy : public sinks::Sink {
   std::shared_ptr<FakeSink> fake_;
 };
 
-// Answers FetchIssue on its own thread with a fixed result.
+// Answers FetchIssue on its own thread with a fixed result; after Hold(), only once released.
 class FakeEnricher : public Enricher {
  public:
   explicit FakeEnricher(Result<std::string> answer) : answer_(std::move(answer)) {}
-  ~FakeEnricher() override { Join(); }
+  ~FakeEnricher() override {
+    Release();
+    Join();
+  }
   void FetchIssue(const storage::StoredEvent& event, const std::string& route,
                   IssueCallback done) override {
     std::lock_guard lock(mu_);
     ++calls_;
     last_event_id_ = event.id;
     last_route_ = route;
-    threads_.emplace_back([answer = answer_, done = std::move(done)]() mutable { done(answer, std::nullopt); });
+    threads_.emplace_back([this, answer = answer_, done = std::move(done)]() mutable {
+      {
+        std::unique_lock lock(mu_);
+        released_cv_.wait(lock, [this] { return !held_; });
+      }
+      done(answer, std::nullopt);
+    });
+  }
+  void Hold() {
+    std::lock_guard lock(mu_);
+    held_ = true;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      held_ = false;
+    }
+    released_cv_.notify_all();
   }
   void Join() {
     std::vector<std::thread> threads;
@@ -251,6 +272,8 @@ class FakeEnricher : public Enricher {
  private:
   Result<std::string> answer_;
   mutable std::mutex mu_;
+  std::condition_variable released_cv_;
+  bool held_ = false;
   int calls_ = 0;
   std::string last_event_id_, last_route_;
   std::vector<std::thread> threads_;
@@ -1124,6 +1147,61 @@ TEST_F(DispatcherTest, StopLeavesAttemptsStillRunningPendingInTheQueue) {
   dispatcher_.reset();
   r = Record(id);
   ASSERT_TRUE(r) << "not recorded after Stop: retried after a restart";
+}
+
+// An issue fetched while the dispatcher stops is not delivered then, and the attempt stays
+// pending: Stop() returns without waiting out its budget (it used to wait for an attempt the
+// stopping loop never handled), and the delivery is neither sent, dead nor lost.
+TEST_F(DispatcherTest, StopLeavesAnEnrichedAttemptWhoseIssueArrivesDuringItPending) {
+  enricher_ = std::make_unique<FakeEnricher>(ReadPayload("api.issue-details.GET.example.json"));
+  enricher_->Hold();
+  Start(kEnrichRoute);
+  const std::string id = Add("enriched", "ops", /*deferred=*/true);  // the event's id
+  ASSERT_TRUE(Eventually([&] { return enricher_->calls() == 1; }));
+  std::promise<void> stopping;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread stopper([&] {
+    stopping.set_value();
+    dispatcher_->Stop(seconds(60));
+  });
+  stopping.get_future().wait();
+  enricher_->Release();  // the issue arrives while Stop() runs
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, seconds(30)) << "Stop() waited out its budget";
+  EXPECT_EQ(Fake("ops").calls(), 0u);
+  EXPECT_EQ(Pending("ops"), 1u) << "left pending, retried after a restart";
+  auto due = store_->Due("ops", INT64_MAX - 1, 10, {});
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].event_id, id);
+  EXPECT_EQ((*due)[0].attempts, 0u);
+}
+
+// A reload removed the sink while its enriched attempt was fetching the issue: the delivery is a
+// dead letter, like the sink's other deliveries, and is not sent to the removed sink.
+TEST_F(DispatcherTest, AnEnrichedAttemptWhoseSinkAReloadRemovedIsADeadLetterNotSentThere) {
+  enricher_ = std::make_unique<FakeEnricher>(ReadPayload("api.issue-details.GET.example.json"));
+  enricher_->Hold();
+  Start(kEnrichRoute);
+  Add("enriched", "ops", /*deferred=*/true);
+  ASSERT_TRUE(Eventually([&] { return enricher_->calls() == 1; }));
+  Reload(R"yaml(sinks:
+  other: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: enriched
+    source: sentry
+    enrich: [issue]
+    match: ['$issue.project.slug = "pump-station"']
+    to: [other]
+)yaml");
+  Add("enriched", "other");  // delivered once the sinks are rebuilt
+  ASSERT_TRUE(WaitCalls("other", 1));
+  enricher_->Release();
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].sink, "ops");
+  EXPECT_THAT(dead[0].last_error, HasSubstr("no longer configured"));
+  EXPECT_EQ(Fake("ops").calls(), 0u);
 }
 
 TEST_F(DispatcherTest, StopWaitsForInFlightAttemptsToBeRecorded) {
