@@ -282,8 +282,13 @@ int RunDaemon(const std::string& config_path) {
   }
 
   log::Info("stopping", {{"timeout_ms", std::to_string(cfg->server.shutdown_timeout.count())}});
+  {
+    // /readyz: 503 while in-flight webhooks finish. Under reload_mu: a reload under way sends
+    // its READY=1 before STOPPING=1, and none starts after.
+    std::lock_guard lock(reload_mu);
+    ready = false;
+  }
   sd_notify(0, "STOPPING=1");
-  ready = false;  // /readyz: 503 while in-flight webhooks finish
   // Everything below fits in shutdown_timeout: the public listener drains (in-flight webhooks
   // are finished and stored, new connections refused) while the dispatcher lets its in-flight
   // attempts finish, side by side. Attempts still running then stay pending and are retried
@@ -296,6 +301,10 @@ int RunDaemon(const std::string& config_path) {
   server.Shutdown(work_budget);
   dispatcher_stop.join();
   stopping = true;
+  // Admin tasks (a DLQ listing or replay, a reload) read the store and the dispatcher: they
+  // finish before either goes. A long replay can overrun the budget here; cutting it short
+  // would not lose anything, but reading a closed store would crash.
+  admin_pool.Stop();
   // Token requests in flight (a refresh Sentry commits the moment it answers, a single-use grant
   // code) get what is left of the work budget to complete and store their pair before the client
   // shuts down and cancels them.

@@ -23,13 +23,17 @@ BlockingPool::BlockingPool(int threads) {
   }
 }
 
-BlockingPool::~BlockingPool() {
+BlockingPool::~BlockingPool() { Stop(); }
+
+void BlockingPool::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
 void BlockingPool::Post(std::function<void()> task) {

@@ -14,9 +14,14 @@ namespace switchyard {
 class BlockingPool {
  public:
   explicit BlockingPool(int threads);
-  ~BlockingPool();  // runs the queued tasks, then joins
+  ~BlockingPool();  // Stop()
+  // Runs the tasks already queued (and those they post), then joins the threads. Idempotent;
+  // call it before anything the tasks use goes away. A task posted after the threads have
+  // finished never runs (it is destroyed with the pool). Not from a pool thread; one caller.
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
+
+  void Stop();
 
   void Post(std::function<void()> task);
 
