@@ -36,6 +36,7 @@
 #include "config/config.h"
 #include "config/interpolate.h"
 #include "httpclient/http_client.h"
+#include "json/json_doc.h"
 
 namespace switchyard::config {
 namespace {
@@ -82,7 +83,7 @@ constexpr int64_t kMaxThreads = 4096;
 // stacks up front, ~9 bytes a level per I/O thread, and 1024 is its own default maximum.
 constexpr int64_t kMaxBodyBytesLimit = int64_t{256} << 20;
 constexpr int64_t kMaxHeaderBytesLimit = int64_t{1} << 20;
-constexpr int64_t kMaxJsonDepthLimit = 1024;
+constexpr int64_t kMaxJsonDepthLimit = json::JsonDoc::kMaxDepth;
 constexpr int64_t kPushoverMinRetry = 30;
 constexpr int64_t kPushoverMaxExpire = 10800;
 // Why a sink's own templates cannot read $issue.*: they serve every route, enriched or not.

@@ -136,8 +136,8 @@ struct Dispatcher::Impl {
   int64_t next_event_purge_ms = 0;
   int64_t next_trim_ms = 0;
   std::mt19937_64 rng{std::random_device{}()};
-  json::JsonDoc doc{256};
-  json::JsonDoc issue_doc{256};
+  json::JsonDoc doc{json::JsonDoc::kMaxDepth};  // events accepted at ingest parse again
+  json::JsonDoc issue_doc{json::JsonDoc::kMaxDepth};
 
   Impl(const config::ConfigHolder& c, storage::Store& s, SinkFactory f, Enricher* e,
        metrics::Metrics& m, Clock& cl, DispatcherOptions o)

@@ -21,6 +21,10 @@ namespace switchyard::json {
 class JsonDoc {
  public:
   static constexpr uint32_t kDefaultMaxDepth = 128;
+  // The deepest nesting switchyard ever accepts (server.max_json_depth's ceiling). Documents it
+  // stored or fetched are re-parsed with this limit, so a webhook accepted at ingest always
+  // parses again in the delivery path, whatever max_json_depth was then.
+  static constexpr uint32_t kMaxDepth = 1024;
 
   // `max_depth` is the deepest nesting of objects/arrays accepted: a document with exactly
   // `max_depth` nested containers parses, one more is rejected. No allocation happens here.

@@ -938,7 +938,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       std::string code, org;
     };
     std::map<std::pair<std::string, std::string>, Grant> grants;  // (source, uuid) -> grant
-    json::JsonDoc doc(64);
+    json::JsonDoc doc(json::JsonDoc::kMaxDepth);
     Status s = events->ScanEventsSince(clock.NowMillis() - kGrantLifetimeMs,
                                        [&](const storage::StoredEvent& ev) {
       if (ev.resource != "installation") return true;

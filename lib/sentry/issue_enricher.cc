@@ -37,7 +37,8 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void Fetch(const storage::StoredEvent& event, IssueCallback done) {
-    thread_local json::JsonDoc doc(64);  // reused: a parser per call allocates its buffers
+    // Reused: a parser per call allocates its buffers.
+    thread_local json::JsonDoc doc(json::JsonDoc::kMaxDepth);
     if (!doc.Parse(event.body).ok()) {
       return done(InvalidArgument("event body is not valid JSON"), std::nullopt);
     }

@@ -557,6 +557,27 @@ routes:
   EXPECT_EQ(Fake("ops").last().fields.size(), 1u);
 }
 
+// The delivery path parses a stored event with the deepest nesting ingest can ever accept
+// (max_json_depth's ceiling, 1024), not a smaller fixed limit of its own: a webhook 300 levels
+// deep, accepted under max_json_depth: 1024, used to render as if it were not JSON.
+TEST_F(DispatcherTest, AnEventAsDeepAsIngestAcceptsRendersItsTemplates) {
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r
+    to:
+      - sink: ops
+        body: 'title {{ data.issue.title }}'
+)yaml");
+  std::string deep = R"({"data":{"issue":{"title":"deep"}},"nest":)";
+  for (int i = 0; i < 1020; ++i) deep += "[";
+  for (int i = 0; i < 1020; ++i) deep += "]";
+  deep += "}";
+  Add("r", "ops", /*deferred=*/false, deep);
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  EXPECT_EQ(Fake("ops").last().fields["body"], "title deep");
+}
+
 // A templated url and header values are rendered per delivery, like route fields.
 TEST_F(DispatcherTest, AnHttpSinksTemplatedUrlAndHeadersAreRenderedForEachEvent) {
   Start(R"yaml(sinks:
