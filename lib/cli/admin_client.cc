@@ -5,6 +5,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <optional>
 
 #include "common/listen_address.h"
 
@@ -46,26 +47,44 @@ Result<AdminReply> CallHttp(const std::string& address, const std::string& metho
   beast::error_code ec;
   auto results = resolver.resolve(host, port, ec);
   if (ec) return Unavailable("cannot resolve admin address " + address + ": " + ec.message());
-  stream.expires_after(timeout);
-  stream.connect(results, ec);
-  if (ec) {
-    return Unavailable("cannot reach " + address + ": " + ec.message() +
-                       " (is switchyard running with this config?)");
-  }
   bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
   req.set(bhttp::field::host, host);
   req.set(bhttp::field::user_agent, "switchyard-cli");
   for (const auto& [name, value] : headers) req.set(name, value);
   req.body() = body;
   req.prepare_payload();
-  bhttp::write(stream, req, ec);
-  if (ec) return Unavailable("sending to " + address + " failed: " + ec.message());
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 << 20);
-  bhttp::read(stream, buffer, parser, ec);
-  if (ec) return Unavailable("reading the answer from " + address + " failed: " + ec.message());
-  return AdminReply{static_cast<int>(parser.get().result_int()), parser.get().body()};
+
+  // Asynchronous, because tcp_stream's deadline applies only to asynchronous operations: the
+  // blocking calls waited forever on a listener that accepts and never answers. One deadline
+  // covers connect, write and read.
+  std::optional<Result<AdminReply>> result;
+  stream.expires_after(timeout);
+  stream.async_connect(results, [&](beast::error_code ec, const net::ip::tcp::endpoint&) {
+    if (ec) {
+      result = Unavailable("cannot reach " + address + ": " + ec.message() +
+                           " (is switchyard running with this config?)");
+      return;
+    }
+    bhttp::async_write(stream, req, [&](beast::error_code ec, size_t) {
+      if (ec) {
+        result = Unavailable("sending to " + address + " failed: " + ec.message());
+        return;
+      }
+      bhttp::async_read(stream, buffer, parser, [&](beast::error_code ec, size_t) {
+        if (ec) {
+          result = Unavailable("reading the answer from " + address + " failed: " + ec.message());
+          return;
+        }
+        result = AdminReply{static_cast<int>(parser.get().result_int()), parser.get().body()};
+      });
+    });
+  });
+  ioc.run();
+  if (!result) return Unavailable("no answer from " + address);
+  return std::move(*result);
 }
 
 }  // namespace switchyard::cli

@@ -16,7 +16,8 @@ struct AdminReply {
 };
 
 // Sends one request to `address` ("HOST:PORT"), with "Authorization: Bearer <token>" when
-// `token` is set. kUnavailable if the daemon cannot be reached within `timeout`.
+// `token` is set. kUnavailable if no answer has arrived within `timeout` (connect, send and
+// read together).
 Result<AdminReply> CallAdmin(const std::string& address, const std::string& token,
                              const std::string& method, const std::string& target,
                              const std::string& body,

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <thread>
 
+#include "fakes/test_http_server.h"
 #include "support/daemon_process.h"
 #include "support/temp_dir.h"
 
@@ -80,6 +81,33 @@ TEST(CliTest, UnknownCommandAndBadArgumentsAreUserErrors) {
   EXPECT_EQ(RunCli({"frobnicate"}).exit_code, 1);
   EXPECT_EQ(RunCli({"dlq", "explode"}).exit_code, 1);
   EXPECT_EQ(RunCli({}).exit_code, 1);
+}
+
+// Whatever listens at --admin: an answer that is not the DLQ's shape is exit 2 with the answer
+// shown (a list of non-objects aborted the CLI), and a listener that accepts and never answers
+// is exit 2 after the 10-s deadline (the blocking calls ignored it and waited forever).
+TEST(CliTest, DlqListAgainstSomethingElseIsExitTwoNotACrashOrAHang) {
+  TempDir dir;
+  dir.Write("c.yaml", "server:\n  threads: 1\n");
+  TestHttpServer wrong([](const ReceivedRequest&) { return ServerReply{200, {}, "[\"x\", 1]"}; });
+  auto r = RunCli({"dlq", "list", "-c", dir.File("c.yaml"), "--admin",
+                   "127.0.0.1:" + std::to_string(wrong.port())});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("unexpected answer"), std::string::npos) << r.err;
+
+  TestHttpServer silent([](const ReceivedRequest&) {
+    ServerReply reply;
+    reply.delay = std::chrono::seconds(60);
+    return reply;
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  r = RunCli({"dlq", "list", "-c", dir.File("c.yaml"), "--admin",
+              "127.0.0.1:" + std::to_string(silent.port())},
+             std::chrono::seconds(40));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("timeout"), std::string::npos) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  silent.Stop();
 }
 
 TEST(CliTest, VersionPrintsTheVersion) {
