@@ -92,8 +92,15 @@ ScopedBatch::~ScopedBatch() {
   t_batch = nullptr;
 }
 
+namespace {
+std::atomic<uint64_t> g_coroutine_failures{0};
+}  // namespace
+
+uint64_t CoroutineFailures() { return g_coroutine_failures.load(std::memory_order_relaxed); }
+
 void CoroutineFailure(const char* task, std::exception_ptr e) {
   if (!e) return;
+  g_coroutine_failures.fetch_add(1, std::memory_order_relaxed);
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {

@@ -4,6 +4,7 @@
 // Never pass secrets as fields: there is no redaction layer behind this.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <initializer_list>
 #include <string>
@@ -34,9 +35,12 @@ class ScopedBatch {
 };
 void Write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
 
-// Logs (as an error) an exception that escaped a coroutine: every co_spawn's completion handler
-// calls this, so no failure is swallowed. No-op for a null pointer.
+// Logs (as an error) and counts an exception that escaped a coroutine: every co_spawn's
+// completion handler calls this, and so do the catch blocks that keep an I/O thread or a request
+// alive, so no failure is swallowed. No-op for a null pointer. Thread-safe.
 void CoroutineFailure(const char* task, std::exception_ptr e);
+// How many failures CoroutineFailure has seen (switchyard_internal_errors_total).
+uint64_t CoroutineFailures();
 
 inline void Debug(std::string_view m, std::initializer_list<Field> f = {}) {
   if (Enabled(Level::kDebug)) Write(Level::kDebug, m, f);

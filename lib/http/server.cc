@@ -140,14 +140,32 @@ struct HttpServer::Impl {
     }
   }
 
+  // Runs the handler and resumes the session with its response. The handler runs inside the
+  // initiation, which Asio 1.81 calls after the coroutine has suspended, outside any co_spawn's
+  // try: an exception from it would leave io_context::run() and end the process. It is caught
+  // here instead: logged, counted, and answered 500 unless the handler answered already (the
+  // first answer wins).
   static net::awaitable<Response> CallHandler(Handler* handler, Request request) {
     auto ex = co_await net::this_coro::executor;
     co_return co_await net::async_initiate<decltype(net::use_awaitable), void(Response)>(
         [handler, ex](auto completion, Request req) {
-          auto shared = std::make_shared<decltype(completion)>(std::move(completion));
-          handler->Handle(std::move(req), [shared, ex](Response r) {
-            net::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
-          });
+          using Completion = decltype(completion);
+          struct Pending {
+            explicit Pending(Completion c) : resume(std::move(c)) {}
+            std::atomic<bool> answered{false};
+            Completion resume;
+          };
+          auto pending = std::make_shared<Pending>(std::move(completion));
+          auto respond = [pending, ex](Response r) {
+            if (pending->answered.exchange(true)) return;
+            net::post(ex, [pending, r = std::move(r)]() mutable { pending->resume(std::move(r)); });
+          };
+          try {
+            handler->Handle(std::move(req), respond);
+          } catch (...) {
+            log::CoroutineFailure("request handler", std::current_exception());
+            respond(Response::Error(500, "internal error"));
+          }
         },
         net::use_awaitable, std::move(request));
   }
@@ -486,7 +504,16 @@ void HttpServer::Start() {
     impl_->threads.emplace_back([ctx = ctx.get()] {
       NameThisThread("sy-io");
       auto guard = net::make_work_guard(*ctx);
-      ctx->run();
+      // A handler that throws (Asio lets it leave run()) is logged and counted, and the thread
+      // goes on serving its other connections rather than ending the process.
+      for (;;) {
+        try {
+          ctx->run();
+          return;
+        } catch (...) {
+          log::CoroutineFailure("io loop", std::current_exception());
+        }
+      }
     });
   }
 }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/allocator.h"
+#include "common/log.h"
 
 namespace switchyard::metrics {
 namespace {
@@ -105,6 +106,10 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
                        MetricType::Gauge, rss));
   out.push_back(Single("process_heap_bytes", "Heap bytes the allocator holds from the OS.",
                        MetricType::Gauge, static_cast<double>(HeapBytes())));
+  out.push_back(Single("switchyard_internal_errors_total",
+                       "Exceptions caught where they would have ended a request, a task or the "
+                       "process (each is logged as \"coroutine failed\").",
+                       MetricType::Counter, static_cast<double>(log::CoroutineFailures())));
   out.push_back(Single("process_start_time_seconds",
                        "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
                        start_time_seconds_));
