@@ -15,6 +15,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/clock.h"
@@ -168,6 +169,36 @@ Installation Installed(Clock& clock, std::string access_token) {
   return in;
 }
 
+// One installed app (stored at the clock's now, its pair expiring 8 h later) and a started
+// InstallationManager over it, with the Sentry stub.
+struct OneInstalledApp {
+  OneInstalledApp(std::chrono::milliseconds refresh_before, ManagerOptions options)
+      : in(Installed(clock, "initial")), sentry(clock, store), holder(ConfigWith(refresh_before)) {
+    in.updated_at_ms = clock.NowMillis();
+    store.rows["sentry/" + in.uuid] = in;
+    manager.emplace(holder, store, sentry, metrics, clock, options);
+    EXPECT_TRUE(manager->Start(nullptr).ok());
+  }
+  ~OneInstalledApp() { manager->Stop(); }
+
+  // `rounds` refresher rounds `step` apart: each refreshes what is due and waits until idle.
+  void RunRounds(int rounds, std::chrono::milliseconds step) {
+    for (int i = 0; i < rounds; ++i) {
+      manager->RefreshDue();
+      while (manager->Busy() > 0) std::this_thread::yield();
+      clock.Advance(step);
+    }
+  }
+
+  FakeClock clock;
+  MemoryTokenStore store;
+  Installation in;
+  SentryStub sentry;
+  config::ConfigHolder holder;
+  metrics::Metrics metrics;
+  std::optional<InstallationManager> manager;
+};
+
 TEST(RefresherTest, TenThousandInstallationsRefreshSpreadOutAndNeverLate) {
   constexpr int kInstallations = 10000;
   FakeClock clock;
@@ -228,29 +259,15 @@ TEST(RefresherTest, TenThousandInstallationsRefreshSpreadOutAndNeverLate) {
 }
 
 TEST(RefresherTest, ARefreshBeforeLongerThanTheTokensLifeRefreshesAtHalfLifeNotInALoop) {
-  FakeClock clock;
-  MemoryTokenStore store;
-  Installation in = Installed(clock, "initial");
-  in.updated_at_ms = clock.NowMillis();
-  store.rows["sentry/" + in.uuid] = in;
-  SentryStub sentry(clock, store);
-  config::ConfigHolder holder(ConfigWith(hours(9)));  // longer than the 8 h a pair lives
-  metrics::Metrics metrics;
-  InstallationManager manager(holder, store, sentry, metrics, clock,
-                              {.max_sleep = milliseconds(5)});
-  ASSERT_TRUE(manager.Start(nullptr).ok());
-  const int64_t t0 = clock.NowMillis();
-  for (int m = 0; m < 10 * 60; ++m) {  // 10 hours, a minute at a time
-    clock.Advance(std::chrono::minutes(1));
-    manager.RefreshDue();
-    while (manager.Busy() > 0) std::this_thread::yield();
-  }
-  std::lock_guard lock(sentry.mu);
+  // refresh_before longer than the 8 h a pair lives.
+  OneInstalledApp app(hours(9), {.max_sleep = milliseconds(5)});
+  const int64_t t0 = app.clock.NowMillis();
+  app.RunRounds(10 * 60, minutes(1));  // 10 hours, a minute at a time
+  std::lock_guard lock(app.sentry.mu);
   // Every 4 h (half of each new pair's 8 h): at 4 h and 8 h, not once a minute.
-  ASSERT_EQ(sentry.refresh_times.size(), 2u);
-  EXPECT_EQ(sentry.refresh_times[0] - t0, 4 * 3600 * 1000);
-  EXPECT_EQ(sentry.refresh_times[1] - t0, 8 * 3600 * 1000);
-  manager.Stop();
+  ASSERT_EQ(app.sentry.refresh_times.size(), 2u);
+  EXPECT_EQ(app.sentry.refresh_times[0] - t0, 4 * 3600 * 1000);
+  EXPECT_EQ(app.sentry.refresh_times[1] - t0, 8 * 3600 * 1000);
 }
 
 TEST(RefresherTest, ANewPairIsPersistedBeforeTheRetriedCallUsesIt) {
@@ -323,35 +340,24 @@ TEST(RefresherTest, APairTheStoreRefusedIsWrittenAgainByALaterRound) {
 // value of years (or one past int64, which overflowed `now + wait` before) must not stop the
 // installation's refreshes.
 TEST(RefresherTest, ARetryAfterOfYearsOnARefreshIsCappedAtRetryMax) {
-  FakeClock clock;
-  MemoryTokenStore store;
-  Installation in = Installed(clock, "initial");
-  in.updated_at_ms = clock.NowMillis();
-  store.rows["sentry/" + in.uuid] = in;
-  SentryStub sentry(clock, store);
-  sentry.refresh_failures = {"99999999999999999999", "31536000000",
-                             "Fri, 31 Dec 9999 23:59:59 GMT"};
-  config::ConfigHolder holder(ConfigWith(hours(1)));
-  metrics::Metrics metrics;
-  InstallationManager manager(holder, store, sentry, metrics, clock,
-                              {.retry_max = minutes(5), .max_sleep = milliseconds(5)});
-  ASSERT_TRUE(manager.Start(nullptr).ok());
-  clock.Advance(hours(7));  // past the refresh time
-  const int64_t t0 = clock.NowMillis();
-  for (int s = 0; s < 20 * 60; ++s) {  // 20 minutes, a second at a time
-    manager.RefreshDue();
-    while (manager.Busy() > 0) std::this_thread::yield();
-    clock.Advance(seconds(1));
+  OneInstalledApp app(hours(1), {.retry_max = minutes(5), .max_sleep = milliseconds(5)});
+  {
+    std::lock_guard lock(app.sentry.mu);
+    app.sentry.refresh_failures = {"99999999999999999999", "31536000000",
+                                   "Fri, 31 Dec 9999 23:59:59 GMT"};
   }
-  std::lock_guard lock(sentry.mu);
+  app.clock.Advance(hours(7));  // past the refresh time
+  const int64_t t0 = app.clock.NowMillis();
+  app.RunRounds(20 * 60, seconds(1));  // 20 minutes, a second at a time
+  std::lock_guard lock(app.sentry.mu);
   // Three 429s, each followed by a retry after exactly retry_max; the fourth refresh succeeds.
-  ASSERT_EQ(sentry.refresh_times.size(), 4u);
-  EXPECT_EQ(sentry.refresh_times[0], t0);
+  ASSERT_EQ(app.sentry.refresh_times.size(), 4u);
+  EXPECT_EQ(app.sentry.refresh_times[0], t0);
   for (size_t i = 1; i < 4; ++i) {
-    EXPECT_EQ(sentry.refresh_times[i] - sentry.refresh_times[i - 1], 5 * 60 * 1000) << i;
+    EXPECT_EQ(app.sentry.refresh_times[i] - app.sentry.refresh_times[i - 1], 5 * 60 * 1000) << i;
   }
-  EXPECT_EQ(store.rows["sentry/" + in.uuid].access_token, "tok1");
-  manager.Stop();
+  std::lock_guard store_lock(app.store.mu);
+  EXPECT_EQ(app.store.rows["sentry/" + app.in.uuid].access_token, "tok1");
 }
 
 // Sentry should never issue a pair that has already expired, but if it does (here: an expiresAt
@@ -361,36 +367,20 @@ TEST(RefresherTest, ARetryAfterOfYearsOnARefreshIsCappedAtRetryMax) {
 TEST(RefresherTest, APairIssuedAlreadyExpiredIsRefreshedAfterRetryMaxNotInALoopOrNever) {
   for (const std::string expires_at : {"1969-12-31T00:00:00.000Z", "past"}) {
     SCOPED_TRACE(expires_at);
-    FakeClock clock;
-    MemoryTokenStore store;
-    Installation in = Installed(clock, "initial");
-    in.updated_at_ms = clock.NowMillis();
-    store.rows["sentry/" + in.uuid] = in;
-    SentryStub sentry(clock, store);
-    config::ConfigHolder holder(ConfigWith(hours(1)));
-    metrics::Metrics metrics;
-    InstallationManager manager(holder, store, sentry, metrics, clock,
-                                {.retry_max = minutes(5), .max_sleep = milliseconds(5)});
-    ASSERT_TRUE(manager.Start(nullptr).ok());
-    clock.Advance(hours(7));  // past the refresh time
+    OneInstalledApp app(hours(1), {.retry_max = minutes(5), .max_sleep = milliseconds(5)});
+    app.clock.Advance(hours(7));  // past the refresh time
+    const int64_t t0 = app.clock.NowMillis();
     {
-      std::lock_guard lock(sentry.mu);
-      sentry.expires_at = expires_at == "past"
-                              ? FormatRfc3339Millis(clock.NowMillis() - 3600 * 1000)
-                              : expires_at;
+      std::lock_guard lock(app.sentry.mu);
+      app.sentry.expires_at =
+          expires_at == "past" ? FormatRfc3339Millis(t0 - 3600 * 1000) : expires_at;
     }
-    const int64_t t0 = clock.NowMillis();
-    for (int s = 0; s < 12 * 60; ++s) {  // 12 minutes, a second at a time
-      manager.RefreshDue();
-      while (manager.Busy() > 0) std::this_thread::yield();
-      clock.Advance(seconds(1));
-    }
-    manager.Stop();
-    std::lock_guard lock(sentry.mu);
-    ASSERT_EQ(sentry.refresh_times.size(), 3u);
-    EXPECT_EQ(sentry.refresh_times[0], t0);
-    EXPECT_EQ(sentry.refresh_times[1], t0 + 5 * 60 * 1000);
-    EXPECT_EQ(sentry.refresh_times[2], t0 + 10 * 60 * 1000);
+    app.RunRounds(12 * 60, seconds(1));  // 12 minutes, a second at a time
+    std::lock_guard lock(app.sentry.mu);
+    ASSERT_EQ(app.sentry.refresh_times.size(), 3u);
+    EXPECT_EQ(app.sentry.refresh_times[0], t0);
+    EXPECT_EQ(app.sentry.refresh_times[1], t0 + 5 * 60 * 1000);
+    EXPECT_EQ(app.sentry.refresh_times[2], t0 + 10 * 60 * 1000);
   }
 }
 
