@@ -301,10 +301,6 @@ int RunDaemon(const std::string& config_path) {
   server.Shutdown(work_budget);
   dispatcher_stop.join();
   stopping = true;
-  // Admin tasks (a DLQ listing or replay, a reload) read the store and the dispatcher: they
-  // finish before either goes. A long replay can overrun the budget here; cutting it short
-  // would not lose anything, but reading a closed store would crash.
-  admin_pool.Stop();
   // Token requests in flight (a refresh Sentry commits the moment it answers, a single-use grant
   // code) get what is left of the work budget to complete and store their pair before the client
   // shuts down and cancels them.
@@ -312,6 +308,10 @@ int RunDaemon(const std::string& config_path) {
       work_budget - (std::chrono::steady_clock::now() - stop_started));
   installations.Stop(std::max(left, std::chrono::milliseconds(0)));
   client->Shutdown();
+  // Admin tasks (a DLQ listing or replay, a reload) read the store: they finish before it
+  // closes. After the token requests, which must not wait for a long replay; the replay itself
+  // may overrun shutdown_timeout (a kill then loses nothing: every change it made is written).
+  admin_pool.Stop();
   (*store)->Close();
   log::Info("stopped");
   return 0;

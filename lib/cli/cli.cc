@@ -37,14 +37,15 @@ int PrintDlq(const std::string& body, bool json) {
     printf("no dead letters\n");
     return 0;
   }
-  printf("%-26s  %-16s  %-24s  %8s  %s\n", "ID", "SINK", "ROUTE", "ATTEMPTS", "LAST ERROR");
   for (const auto& e : v.get_array()) {
-    const auto* obj = e.if_object();
-    if (!obj) {
+    if (!e.is_object()) {  // checked first: no partial table before the error
       fprintf(stderr, "switchyard: unexpected answer from the daemon: %s\n", body.c_str());
       return 2;
     }
-    const auto& o = *obj;
+  }
+  printf("%-26s  %-16s  %-24s  %8s  %s\n", "ID", "SINK", "ROUTE", "ATTEMPTS", "LAST ERROR");
+  for (const auto& e : v.get_array()) {
+    const auto& o = e.get_object();
     auto str = [&](const char* k) -> std::string {
       auto* x = o.if_contains(k);
       return x && x->is_string() ? std::string(x->get_string()) : std::string();

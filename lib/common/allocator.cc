@@ -17,17 +17,25 @@ int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t ne
 // read address 0x8 in mtrim (an empty bin), most likely while a /metrics mallinfo2 set it up;
 // an ASan program whose two threads start with malloc_trim and mallinfo2 crashes the same way
 // in ~1 % of runs. Under a sanitizer, the sanitizer's allocator answers instead.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)  // GCC
 #define SWITCHYARD_SANITIZER_HEAP 1
+#elif defined(__has_feature)  // clang (the fuzz build)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SWITCHYARD_SANITIZER_HEAP 1
+#endif
+#endif
+#ifdef SWITCHYARD_SANITIZER_HEAP
 extern "C" size_t __sanitizer_get_heap_size();
 #endif
 
 namespace switchyard {
+#ifndef SWITCHYARD_SANITIZER_HEAP
 namespace {
 
 bool UsingJemalloc() { return mallctl != nullptr; }
 
 }  // namespace
+#endif
 
 const char* AllocatorName() {
 #ifdef SWITCHYARD_SANITIZER_HEAP

@@ -239,6 +239,7 @@ struct Dispatcher::Impl {
         for (auto& [name, st] : sinks) st.sink->Reopen();
       }
       if (stop) {
+        if (!stop_acknowledged && options.on_stop_acknowledged) options.on_stop_acknowledged();
         stop_acknowledged = true;
         FlushCompleted();
         LeaveIssuesPending();

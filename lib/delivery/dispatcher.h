@@ -46,6 +46,9 @@ struct DispatcherOptions {
   std::chrono::milliseconds breaker_cooldown{10000};
   std::chrono::milliseconds breaker_max_cooldown{300000};
   std::function<double()> jitter_source;            // uniform [0,1); default: seeded mt19937
+  // Tests: called once on the dispatcher thread when its loop has seen Stop(); from then on no
+  // attempt starts.
+  std::function<void()> on_stop_acknowledged;
 };
 
 class Dispatcher {

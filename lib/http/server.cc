@@ -505,7 +505,10 @@ void HttpServer::Start() {
       NameThisThread("sy-io");
       auto guard = net::make_work_guard(*ctx);
       // A handler that throws (Asio lets it leave run()) is logged and counted, and the thread
-      // goes on serving its other connections rather than ending the process.
+      // goes on serving its other connections rather than ending the process. The session it
+      // came from is abandoned without its co_spawn completion: its connection slot stays taken
+      // and Shutdown() waits its whole budget for it. None is known to get here (CallHandler
+      // catches what a handler throws); this is the last line.
       for (;;) {
         try {
           ctx->run();

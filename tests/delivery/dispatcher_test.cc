@@ -1176,17 +1176,16 @@ TEST_F(DispatcherTest, StopLeavesAttemptsStillRunningPendingInTheQueue) {
 TEST_F(DispatcherTest, StopLeavesAnEnrichedAttemptWhoseIssueArrivesDuringItPending) {
   enricher_ = std::make_unique<FakeEnricher>(ReadPayload("api.issue-details.GET.example.json"));
   enricher_->Hold();
-  Start(kEnrichRoute);
+  std::promise<void> stopping;
+  DispatcherOptions options = Options();
+  options.on_stop_acknowledged = [&stopping] { stopping.set_value(); };
+  Start(kEnrichRoute, std::move(options));
   const std::string id = Add("enriched", "ops", /*deferred=*/true);  // the event's id
   ASSERT_TRUE(Eventually([&] { return enricher_->calls() == 1; }));
-  std::promise<void> stopping;
   const auto t0 = std::chrono::steady_clock::now();
-  std::thread stopper([&] {
-    stopping.set_value();
-    dispatcher_->Stop(seconds(60));
-  });
-  stopping.get_future().wait();
-  enricher_->Release();  // the issue arrives while Stop() runs
+  std::thread stopper([&] { dispatcher_->Stop(seconds(60)); });
+  stopping.get_future().wait();  // the loop has seen the stop
+  enricher_->Release();          // and now the issue arrives
   stopper.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, seconds(30)) << "Stop() waited out its budget";
   EXPECT_EQ(Fake("ops").calls(), 0u);
