@@ -348,6 +348,12 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
                {"deliveries", std::to_string(r.deliveries)}});
     if (r.duplicate) {
       respond(http::Response::Json(200, "{\"id\":\"" + r.id + "\",\"duplicate\":true}"));
+      // Sentry retries an uninstall it saw fail (a daemon stopping after storing it, before the
+      // tokens were deleted, never answered): forgetting is idempotent, so a duplicate forgets
+      // too. A duplicate install is not repeated: its grant code is single-use.
+      if (installation && installation->action == "deleted" && installer_) {
+        installer_->OnInstallationEvent(std::move(*installation));
+      }
     } else {
       respond(http::Response::Json(202, "{\"id\":\"" + r.id + "\"}"));
       // An installation webhook's side effects (grant exchange, uninstall) happen after the

@@ -663,6 +663,24 @@ TEST_F(SentryIntegrationTest, UninstallForgetsTheInstallation) {
   EXPECT_TRUE(Installations().empty());
 }
 
+// Sentry retries an uninstall webhook it saw fail (e.g. a daemon that stored it while stopping and
+// never answered, so its tokens were not deleted). The retry is a duplicate of the stored one,
+// and it still forgets the installation. Here the first copy came before the install was set up
+// (so it had nothing to forget); the retry after it must not leave the installation in place.
+TEST_F(SentryIntegrationTest, ARetriedUninstallWebhookThatIsADuplicateStillForgets) {
+  Start();
+  ASSERT_EQ(Post(InstallationDeleted(kUuid), "installation")->status, 202);
+  InstallViaSetup();
+  ASSERT_EQ(StatusOf(), "installed");
+  auto retried = Post(InstallationDeleted(kUuid), "installation");
+  ASSERT_TRUE(retried);
+  EXPECT_EQ(retried->status, 200) << "a duplicate";
+  ASSERT_TRUE(Eventually([&] { return Installations().empty(); })) << daemon_.Log();
+  daemon_.Terminate();
+  daemon_.Restart();
+  EXPECT_TRUE(Installations().empty()) << "the tokens were deleted from the store too";
+}
+
 TEST_F(SentryIntegrationTest, InternalIntegrationUsesItsStaticTokenWithoutOAuth) {
   sentry_.AddStaticToken("internal-static-token-7f3a");
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Internal"));
