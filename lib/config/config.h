@@ -19,6 +19,9 @@
 namespace switchyard::config {
 
 using Duration = std::chrono::milliseconds;
+// The longest duration a config may set (36500d, 100 years): sums of a few of them, and of them
+// with a clock reading, cannot overflow. Waits taken from outside (Retry-After) saturate here too.
+inline constexpr Duration kMaxDuration = std::chrono::hours(24 * 36500);
 
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";

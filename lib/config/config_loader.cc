@@ -542,8 +542,7 @@ std::optional<Duration> Loader::GetDuration(const Value& v, bool positive) {
   }
   // A bound for every duration: timestamps plus durations (a delivery's deadline, a retention
   // cut-off) then stay far inside int64 milliseconds.
-  constexpr Duration kMax = std::chrono::hours(24 * 36500);
-  if (*d > kMax) {
+  if (*d > kMaxDuration) {
     Error(v, "must be at most 36500d (100 years), got " + text->Shown());
     return std::nullopt;
   }

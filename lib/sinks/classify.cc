@@ -14,9 +14,9 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// The longest Retry-After taken as given (36500 days, the longest configurable duration).
-constexpr int64_t kMaxDeltaSeconds = int64_t{36500} * 86400;
-constexpr milliseconds kMaxRetryAfter = seconds(kMaxDeltaSeconds);
+// The longest Retry-After taken as given: the longest configurable duration.
+constexpr milliseconds kMaxRetryAfter = config::kMaxDuration;
+constexpr int64_t kMaxDeltaSeconds = std::chrono::duration_cast<seconds>(kMaxRetryAfter).count();
 
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
