@@ -53,7 +53,7 @@ Result<AdminReply> CallHttp(const std::string& address, const std::string& metho
   for (const auto& [name, value] : headers) req.set(name, value);
   req.body() = body;
   req.prepare_payload();
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer(1 << 20);  // bounds a chunk line or trailer, as the server does
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 << 20);
 

@@ -19,6 +19,11 @@ std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system
   if (ec == bhttp::error::body_limit) {
     return std::pair{413, std::string("body larger than max_body_bytes")};
   }
+  if (ec == bhttp::error::buffer_overflow) {
+    // Only a chunk-size line or a trailer can fill the bounded read buffer (see server.cc).
+    return std::pair{400, std::string("malformed request: chunk extension or trailer longer "
+                                      "than max_header_bytes")};
+  }
   if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
     return std::pair{400, "malformed request: " + ec.message()};
   }

@@ -275,9 +275,12 @@ struct HttpServer::Impl {
   // not of the largest possible read (10,000 connections sending at once stay small). Beast
   // alone would grow the buffer 512 bytes at a time, one read each. would_block means the
   // readiness was spurious.
+  // Beast's largest single read, and ours.
+  static constexpr size_t kMaxRead = 65536;
+
   static void ReadAvailable(tcp::socket& socket, beast::flat_buffer& buffer,
                             boost::system::error_code& ec) {
-    static constexpr size_t kScratchBytes = 65536;
+    static constexpr size_t kScratchBytes = kMaxRead;
     thread_local std::unique_ptr<char[]> scratch(new char[kScratchBytes]);
     const size_t n = socket.read_some(net::buffer(scratch.get(), kScratchBytes), ec);
     if (ec) return;
@@ -329,7 +332,12 @@ struct HttpServer::Impl {
       auto ep = stream.socket().remote_endpoint(ec);
       if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
     }
-    beast::flat_buffer buffer;
+    // Bounded: Beast 1.81 applies neither header_limit nor body_limit to a chunk-size line
+    // (extensions) or a trailer, and would grow the buffer until body_timeout while a client
+    // streams one without a CRLF. Between the head and the body the buffer holds at most one
+    // head plus a read of pipelined bytes; during an eager body read, one read plus an
+    // unfinished chunk line or trailer. Past the bound the read fails with buffer_overflow (400).
+    beast::flat_buffer buffer(opt.max_header_bytes + 2 * kMaxRead);
     bool first = true;
     for (;;) {
       // Phase 1: wait for the next request's first byte (unless pipelined bytes are buffered),
@@ -394,9 +402,11 @@ struct HttpServer::Impl {
       // Never more than one read: the declared length is the client's word, and the body's own
       // storage grows as bytes actually arrive.
       if (auto length = parser.content_length(); length && *length > buffer.size()) {
-        constexpr uint64_t kMaxRead = 65536;
-        const auto next_read = static_cast<size_t>(std::min(*length - buffer.size(), kMaxRead));
-        if (buffer.capacity() < next_read) buffer.reserve(buffer.size() + next_read);
+        const auto next_read =
+            static_cast<size_t>(std::min<uint64_t>(*length - buffer.size(), kMaxRead));
+        if (buffer.capacity() < next_read) {
+          buffer.reserve(std::min(buffer.size() + next_read, buffer.max_size()));
+        }
       }
 
       // Phase 3: the body.

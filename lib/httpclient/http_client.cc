@@ -79,6 +79,10 @@ using boost::system::error_code;
 
 constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
 constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
+// The most a connection buffers unparsed: a head, or (the body is parsed eagerly) one 64 KiB
+// read plus an unfinished chunk-size line or trailer, which Beast 1.81 bounds by neither
+// header_limit nor body_limit. Past it the read fails with buffer_overflow.
+constexpr size_t kMaxBufferedBytes = kMaxHeaderBytes + 64 * 1024;
 constexpr int kMaxInterimResponses = 8;  // 1xx responses skipped before the final one
 constexpr std::string_view kUserAgent = "switchyard/0.1";
 
@@ -199,7 +203,7 @@ bool LooksAlive(tcp::socket& socket) {
 struct Connection {
   std::unique_ptr<beast::tcp_stream> tcp;                     // set if plain
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;  // set if TLS
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{kMaxBufferedBytes};
   Clock::time_point idle_since;
 
   beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *tcp; }
@@ -271,6 +275,10 @@ Status MapError(const error_code& ec, std::string_view step, const Op& op) {
   }
   if (ec == bhttp::error::header_limit) {
     return ResourceExhausted("response head from " + op.target.origin + " over " +
+                             std::to_string(kMaxHeaderBytes) + " bytes");
+  }
+  if (ec == bhttp::error::buffer_overflow) {
+    return ResourceExhausted("chunk extension or trailer from " + op.target.origin + " over " +
                              std::to_string(kMaxHeaderBytes) + " bytes");
   }
   if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||

@@ -55,5 +55,53 @@ TEST(HttpServerTest, AThrowingHandlerGets500AndTheServerKeepsServing) {
   server.Shutdown(std::chrono::seconds(2));
 }
 
+class OkHandler : public Handler {
+ public:
+  void Handle(Request, Respond respond) override {
+    respond(Response::Text(200, "ok", "text/plain"));
+  }
+};
+
+// Beast 1.81 bounds neither a chunk-size line's extensions nor a trailer: the server used to
+// buffer them until body_timeout (30 s) while an unauthenticated client streamed one without a
+// CRLF (32 MiB held in a probe). The read buffer is bounded; past it the answer is 400 at once.
+TEST(HttpServerTest, AnEndlessChunkExtensionOrTrailerIsRefusedNotBuffered) {
+  OkHandler handler;
+  HttpServer server(1);
+  ListenerOptions options;
+  options.name = "test";
+  options.address = "127.0.0.1:0";
+  options.max_header_bytes = 16384;
+  options.body_timeout = std::chrono::seconds(60);
+  auto port = server.AddListener(options, &handler);
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  server.Start();
+
+  const std::string head =
+      "POST /hooks/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const std::string& start : {std::string("1;"), std::string("1\r\na\r\n0\r\nX-T: ")}) {
+    SCOPED_TRACE(start);
+    testing::RawConnection conn(*port);
+    ASSERT_TRUE(conn.Send(head + start));
+    // 1 MiB without a line end: far past any bound, far short of what a client can stream.
+    const std::string filler(64 * 1024, 'a');
+    for (int i = 0; i < 16; ++i) {
+      if (!conn.Send(filler)) break;  // the server answered and closed: fine
+    }
+    // Within a fraction of body_timeout (a 10-s read timeout against 60 s).
+    auto r = conn.Read(std::chrono::seconds(10));
+    ASSERT_TRUE(r) << "no answer: the server kept buffering";
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find("chunk extension or trailer"), std::string::npos) << r->body;
+  }
+  // A chunked body with a modest extension and trailer is still fine.
+  testing::RawConnection conn(*port);
+  ASSERT_TRUE(conn.Send(head + "3;name=value\r\nabc\r\n0\r\nX-Trailer: yes\r\n\r\n"));
+  auto r = conn.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  server.Shutdown(std::chrono::seconds(2));
+}
+
 }  // namespace
 }  // namespace switchyard::http

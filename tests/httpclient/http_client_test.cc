@@ -949,6 +949,27 @@ TEST_F(HttpClientTest, ResponseOverMaxResponseBytesIsResourceExhausted) {
   EXPECT_EQ(r->body.size(), 2u << 20);
 }
 
+// Beast 1.81 bounds neither a chunk-size line's extensions nor a trailer: a receiver streaming
+// one without a CRLF was buffered until the deadline (memory: bandwidth × timeout per
+// attempt). It is refused once it passes the bound.
+TEST_F(HttpClientTest, AnEndlessChunkExtensionOrTrailerIsResourceExhaustedBeforeTheDeadline) {
+  const std::string filler(2 << 20, 'a');
+  ScriptServer server([&filler](const SeenRequest& req) {
+    std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    head += req.target == "/ext" ? "1;" : "1\r\na\r\n0\r\nX-Trailer: ";
+    return Reply::Raw(head + filler, Reply::After::kHang);
+  });
+  auto client = NewClient();
+  for (std::string path : {"/ext", "/trailer"}) {
+    const auto start = Clock::now();
+    Result<ClientResponse> r = Fetch(*client, Get(server.Url(path), milliseconds(60000)));
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted)
+        << path << ": " << r.status().ToString();
+    EXPECT_LT(Clock::now() - start, milliseconds(30000)) << path << ": not the deadline";
+  }
+}
+
 TEST_F(HttpClientTest, DiscardOversizedBodyKeepsTheStatusAndDropsTheBody) {
   ScriptServer server([](const SeenRequest& req) {
     Reply r = Reply::Ok(std::string(2 << 20, 'z'));
