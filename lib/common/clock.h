@@ -30,15 +30,20 @@ class FakeClock : public Clock {
  public:
   explicit FakeClock(int64_t now_ms = 1700000000000) : now_ms_(now_ms) {}
   std::chrono::system_clock::time_point Now() const override {
-    return std::chrono::system_clock::time_point(std::chrono::milliseconds(now_ms_.load()));
+    return std::chrono::system_clock::time_point(
+        std::chrono::milliseconds(now_ms_.load() + wall_step_ms_.load()));
   }
   std::chrono::steady_clock::time_point SteadyNow() const override {
     return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms_.load()));
   }
+  // Time passes: both clocks move.
   void Advance(std::chrono::milliseconds d) { now_ms_ += d.count(); }
+  // The wall clock is set (an NTP step, a resumed VM): only Now() moves, by `d` (may be < 0).
+  void StepWall(std::chrono::milliseconds d) { wall_step_ms_ += d.count(); }
 
  private:
   std::atomic<int64_t> now_ms_;
+  std::atomic<int64_t> wall_step_ms_{0};
 };
 
 }  // namespace switchyard

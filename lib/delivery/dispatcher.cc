@@ -21,6 +21,7 @@
 #include "json/json_doc.h"
 #include "routing/router.h"
 #include "rules/event_view.h"
+#include "sinks/pushover_sink.h"
 
 namespace switchyard::delivery {
 
@@ -75,7 +76,9 @@ struct SinkState {
   bool open = false;
   bool half_open_probe = false;  // one attempt allowed while half-open
   std::string probe_id;          // the delivery of that attempt
-  int64_t reopen_at_ms = 0;
+  // Monotonic: the breaker's state is never stored, and a wall-clock step must not stretch or
+  // cut a cool-down.
+  std::chrono::steady_clock::time_point reopen_at{};
   std::chrono::milliseconds cooldown{0};
   bool logged_inactive = false;
   bool removed = false;  // no longer configured; kept only until its in-flight attempts finish
@@ -106,6 +109,17 @@ struct Completion {
   std::chrono::steady_clock::time_point started;
 };
 
+// An outcome the store refused to record (the disk at its floor, a failed write). Kept and
+// written again later; meanwhile its delivery is skipped by Due(), so a refused write never
+// turns into the same delivery sent again in a loop. A crash forgets it: the delivery is still
+// pending in the store and is attempted again (at least once).
+struct Unrecorded {
+  enum class Kind { kComplete, kReschedule, kDeadLetter };
+  Kind kind;
+  storage::DeliveryRecord record;
+  int64_t due_ms = 0;  // kReschedule
+};
+
 }  // namespace
 
 struct Dispatcher::Impl {
@@ -132,9 +146,12 @@ struct Dispatcher::Impl {
   std::shared_ptr<const config::Config> cfg;
   std::atomic<size_t> in_flight_total{0};  // written by the dispatcher thread, read by Stop()
   bool stop_acknowledged = false;
-  int64_t next_housekeeping_ms = 0;
-  int64_t next_event_purge_ms = 0;
-  int64_t next_trim_ms = 0;
+  std::vector<Unrecorded> unrecorded;
+  // Periodic work runs on the monotonic clock: a wall-clock step back must not stop it.
+  std::chrono::steady_clock::time_point next_record_retry{};
+  std::chrono::steady_clock::time_point next_housekeeping{};
+  std::chrono::steady_clock::time_point next_event_purge{};
+  std::chrono::steady_clock::time_point next_trim{};
   std::mt19937_64 rng{std::random_device{}()};
   json::JsonDoc doc{json::JsonDoc::kMaxDepth};  // events accepted at ingest parse again
   json::JsonDoc issue_doc{json::JsonDoc::kMaxDepth};
@@ -180,9 +197,12 @@ struct Dispatcher::Impl {
         // Keep live counters and breaker state across a reload.
         st.in_flight = old->second.in_flight;
         st.in_flight_ids = std::move(old->second.in_flight_ids);
+        // A reload (every SIGHUP) must not grant a fresh burst.
+        st.bucket = old->second.bucket;
+        st.bucket.tokens = std::min(st.bucket.tokens, sc.rate.burst);
         st.consecutive_failures = old->second.consecutive_failures;
         st.open = old->second.open;
-        st.reopen_at_ms = old->second.reopen_at_ms;
+        st.reopen_at = old->second.reopen_at;
         st.cooldown = old->second.cooldown;
         st.half_open_probe = old->second.half_open_probe;
         st.probe_id = old->second.probe_id;
@@ -191,10 +211,13 @@ struct Dispatcher::Impl {
     }
     // Sinks that disappeared keep their in-flight bookkeeping until those attempts finish.
     for (auto& [name, st] : sinks) {
-      if (!next.count(name) && st.in_flight > 0) {
+      if (next.count(name)) continue;
+      if (st.in_flight > 0) {
         st.config.concurrency = 0;  // start nothing new
         st.removed = true;
         next.emplace(name, std::move(st));
+      } else {
+        Forget(st);
       }
     }
     std::vector<std::string> names;
@@ -203,6 +226,11 @@ struct Dispatcher::Impl {
     sinks = std::move(next);
     metrics.DeclareSinks(names);
     return Status::Ok();
+  }
+
+  // A sink's state is dropped (removed by a reload): its breaker gauge must not stay at 1.
+  void Forget(const SinkState& st) {
+    if (st.open) metrics.SetCircuitOpen(st.name, false);
   }
 
   void Loop() {
@@ -223,7 +251,9 @@ struct Dispatcher::Impl {
           StepAsideAfterWakeup(lock);
         }
         done.swap(completions);
-        rebuild = config_changed;
+        // Also when a reload swapped the config without the notice having arrived yet: ingest
+        // routes with the new config at once, and a sink or route it adds must not look removed.
+        rebuild = config_changed || config.Get() != cfg;
         reopen_files = reopen;
         stop = stopping;
         wake = config_changed = reopen = false;
@@ -242,6 +272,7 @@ struct Dispatcher::Impl {
         if (!stop_acknowledged && options.on_stop_acknowledged) options.on_stop_acknowledged();
         stop_acknowledged = true;
         FlushCompleted();
+        RetryUnrecorded(/*now=*/true);
         LeaveIssuesPending();
         if (in_flight_total == 0) return;
         continue;  // only collect outcomes now
@@ -253,6 +284,7 @@ struct Dispatcher::Impl {
 
   void StartDue() {
     FlushCompleted();  // a delivery just recorded as done must not be read as due again
+    RetryUnrecorded(/*now=*/false);
     const int64_t now_ms = clock.NowMillis();
     const auto steady_now = clock.SteadyNow();
     for (auto& [name, st] : sinks) {
@@ -267,7 +299,7 @@ struct Dispatcher::Impl {
       size_t limit =
           st.config.concurrency > st.in_flight ? st.config.concurrency - st.in_flight : 0;
       if (st.open) {
-        if (now_ms < st.reopen_at_ms || st.half_open_probe) continue;
+        if (steady_now < st.reopen_at || st.half_open_probe) continue;
         limit = std::min<size_t>(limit, 1);  // half-open: one probe
       }
       if (limit == 0) continue;
@@ -279,6 +311,14 @@ struct Dispatcher::Impl {
         continue;
       }
       for (storage::DeliveryRecord& d : due.value()) {
+        if (PastMaxAge(st, d, now_ms)) {
+          // Held past its age (an open circuit, the rate, an inactive sink, a long stop): it is
+          // not sent stale. Costs no token and is no probe.
+          d.last_error += d.last_error.empty() ? "" : " ";
+          d.last_error += "(max_age reached before an attempt)";
+          DeadLetter(std::move(d));
+          continue;
+        }
         if (!st.bucket.Available(st.config.rate, steady_now)) break;
         st.bucket.Take(st.config.rate);
         if (st.open) {
@@ -289,6 +329,15 @@ struct Dispatcher::Impl {
       }
     }
   }
+
+  // True when `d` is older than its max_age by more than the dispatcher's lag allows for: the
+  // last attempt Record() schedules is at max_age exactly, and a pass may see it a little late.
+  bool PastMaxAge(const SinkState& st, const storage::DeliveryRecord& d, int64_t now_ms) const {
+    const int64_t grace =
+        std::clamp<int64_t>(st.retry.max_age.count() / 10, options.poll.count(), kMaxAgeGraceMs);
+    return now_ms - d.created_ms > st.retry.max_age.count() + grace;
+  }
+  static constexpr int64_t kMaxAgeGraceMs = 60000;
 
   // Renders the route's fields for this sink and calls the sink (or the enricher first).
   void StartAttempt(SinkState& st, storage::DeliveryRecord d) {
@@ -311,8 +360,16 @@ struct Dispatcher::Impl {
     std::shared_ptr<const storage::StoredEvent> shared_event = std::move(event).value();
 
     const config::RouteConfig* route = FindRoute(d.route);
+    // A route a reload removed (or renamed): its templates are gone, and sending without them
+    // would send what the route never meant to (the raw payload instead of a `body` template).
+    // A dead letter, like a removed sink's deliveries: replayable once the route is back.
+    if (!route) {
+      // Unless a reload swapped the config during this pass: then it may be a new route, and
+      // the delivery waits (still pending) for the next pass, which rebuilds first.
+      if (config.Get() != cfg) return EndInFlight(d);
+      return fail(sinks::Outcome::Kind::kPermanent, "route no longer configured");
+    }
     if (d.deferred) {
-      if (!route) return fail(sinks::Outcome::Kind::kPermanent, "route no longer configured");
       if (!enricher) {
         return fail(sinks::Outcome::Kind::kPermanent,
                     "route needs enrichment (enrich: [issue]), which is not available");
@@ -519,9 +576,16 @@ struct Dispatcher::Impl {
     auto it = sinks.find(d.sink);
     EndInFlight(d);
     const int64_t now_ms = clock.NowMillis();
-    double seconds = std::chrono::duration<double>(clock.SteadyNow() - c.started).count();
+    const auto steady_now = clock.SteadyNow();
+    double seconds = std::chrono::duration<double>(steady_now - c.started).count();
 
     SinkState* st = it != sinks.end() ? &it->second : nullptr;
+    if (st && st->config.type == "pushover" && !c.filtered) {
+      if (auto q = sinks::PushoverQuotaOf(st->sink.get())) {
+        metrics.SetPushoverQuota(st->name, static_cast<double>(q->remaining),
+                                 static_cast<double>(q->limit), static_cast<double>(q->reset));
+      }
+    }
     // The half-open probe: its outcome decides the breaker. One that says nothing about the
     // sink's health (filtered, permanent) lets the next probe go.
     const bool probe = st && st->open && st->half_open_probe && st->probe_id == d.id;
@@ -553,7 +617,7 @@ struct Dispatcher::Impl {
         retry.max_age - std::chrono::milliseconds(std::max<int64_t>(0, now_ms - d.created_ms));
     bool dead = o.kind == sinks::Outcome::Kind::kPermanent;
     if (!dead) {
-      if (st) BreakerFailure(*st, now_ms, probe);
+      if (st) BreakerFailure(*st, steady_now, probe);
       dead = d.attempts >= retry.max_attempts || left.count() <= 0;
       if (dead && o.kind == sinks::Outcome::Kind::kRetry) {
         d.last_error +=
@@ -580,7 +644,10 @@ struct Dispatcher::Impl {
       delay = left;
     }
     metrics.Delivery(d.sink, "retry");
-    LogIfFailed(store.Reschedule(d, now_ms + delay.count()), d);
+    const int64_t due_ms = now_ms + delay.count();
+    if (Status s = store.Reschedule(d, due_ms); !s.ok()) {
+      Unrecord({Unrecorded::Kind::kReschedule, std::move(d), due_ms}, s);
+    }
   }
 
   void DeadLetter(storage::DeliveryRecord d) {
@@ -590,7 +657,59 @@ struct Dispatcher::Impl {
                                          {"route", d.route},
                                          {"attempts", std::to_string(d.attempts)},
                                          {"error", d.last_error}});
-    LogIfFailed(store.DeadLetter(d), d);
+    if (Status s = store.DeadLetter(d); !s.ok()) {
+      Unrecord({Unrecorded::Kind::kDeadLetter, std::move(d), 0}, s);
+    }
+  }
+
+  // Keeps an outcome the store refused, and holds its delivery back from Due() until it is
+  // written (it is neither in flight nor due again: its attempt is over).
+  void Unrecord(Unrecorded u, const Status& why) {
+    log::Error("recording delivery outcome failed; kept and written again later",
+               {{"id", u.record.id}, {"error", why.message()}});
+    if (auto it = sinks.find(u.record.sink); it != sinks.end()) {
+      it->second.in_flight_ids.insert(u.record.id);
+    }
+    unrecorded.push_back(std::move(u));
+  }
+
+  // Writes the outcomes the store refused before, at most once a second (always when `now`).
+  // The ones written are released; the rest stay held.
+  void RetryUnrecorded(bool now) {
+    if (unrecorded.empty()) return;
+    const auto steady_now = clock.SteadyNow();
+    if (!now && steady_now < next_record_retry) return;
+    next_record_retry = steady_now + std::chrono::seconds(1);
+    std::vector<storage::DeliveryRecord> completes;
+    for (const Unrecorded& u : unrecorded) {
+      if (u.kind == Unrecorded::Kind::kComplete) completes.push_back(u.record);
+    }
+    const bool completes_written = completes.empty() || store.CompleteAll(completes).ok();
+    std::vector<Unrecorded> left;
+    for (Unrecorded& u : unrecorded) {
+      bool written = false;
+      switch (u.kind) {
+        case Unrecorded::Kind::kComplete:
+          written = completes_written;
+          break;
+        case Unrecorded::Kind::kReschedule:
+          written = store.Reschedule(u.record, u.due_ms).ok();
+          break;
+        case Unrecorded::Kind::kDeadLetter:
+          written = store.DeadLetter(u.record).ok();
+          break;
+      }
+      if (!written) {
+        left.push_back(std::move(u));
+      } else if (auto it = sinks.find(u.record.sink); it != sinks.end()) {
+        it->second.in_flight_ids.erase(u.record.id);
+      }
+    }
+    if (!left.empty()) {
+      log::Error("delivery outcomes still not recorded; retrying every second",
+                 {{"count", std::to_string(left.size())}});
+    }
+    unrecorded = std::move(left);
   }
 
   void BreakerSuccess(SinkState& st) {
@@ -602,7 +721,7 @@ struct Dispatcher::Impl {
     metrics.SetCircuitOpen(st.name, false);
   }
 
-  void BreakerFailure(SinkState& st, int64_t now_ms, bool probe) {
+  void BreakerFailure(SinkState& st, std::chrono::steady_clock::time_point now, bool probe) {
     ++st.consecutive_failures;
     // While open, only the probe's failure re-opens (doubling the cool-down); attempts that were
     // already running when it opened must not extend it.
@@ -613,20 +732,21 @@ struct Dispatcher::Impl {
                       : std::min(st.cooldown * 2, options.breaker_max_cooldown);
     st.open = true;
     st.half_open_probe = false;
-    st.reopen_at_ms = now_ms + st.cooldown.count();
+    st.reopen_at = now + st.cooldown;
     metrics.SetCircuitOpen(st.name, true);
     log::Warn("sink keeps failing; circuit open, deliveries paused",
               {{"sink", st.name}, {"cooldown_ms", std::to_string(st.cooldown.count())}});
   }
 
   // Removes the deliveries recorded as delivered or filtered since the last flush, in one write.
-  // Called before any read of due deliveries. On failure they stay pending and are retried after
-  // a restart (at least once).
+  // Called before any read of due deliveries. What the store refuses is kept (Unrecord) and
+  // written again later, and is not read as due meanwhile.
   void FlushCompleted() {
     if (completed.empty()) return;
     if (Status s = store.CompleteAll(completed); !s.ok()) {
-      log::Error("recording delivery outcomes failed",
-                 {{"count", std::to_string(completed.size())}, {"error", s.message()}});
+      for (storage::DeliveryRecord& d : completed) {
+        Unrecord({Unrecorded::Kind::kComplete, std::move(d), 0}, s);
+      }
     }
     completed.clear();
   }
@@ -641,17 +761,38 @@ struct Dispatcher::Impl {
     HandleIssues();
     FlushCompleted();
     const int64_t now_ms = clock.NowMillis();
-    if (now_ms < next_housekeeping_ms) return;
-    next_housekeeping_ms = now_ms + 1000;
+    const auto steady_now = clock.SteadyNow();
+    if (steady_now < next_housekeeping) return;
+    next_housekeeping = steady_now + std::chrono::seconds(1);
     // Removed sinks whose last attempts have finished: forget them, so that their remaining
     // deliveries are dead-lettered below.
-    std::erase_if(sinks, [](const auto& entry) {
-      return entry.second.removed && entry.second.in_flight == 0;
+    std::erase_if(sinks, [this](const auto& entry) {
+      if (!entry.second.removed || entry.second.in_flight != 0) return false;
+      Forget(entry.second);
+      return true;
     });
+    // Sinks held back (open circuit, inactive): what passes max_age while they wait becomes a
+    // dead letter now, not when they next send (StartDue checks the ones it reads).
+    for (auto& [name, st] : sinks) {
+      const bool held = st.open || !st.sink->active();
+      if (!held || st.removed) continue;
+      auto due = store.Due(name, now_ms, options.max_scan, st.in_flight_ids);
+      if (!due.ok()) continue;
+      for (storage::DeliveryRecord& d : due.value()) {
+        if (!PastMaxAge(st, d, now_ms)) continue;
+        d.last_error += d.last_error.empty() ? "" : " ";
+        d.last_error += "(max_age reached before an attempt)";
+        DeadLetter(std::move(d));
+      }
+    }
+    // A config the dispatcher has not rebuilt for yet may configure what looks removed here.
+    const bool config_current = config.Get() == cfg;
     storage::QueueCounts counts = store.Counts();
     for (const auto& [name, c] : counts.sinks) {
       metrics.SetQueueDepth(name, static_cast<double>(c.pending), static_cast<double>(c.dead));
-      if (c.pending > 0 && !sinks.count(name)) {
+      // Not while outcomes wait to be written: the store refuses writes, and a held delivery
+      // must not be dead-lettered behind its recorded success.
+      if (c.pending > 0 && !sinks.count(name) && config_current && unrecorded.empty()) {
         // The sink was removed from the config: dead-letter its deliveries (replayable once the
         // sink is configured again) rather than keep them pending forever.
         auto due = store.Due(name, INT64_MAX, options.max_scan, {});
@@ -659,7 +800,7 @@ struct Dispatcher::Impl {
           for (storage::DeliveryRecord& d : due.value()) {
             d.last_error = "sink \"" + name + "\" is not configured";
             metrics.Delivery(name, "dead");
-            LogIfFailed(store.DeadLetter(d), d);
+            LogIfFailed(store.DeadLetter(d), d);  // a refusal: tried again next round
           }
         }
       }
@@ -672,16 +813,16 @@ struct Dispatcher::Impl {
     // the allocator keeps (jemalloc returns them over dirty_decay_ms, but only while it is
     // called); hand them back every 10 s so RSS follows the steady state, not the peak. Runs
     // here, off the I/O threads: it takes a few milliseconds on a large heap.
-    if (now_ms >= next_trim_ms) {
-      next_trim_ms = now_ms + 10000;
+    if (steady_now >= next_trim) {
+      next_trim = steady_now + std::chrono::seconds(10);
       ReleaseFreeMemory();
     }
     // Events: once no delivery should still need them. A delivery dies at the latest max_age
     // after its event arrived (or when attempted after that), and stays a dead letter
     // dlq_retention; a day's margin covers a paused (circuit-open) sink. The store itself keeps
     // any event a delivery still names (a replayed dead letter can outlive this bound).
-    if (now_ms >= next_event_purge_ms) {
-      next_event_purge_ms = now_ms + 60000;
+    if (steady_now >= next_event_purge) {
+      next_event_purge = steady_now + std::chrono::seconds(60);
       int64_t max_age = cfg->retry.max_age.count();
       for (const auto& [name, st] : sinks) max_age = std::max(max_age, st.retry.max_age.count());
       const int64_t keep = max_age + cfg->storage.dlq_retention.count() + 86400000;

@@ -269,9 +269,10 @@ void Metrics::SetCircuitOpen(std::string_view sink, bool open) {
 
 void Metrics::SetPushoverQuota(std::string_view sink, double remaining, double limit,
                                double reset) {
-  impl_->remaining_cache.Get({{"sink", sink}}).Set(remaining);
-  impl_->limit_cache.Get({{"sink", sink}}).Set(limit);
-  impl_->reset_cache.Get({{"sink", sink}}).Set(reset);
+  // A negative value is a header Pushover did not send (or not as an integer): left unset.
+  if (remaining >= 0) impl_->remaining_cache.Get({{"sink", sink}}).Set(remaining);
+  if (limit >= 0) impl_->limit_cache.Get({{"sink", sink}}).Set(limit);
+  if (reset >= 0) impl_->reset_cache.Get({{"sink", sink}}).Set(reset);
 }
 
 void Metrics::ConfigReload(std::string_view outcome) {

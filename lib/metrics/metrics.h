@@ -37,6 +37,7 @@ class Metrics {
   void ObserveDeliverySeconds(std::string_view sink, double seconds);
   void SetQueueDepth(std::string_view sink, double pending, double dead);
   void SetCircuitOpen(std::string_view sink, bool open);
+  // From the sink's latest X-Limit-App-* headers; a negative value (header absent) is skipped.
   void SetPushoverQuota(std::string_view sink, double remaining, double limit, double reset);
   // outcome: "success" | "failure".
   void ConfigReload(std::string_view outcome);

@@ -934,6 +934,188 @@ TEST_F(DispatcherTest, CircuitOpensAfterFiveRetriesThenSendsOneProbeAndClosesOnS
   EXPECT_THAT(metrics_.Serialize(), HasSubstr("switchyard_sink_circuit_open{sink=\"ops\"} 0"));
 }
 
+// Deliveries held back by an open circuit used to be checked against max_age only after an
+// attempt: the probe then sent them hours stale, and the ones never attempted stayed pending.
+TEST_F(DispatcherTest, DeliveriesAnOpenCircuitHoldsPastMaxAgeAreDeadLettersNotSentStale) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(std::string(kSerialOps) + "retry: {initial: 1s, max_age: 1m}\n");
+  for (int i = 0; i < 8; ++i) Add("r", "ops");
+  FAIL_SERIALLY(5);
+  Settle();
+  ASSERT_EQ(Fake("ops").calls(), 5u) << "open";
+  clock_.Advance(minutes(2));  // the cool-down is long over, and so is every max_age
+  auto dead = WaitDead(8);
+  ASSERT_EQ(dead.size(), 8u);
+  for (const auto& d : dead)
+    EXPECT_THAT(d.last_error, HasSubstr("max_age reached before an attempt"));
+  Fake("ops").SetMode(FakeSink::Mode::kImmediate);
+  Fake("ops").ReleaseAll();
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 5u) << "nothing sent past its max_age";
+  EXPECT_EQ(Pending("ops"), 0u);
+}
+
+// The cool-down is monotonic time: a wall clock set back an hour (NTP, a resumed VM) used to
+// pause the sink, new deliveries too, for that hour on top of the cool-down.
+TEST_F(DispatcherTest, AWallClockSetBackDoesNotStretchTheCooldown) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(kSerialOps);
+  for (int i = 0; i < 5; ++i) Add("r", "ops");
+  FAIL_SERIALLY(5);
+  Settle();
+  ASSERT_EQ(Fake("ops").calls(), 5u) << "open";
+  clock_.StepWall(-hours(1));
+  clock_.Advance(seconds(10));
+  Add("r", "ops");  // due at once by the (stepped) wall clock
+  ASSERT_TRUE(WaitHeld("ops", 1)) << "the half-open probe goes after the 10-s cool-down";
+}
+
+// Housekeeping (gauges, removed sinks, retention) runs on monotonic time too.
+TEST_F(DispatcherTest, AWallClockSetBackDoesNotStopHousekeeping) {
+  Fake("gone").SetActive(false);
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+  gone: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r
+    to: [ops, gone]
+)yaml");
+  Add("r", "gone");
+  clock_.Advance(seconds(2));
+  Settle();
+  clock_.StepWall(-hours(1));
+  Reload(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  for (int i = 0; i < 3; ++i) {  // three seconds, not the hour the wall clock went back
+    clock_.Advance(seconds(1));
+    Settle();
+  }
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_THAT(dead[0].last_error, HasSubstr("not configured"));
+}
+
+// The SwitchyardSinkCircuitOpen alert used to fire until a restart for a sink removed while
+// its circuit was open.
+TEST_F(DispatcherTest, ACircuitOpenGaugeIsClearedWhenAReloadRemovesTheSink) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(kSerialOps);
+  for (int i = 0; i < 5; ++i) Add("r", "ops");
+  FAIL_SERIALLY(5);
+  Settle();
+  ASSERT_THAT(metrics_.Serialize(), HasSubstr("switchyard_sink_circuit_open{sink=\"ops\"} 1"));
+  Reload(R"yaml(sinks:
+  spare: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r2
+    to: [spare]
+)yaml");
+  EXPECT_TRUE(Eventually([&] {
+    return metrics_.Serialize().find("switchyard_sink_circuit_open{sink=\"ops\"} 0") !=
+           std::string::npos;
+  }));
+}
+
+// Every SIGHUP reloads: it used to grant each sink a fresh burst, so `rate: 1/h` let one more
+// delivery through per reload.
+TEST_F(DispatcherTest, AReloadDoesNotRefillTheRateLimit) {
+  const std::string yaml = R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", rate: 1/h}
+routes:
+  - name: r
+    to: [ops]
+)yaml";
+  Start(yaml);
+  Add("r", "ops");
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  Reload(yaml);
+  Add("r", "ops");
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 1u) << "the burst of 1 is spent; the reload gives no other";
+  clock_.Advance(hours(1));
+  EXPECT_TRUE(WaitCalls("ops", 2));
+}
+
+// A delivery waiting for a retry whose route a reload removed or renamed used to be sent
+// without that route's templates: the raw payload instead of the route's `body`.
+TEST_F(DispatcherTest, ADeliveryWhoseRouteAReloadRemovedIsADeadLetterNotSentWithoutItsTemplates) {
+  Fake("ops").Script({Retry("HTTP 503")});
+  const std::string sink = "sinks:\n  ops: {type: http, url: \"http://127.0.0.1:1/\"}\n";
+  Start(sink + R"yaml(routes:
+  - name: r
+    to:
+      - sink: ops
+        body: '{"x":"{{ data.issue.title }}"}'
+)yaml");
+  const std::string id = [&] {
+    Add("r", "ops");
+    EXPECT_TRUE(WaitCalls("ops", 1));
+    return Fake("ops").last().id;
+  }();
+  WaitAttempts(id, 1);
+  Reload(sink + "routes:\n  - name: renamed\n    to: [ops]\n");
+  clock_.Advance(seconds(2));
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].id, id);
+  EXPECT_THAT(dead[0].last_error, HasSubstr("route no longer configured"));
+  EXPECT_EQ(Fake("ops").calls(), 1u);
+}
+
+// Ingest routes with a reloaded config at once; the dispatcher rebuilds on its next pass. A
+// delivery to a sink the reload added, read before that notice arrived, used to be
+// dead-lettered as "not configured".
+TEST_F(DispatcherTest, ADeliveryToASinkAReloadAddedIsDeliveredEvenBeforeTheReloadNotice) {
+  Start(kOps);
+  holder_->Set(Parse(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 4}
+  added: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r
+    to: [ops]
+  - name: r2
+    to: [added]
+)yaml"));  // no ConfigChanged(): the window between the swap and the notice, held open
+  Add("r2", "added");
+  clock_.Advance(seconds(2));
+  EXPECT_TRUE(WaitCalls("added", 1));
+  auto dead = store_->ListDead(10);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(dead->empty()) << dead->front().last_error;
+}
+
+// The store refusing queue writes (the disk at its floor) used to send the same deliveries
+// again in a loop: the refused completion left them due, and the next pass read them again.
+TEST_F(DispatcherTest, AQueueWriteTheStoreRefusesDoesNotSendTheDeliveryAgain) {
+  Add("r", "ops");
+  Add("r", "ops");
+  store_->Close();
+  storage::StoreOptions o;
+  o.path = dir_.path() + "/store";
+  o.sync = false;
+  o.min_free_bytes = uint64_t{1} << 62;  // every write refused
+  o.dedupe_window = milliseconds(0);
+  auto s = storage::OpenStore(o, clock_);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  store_ = std::move(s).value();
+
+  Fake("ops").Script({Success(), Retry("HTTP 503")});
+  Start(kOps);
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 2u) << "each attempted once: outcomes wait to be written";
+  clock_.Advance(minutes(1));  // past any backoff
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 2u);
+  dispatcher_->Stop(seconds(5));
+  dispatcher_.reset();
+  EXPECT_EQ(Pending("ops"), 2u) << "never recorded: both still pending (at least once)";
+}
+
 TEST_F(DispatcherTest, AFailedProbeReopensTheCircuitForTwiceTheCooldown) {
   Fake("ops").SetMode(FakeSink::Mode::kHold);
   Start(kSerialOps);

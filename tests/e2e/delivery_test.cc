@@ -391,6 +391,27 @@ TEST_F(DeliveryTest, DeliveryMetricsAreExported) {
   EXPECT_NE(m->body.find("switchyard_dlq_entries{sink=\"ops\"}"), std::string::npos);
 }
 
+// Pushover's X-Limit-App-* headers are exported as gauges (the README's metric names); they
+// used to be parsed and never reach /metrics.
+TEST_F(DeliveryTest, PushoverQuotaHeadersAreExportedAsMetrics) {
+  pushover_.SetQuotaRemaining(1234);
+  daemon_.Start(Config("  - name: to-phone\n    to: [phone]\n"));
+  ASSERT_EQ(Post(IssueCreated("x"))->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait));
+  ASSERT_TRUE(WaitQueue(0, 0));
+  auto m = Admin("GET", "/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("switchyard_pushover_quota_remaining{sink=\"phone\"} 1233"),
+            std::string::npos)
+      << "one message sent after 1234 were left\n"
+      << m->body;
+  EXPECT_NE(m->body.find("switchyard_pushover_quota_limit{sink=\"phone\"} 10000"),
+            std::string::npos);
+  EXPECT_NE(m->body.find("switchyard_pushover_quota_reset_timestamp_seconds{sink=\"phone\"} "
+                         "1893456000"),
+            std::string::npos);
+}
+
 // Crash safety: SIGKILL under concurrent load; every acknowledged webhook is delivered after the
 // restart. Duplicates (delivered before the kill, redelivered after) are allowed and reported.
 TEST_F(DeliveryTest, SigkillUnderLoadLosesNoAcknowledgedWebhook) {
