@@ -1,13 +1,17 @@
 #include "app/daemon.h"
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -101,6 +105,13 @@ int CheckConfig(const std::string& config_path) {
 
 int RunDaemon(const std::string& config_path) {
   log::ConfigureFromEnv();
+  // The process holds client secrets, OAuth pairs, the token key and the admin token in memory:
+  // no core file (a crash, SIGQUIT) may write them to disk, and other processes of the same
+  // user may not ptrace it or read its memory.
+  const struct rlimit no_core {};
+  if (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    log::Warn("could not disable core dumps", {{"error", std::strerror(errno)}});
+  }
   auto loaded = config::LoadConfig(config_path);
   if (!loaded.config) {
     PrintErrors(loaded.errors);

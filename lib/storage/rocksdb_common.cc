@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <set>
 
+#include "common/log.h"
+
 namespace switchyard::storage {
 
 rocksdb::ColumnFamilyOptions BaseColumnFamilyOptions() {
@@ -67,8 +69,21 @@ Result<std::unique_ptr<Database>> OpenDatabase(
     const std::string& path,
     std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families, rocksdb::Env* env) {
   std::error_code ec;
+  const bool existed = std::filesystem::exists(path, ec);
   std::filesystem::create_directories(path, ec);
   if (ec) return Unavailable("cannot create storage directory " + path + ": " + ec.message());
+  // The store holds webhook bodies (issue data, grant codes). RocksDB creates its files 0644
+  // less the umask, so the directory is what keeps other users out: a new one is 0700; an
+  // existing one that users outside its group may enter is used as it is, with a warning (a
+  // group, as Kubernetes' fsGroup sets, is the operator's choice).
+  namespace fs = std::filesystem;
+  if (!existed) {
+    fs::permissions(path, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec) return Unavailable("cannot restrict storage directory " + path + ": " + ec.message());
+  } else if (auto st = fs::status(path, ec);
+             !ec && (st.permissions() & fs::perms::others_all) != fs::perms::none) {
+    log::Warn("storage directory is open to all users; chmod o-rwx it", {{"path", path}});
+  }
 
   // create_if_missing would make a fresh, empty database next to the files of one whose CURRENT
   // is gone, and then delete those files as obsolete: a silent reset. Refuse instead.

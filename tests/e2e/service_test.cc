@@ -4,12 +4,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -123,6 +125,25 @@ TEST_F(ServiceTest, ThreadsCarryTheirRoleInTheirNames) {
     EXPECT_TRUE(names.count(role))
         << role << " missing; threads: " << ::testing::PrintToString(names);
   }
+}
+
+// The process holds secrets: it writes no core file, and its store is not readable by other
+// users whatever the umask (outside systemd's UMask=0077: make run, Docker, Kubernetes).
+TEST_F(ServiceTest, NoCoreFileAndAStoreOnlyItsOwnerCanEnter) {
+  const mode_t old_umask = umask(022);
+  daemon_.Start(Config("  - name: all\n    to: [a]\n"));
+  umask(old_umask);
+  const std::string limits = ReadFile("/proc/" + std::to_string(daemon_.pid()) + "/limits");
+  const auto line = limits.find("Max core file size");
+  ASSERT_NE(line, std::string::npos) << limits;
+  std::istringstream fields(limits.substr(line + strlen("Max core file size")));
+  std::string soft, hard;
+  fields >> soft >> hard;
+  EXPECT_EQ(soft, "0") << limits;
+  EXPECT_EQ(hard, "0") << limits;
+  struct stat st {};
+  ASSERT_EQ(stat((dir_.path() + "/var").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 077, 0u) << std::oct << st.st_mode;
 }
 
 TEST_F(ServiceTest, SighupWithAGoodConfigSwapsTheRoutes) {
