@@ -182,8 +182,10 @@ int RunDaemon(const std::string& config_path) {
   sentry::IssueEnricher enricher(installations, metrics, clock);
   delivery::Dispatcher dispatcher(
       holder, **store,
-      [&client](const config::SinkConfig& c) { return sinks::NewSink(c, *client); }, &enricher,
-      metrics, clock);
+      [&client, sync = cfg->storage.sync](const config::SinkConfig& c) {
+        return sinks::NewSink(c, *client, sync);
+      },
+      &enricher, metrics, clock);
   if (Status s = dispatcher.Start(); !s.ok()) {
     log::Error("cannot start delivery", {{"error", s.message()}});
     installations.Stop();

@@ -9,9 +9,12 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <string_view>
+#include <vector>
 
+#include "common/blocking_pool.h"
 #include "common/json_escape.h"
 #include "common/log.h"
 #include "sinks/utf8.h"
@@ -104,39 +107,83 @@ void MakeParentDirs(const std::string& path) {
   }
 }
 
+// Ends a torn last line (a write cut short by a kill, or a partial line that could not be
+// truncated away) with a newline, so the next line starts on a line of its own.
+void EndTornLine(int fd) {
+  struct stat st {};
+  char last = '\n';
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
+  if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') {
+    if (write(fd, "\n", 1) != 1) log::Warn("file sink: could not end a torn line", {});
+  }
+}
+
 // Opens `path` for appending, creating it and its parents. Returns the fd or -errno.
 int OpenForAppend(const std::string& path) {
-  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  int fd = open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0 && (errno == EACCES || errno == EISDIR || errno == ENXIO)) {
+    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);  // write-only
+  }
   if (fd < 0 && errno == ENOENT) {
     MakeParentDirs(path);
-    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    fd = open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   }
+  if (fd >= 0) EndTornLine(fd);
   return fd >= 0 ? fd : -errno;
+}
+
+// One open of the file. Shared by the sink and the syncs of lines written to it, so a Reopen()
+// (logrotate) closes the old file only after those lines are synced.
+struct OpenFile {
+  explicit OpenFile(int f) : fd(f) {}
+  ~OpenFile() { close(fd); }
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  const int fd;
+  bool dir_synced = false;  // sync thread only: the directory entry of a new file is durable
+};
+
+// fsync(2) of the directory holding `path`, so a newly created file's entry survives a crash.
+int SyncParentDir(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc;
 }
 
 class FileSink final : public Sink {
  public:
-  explicit FileSink(std::string path) : path_(std::move(path)) {
+  FileSink(std::string path, FileSinkOptions options)
+      : path_(std::move(path)), sync_(options.sync), sync_fn_(std::move(options.sync_fn)) {
+    if (!sync_fn_) sync_fn_ = [](int fd) { return fdatasync(fd); };
+    if (sync_) syncer_ = std::make_unique<BlockingPool>(1);
     std::lock_guard<std::mutex> lock(mu_);
     OpenLocked().IgnoreError();
   }
   ~FileSink() override {
-    if (fd_ >= 0) close(fd_);
+    if (syncer_) syncer_->Stop();  // syncs and reports every line written
   }
 
   void Deliver(const Delivery& delivery, DeliverCallback done) override {
     Outcome out;
+    std::shared_ptr<OpenFile> file;
     if (delivery.event == nullptr) {
       out = Outcome{Outcome::Kind::kPermanent, "delivery has no event", 0, std::nullopt};
     } else {
       try {
         const std::string line = FormatLine(delivery);
-        const Status s = Append(line);
+        const Status s = Append(line, &file);
         if (!s.ok()) out = Outcome{Outcome::Kind::kRetry, s.message(), 0, std::nullopt};
       } catch (const std::exception&) {  // allocation failure
         out = Outcome{Outcome::Kind::kRetry, "file sink: internal error", 0, std::nullopt};
       }
     }
+    if (sync_ && file) return QueueSync(std::move(file), std::move(done));
     done(std::move(out));
   }
 
@@ -147,34 +194,90 @@ class FileSink final : public Sink {
                 {{"path", path_}, {"error", ErrnoText(-fd)}});
       return;
     }
-    int old = -1;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      old = fd_;
-      fd_ = fd;
-    }
-    if (old >= 0) close(old);
+    auto next = std::make_shared<OpenFile>(fd);
+    std::lock_guard<std::mutex> lock(mu_);
+    file_.swap(next);  // the old one closes when its last pending sync is done
   }
 
  private:
+  struct PendingSync {
+    std::shared_ptr<OpenFile> file;
+    DeliverCallback done;
+  };
+
+  // Queues `done` for the next sync; posts one unless a sync is already queued, which will take
+  // this line too (a group: every line written while the previous sync ran).
+  void QueueSync(std::shared_ptr<OpenFile> file, DeliverCallback done) {
+    bool post;
+    {
+      std::lock_guard<std::mutex> lock(sync_mu_);
+      pending_.push_back({std::move(file), std::move(done)});
+      post = !sync_queued_;
+      sync_queued_ = true;
+    }
+    if (post) syncer_->Post([this] { SyncPending(); });
+  }
+
+  // On the sync thread: one sync per file the pending lines went to, then their outcomes.
+  void SyncPending() {
+    std::vector<PendingSync> batch;
+    {
+      std::lock_guard<std::mutex> lock(sync_mu_);
+      batch.swap(pending_);
+      sync_queued_ = false;
+    }
+    std::map<OpenFile*, int> errors;  // errno of each file's sync (0: synced)
+    for (const PendingSync& p : batch) {
+      auto [it, fresh] = errors.try_emplace(p.file.get(), 0);
+      if (!fresh) continue;
+      it->second = Unsyncable(sync_fn_(p.file->fd) == 0 ? 0 : errno);
+      if (it->second == 0 && !p.file->dir_synced) {
+        it->second = Unsyncable(SyncParentDir(path_));
+        p.file->dir_synced = it->second == 0;
+      }
+      if (it->second != 0) {
+        log::Warn("file sink: sync failed", {{"path", path_}, {"error", ErrnoText(it->second)}});
+      }
+    }
+    for (PendingSync& p : batch) {
+      const int err = errors[p.file.get()];
+      p.done(err == 0 ? Outcome{}
+                      : Outcome{Outcome::Kind::kRetry, "file sync failed: " + ErrnoText(err), 0,
+                                std::nullopt});
+    }
+  }
+
+  // A file that cannot be synced at all (a FIFO, /dev/stdout: EINVAL) is written as without
+  // `sync`: warned about once, then reported delivered. Returns the errno that still counts.
+  int Unsyncable(int err) {
+    if (err != EINVAL && err != ENOTSUP) return err;
+    if (!warned_unsyncable_) {
+      warned_unsyncable_ = true;
+      log::Warn("file sink: the file cannot be synced; lines are reported delivered once written",
+                {{"path", path_}, {"error", ErrnoText(err)}});
+    }
+    return 0;
+  }
+
   Status OpenLocked() {
-    if (fd_ >= 0) return Status::Ok();
+    if (file_) return Status::Ok();
     const int fd = OpenForAppend(path_);
     if (fd < 0) {
       log::Warn("file sink: open failed", {{"path", path_}, {"error", ErrnoText(-fd)}});
       return Unavailable("file open failed: " + ErrnoText(-fd));
     }
-    fd_ = fd;
+    file_ = std::make_shared<OpenFile>(fd);
     return Status::Ok();
   }
 
-  // Appends `line` as one write(2). Thread-safe.
-  Status Append(std::string_view line) {
+  // Appends `line` as one write(2); `*written_to` is the file it went to. Thread-safe.
+  Status Append(std::string_view line, std::shared_ptr<OpenFile>* written_to) {
     std::lock_guard<std::mutex> lock(mu_);
     if (Status s = OpenLocked(); !s.ok()) return s;
+    const int fd = file_->fd;
     size_t written = 0;
     while (written < line.size()) {
-      const ssize_t n = write(fd_, line.data() + written, line.size() - written);
+      const ssize_t n = write(fd, line.data() + written, line.size() - written);
       if (n > 0) {
         written += static_cast<size_t>(n);
         continue;
@@ -184,27 +287,37 @@ class FileSink final : public Sink {
       if (written > 0) {
         // Remove the partial line: with O_APPEND under our mutex it is the file's tail.
         struct stat st {};
-        if (fstat(fd_, &st) == 0 && st.st_size >= static_cast<off_t>(written)) {
-          if (ftruncate(fd_, st.st_size - static_cast<off_t>(written)) != 0) {
+        if (fstat(fd, &st) == 0 && st.st_size >= static_cast<off_t>(written)) {
+          if (ftruncate(fd, st.st_size - static_cast<off_t>(written)) != 0) {
             log::Error("file sink: could not remove a partial line", {{"path", path_}});
+            EndTornLine(fd);  // at least the next line starts on its own
           }
         }
       }
       return Unavailable("file write failed: " + ErrnoText(err));
     }
+    *written_to = file_;
     return Status::Ok();
   }
 
   const std::string path_;
+  const bool sync_;
+  std::function<int(int)> sync_fn_;
   std::mutex mu_;
-  int fd_ = -1;  // guarded by mu_; -1 when not open
+  std::shared_ptr<OpenFile> file_;  // guarded by mu_; null when not open
+  std::mutex sync_mu_;
+  std::vector<PendingSync> pending_;      // guarded by sync_mu_
+  bool sync_queued_ = false;              // guarded by sync_mu_
+  bool warned_unsyncable_ = false;        // sync thread only
+  std::unique_ptr<BlockingPool> syncer_;  // last: stopped (in the destructor) before the rest goes
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config) {
+Result<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config,
+                                          FileSinkOptions options) {
   if (config.path.empty()) return InvalidArgument("file sink: path is empty");
-  return std::unique_ptr<Sink>(std::make_unique<FileSink>(config.path));
+  return std::unique_ptr<Sink>(std::make_unique<FileSink>(config.path, std::move(options)));
 }
 
 }  // namespace switchyard::sinks

@@ -13,9 +13,13 @@
 // BLOCKING: Deliver() does file I/O on the calling thread and calls `done` before returning. The
 // dispatcher must call Deliver for file sinks off the I/O threads.
 //
-// Durability: the sink writes with write(2) only (into the page cache) and never calls fsync or
-// fdatasync; durability of the file is the filesystem's. The event itself stays in the store until
-// the dispatcher records the delivery.
+// Durability: with FileSinkOptions::sync (the daemon sets it from storage.sync), a line is
+// reported delivered only after fdatasync(2) has returned for it, so a delivery the queue records
+// as done cannot be lost to a power cut (the queue's own update is made durable by the next
+// group commit, which may come before the page cache is written back). Syncs are grouped: one
+// sync thread per sink syncs every line written since its last sync at once, and a new file's
+// directory once. A failed sync fails its lines with kRetry (written again: at least once).
+// Without `sync` the sink only writes (into the page cache), and reports at once.
 //
 // The file is created (mode 0640, before umask) along with missing parent directories (0750). If
 // it cannot be opened, each Deliver tries again and fails with kRetry. Reopen() opens the path
@@ -23,6 +27,7 @@
 // new open fails, the sink keeps writing to the old file and logs a warning.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "common/status.h"
@@ -31,8 +36,15 @@
 
 namespace switchyard::sinks {
 
+struct FileSinkOptions {
+  bool sync = false;  // see "Durability" above
+  // Tests: stands in for fdatasync(2) on the sink's sync thread (returns 0, or -1 with errno).
+  std::function<int(int fd)> sync_fn;
+};
+
 // Fails with kInvalidArgument when the path is empty. An unopenable path is not an error here
 // (logged; retried at delivery).
-Result<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config);
+Result<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config,
+                                          FileSinkOptions options = {});
 
 }  // namespace switchyard::sinks

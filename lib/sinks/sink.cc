@@ -12,7 +12,7 @@
 namespace switchyard::sinks {
 
 Result<std::unique_ptr<Sink>> NewSink(const config::SinkConfig& config,
-                                      httpclient::HttpClient& client) {
+                                      httpclient::HttpClient& client, bool sync_files) {
   return std::visit(
       [&](const auto& settings) -> Result<std::unique_ptr<Sink>> {
         using T = std::decay_t<decltype(settings)>;
@@ -22,7 +22,9 @@ Result<std::unique_ptr<Sink>> NewSink(const config::SinkConfig& config,
           return NewHttpSink(settings, client);
         } else {
           static_assert(std::is_same_v<T, config::FileSinkConfig>);
-          return NewFileSink(settings);
+          FileSinkOptions options;
+          options.sync = sync_files;
+          return NewFileSink(settings, std::move(options));
         }
       },
       config.settings);

@@ -70,9 +70,10 @@ class Sink {
   virtual void Reopen() {}
 };
 
-// Creates the sink for `config`. `client` must outlive the sink. `clock` feeds timestamps.
+// Creates the sink for `config`. `client` must outlive the sink. `sync_files`: file sinks
+// report a line delivered only once it is synced (storage.sync; see file_sink.h).
 Result<std::unique_ptr<Sink>> NewSink(const config::SinkConfig& config,
-                                      httpclient::HttpClient& client);
+                                      httpclient::HttpClient& client, bool sync_files = false);
 
 // Classifies an HTTP response per CONTRACT.md §3 (2xx success; 408, 425, 429, 5xx retry; other
 // codes permanent) and parses Retry-After (delta seconds or HTTP date, relative to `now`).

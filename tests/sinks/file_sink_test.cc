@@ -6,10 +6,15 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "fakes/fake_http_client.h"
 #include "support/temp_dir.h"
@@ -241,6 +246,191 @@ TEST_F(FileSinkTest, DeliveryWithoutEventIsPermanent) {
   Delivery d = MakeDelivery("g");
   d.event = nullptr;
   EXPECT_EQ(DeliverTo(*sink, d).kind, Kind::kPermanent);
+}
+
+// Stands in for fdatasync(2): records the fds it is asked to sync, and holds each call until
+// released (or fails it).
+class SyncGate {
+ public:
+  std::function<int(int)> Fn() {
+    return [this](int fd) {
+      std::unique_lock lock(mu_);
+      fds_.push_back(fd);
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_ > 0; });
+      --released_;
+      if (fail_) {
+        errno = EIO;
+        return -1;
+      }
+      return 0;
+    };
+  }
+  void Release(int n = 1) {
+    std::lock_guard lock(mu_);
+    released_ += n;
+    cv_.notify_all();
+  }
+  void FailAll() {
+    std::lock_guard lock(mu_);
+    fail_ = true;
+    released_ = 1 << 20;
+    cv_.notify_all();
+  }
+  bool WaitCalls(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return fds_.size() >= n; });
+  }
+  std::vector<int> fds() {
+    std::lock_guard lock(mu_);
+    return fds_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int> fds_;
+  int released_ = 0;
+  bool fail_ = false;
+};
+
+// Outcomes reported on the sink's sync thread.
+class Outcomes {
+ public:
+  DeliverCallback Callback() {
+    return [this](Outcome o) {
+      std::lock_guard lock(mu_);
+      outcomes_.push_back(std::move(o));
+      cv_.notify_all();
+    };
+  }
+  bool Wait(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return outcomes_.size() >= n; });
+  }
+  std::vector<Outcome> Get() {
+    std::lock_guard lock(mu_);
+    return outcomes_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Outcome> outcomes_;
+};
+
+std::unique_ptr<Sink> SyncedSink(const std::string& path, SyncGate& gate) {
+  FileSinkOptions options;
+  options.sync = true;
+  options.sync_fn = gate.Fn();
+  auto sink = NewFileSink(config::FileSinkConfig{path}, std::move(options));
+  EXPECT_TRUE(sink.ok());
+  return sink.ok() ? std::move(sink).value() : nullptr;
+}
+
+// With storage.sync a line used to be reported delivered once written into the page cache; the
+// queue's record of it became durable at the next group commit, so a power cut could lose a line
+// the queue called delivered. It is reported only after its sync returns.
+TEST_F(FileSinkTest, WithSyncALineIsReportedDeliveredOnlyAfterItsSyncReturns) {
+  SyncGate gate;
+  Outcomes outcomes;
+  {
+    auto sink = SyncedSink(path_, gate);
+    ASSERT_NE(sink, nullptr);
+    sink->Deliver(MakeDelivery("01JD0000000000000000000DL1"), outcomes.Callback());
+    ASSERT_TRUE(gate.WaitCalls(1));
+    EXPECT_TRUE(outcomes.Get().empty()) << "reported before the sync returned";
+    gate.Release();
+    ASSERT_TRUE(outcomes.Wait(1));
+    EXPECT_EQ(outcomes.Get()[0].kind, Kind::kSuccess);
+  }
+  EXPECT_EQ(Lines(path_).size(), 1u);
+}
+
+// One sync covers every line written while the previous one ran.
+TEST_F(FileSinkTest, WithSyncLinesWrittenDuringASyncShareTheNextOne) {
+  SyncGate gate;
+  Outcomes outcomes;
+  auto sink = SyncedSink(path_, gate);
+  ASSERT_NE(sink, nullptr);
+  sink->Deliver(MakeDelivery("01JD0000000000000000000DL0"), outcomes.Callback());
+  ASSERT_TRUE(gate.WaitCalls(1));
+  for (int i = 1; i <= 10; ++i) {
+    sink->Deliver(MakeDelivery("01JD000000000000000000DL" + std::to_string(10 + i)),
+                  outcomes.Callback());
+  }
+  gate.Release(2);
+  ASSERT_TRUE(outcomes.Wait(11));
+  EXPECT_EQ(gate.fds().size(), 2u) << "one sync for the first line, one for the ten after it";
+  for (const Outcome& o : outcomes.Get()) EXPECT_EQ(o.kind, Kind::kSuccess);
+  EXPECT_EQ(Lines(path_).size(), 11u);
+}
+
+TEST_F(FileSinkTest, WithSyncAFailedSyncIsARetryForItsLines) {
+  SyncGate gate;
+  Outcomes outcomes;
+  auto sink = SyncedSink(path_, gate);
+  ASSERT_NE(sink, nullptr);
+  gate.FailAll();
+  sink->Deliver(MakeDelivery("01JD0000000000000000000DL1"), outcomes.Callback());
+  ASSERT_TRUE(outcomes.Wait(1));
+  EXPECT_EQ(outcomes.Get()[0].kind, Kind::kRetry);
+  EXPECT_THAT(outcomes.Get()[0].error, ::testing::HasSubstr("file sync failed"));
+}
+
+// A line cut short by a kill (or a partial line that could not be truncated) used to swallow
+// the next line written after a restart: that line was not valid JSON.
+TEST_F(FileSinkTest, ALineTornBeforeTheSinkOpenedTheFileDoesNotSwallowTheNextOne) {
+  std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
+  { std::ofstream(path_) << "{\"id\":\"01JD0000000000000000000DL0\",\"recei"; }
+  auto sink = MakeSink(path_);
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(DeliverTo(*sink, MakeDelivery("01JD0000000000000000000DL1")).kind, Kind::kSuccess);
+  const auto lines = Lines(path_);
+  ASSERT_EQ(lines.size(), 2u);
+  boost::system::error_code ec;
+  boost::json::parse(lines[1], ec);
+  EXPECT_FALSE(ec) << lines[1];
+}
+
+// A FIFO or /dev/stdout cannot be synced (EINVAL): its lines are delivered as without sync,
+// not retried until they are dead letters.
+TEST_F(FileSinkTest, WithSyncAFileThatCannotBeSyncedStillDelivers) {
+  FileSinkOptions options;
+  options.sync = true;
+  options.sync_fn = [](int) {
+    errno = EINVAL;
+    return -1;
+  };
+  auto sink = NewFileSink(config::FileSinkConfig{path_}, std::move(options));
+  ASSERT_TRUE(sink.ok());
+  Outcomes outcomes;
+  (*sink)->Deliver(MakeDelivery("01JD0000000000000000000DL1"), outcomes.Callback());
+  ASSERT_TRUE(outcomes.Wait(1));
+  EXPECT_EQ(outcomes.Get()[0].kind, Kind::kSuccess);
+}
+
+// Lines written before a reopen (logrotate) are synced on the file they went to, which stays
+// open until then.
+TEST_F(FileSinkTest, WithSyncLinesWrittenBeforeAReopenAreSyncedOnTheOldFile) {
+  SyncGate gate;
+  Outcomes outcomes;
+  auto sink = SyncedSink(path_, gate);
+  ASSERT_NE(sink, nullptr);
+  sink->Deliver(MakeDelivery("01JD0000000000000000000DL0"), outcomes.Callback());
+  ASSERT_TRUE(gate.WaitCalls(1));
+  sink->Deliver(MakeDelivery("01JD0000000000000000000DL1"), outcomes.Callback());
+  ASSERT_EQ(std::rename(path_.c_str(), (path_ + ".1").c_str()), 0);
+  sink->Reopen();
+  sink->Deliver(MakeDelivery("01JD0000000000000000000DL2"), outcomes.Callback());
+  gate.Release(3);
+  ASSERT_TRUE(outcomes.Wait(3));
+  const std::vector<int> fds = gate.fds();
+  ASSERT_EQ(fds.size(), 3u);
+  EXPECT_EQ(fds[0], fds[1]) << "the second line went to the old file";
+  EXPECT_NE(fds[1], fds[2]) << "the third to the new one";
+  EXPECT_EQ(Lines(path_ + ".1").size(), 2u);
+  EXPECT_EQ(Lines(path_).size(), 1u);
 }
 
 }  // namespace
