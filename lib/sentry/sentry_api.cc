@@ -51,12 +51,14 @@ bool AllOf(std::string_view s, size_t max, bool (*ok)(char)) {
 }
 
 // Whether a refused refresh says the pair itself is dead (sentry-protocol.md §3, "Refresh
-// rotates"): the installation is unknown (404), the refresh token is unknown or already used, or
-// it belongs to another application. Send keeps Sentry's detail, a fixed string, in the message.
+// rotates"): the installation is gone (404 with Sentry's own detail for it), the refresh token is
+// unknown or already used, or it belongs to another application. Send keeps Sentry's detail, a
+// fixed string, in the message. Any other 404 (a wrong api_url, a proxy) says nothing of the pair.
 bool RefreshTokenRefused(const Status& s) {
-  if (s.code() == StatusCode::kNotFound) return true;
   const std::string& m = s.message();
-  return (s.code() == StatusCode::kPermissionDenied &&
+  return (s.code() == StatusCode::kNotFound &&
+          m.find("\"Could not find given sentry app installation\"") != std::string::npos) ||
+         (s.code() == StatusCode::kPermissionDenied &&
           m.find("\"Given refresh token does not exist\"") != std::string::npos) ||
          (s.code() == StatusCode::kFailedPrecondition &&
           m.find("\"Token does not belong to the application\"") != std::string::npos);
@@ -175,6 +177,13 @@ void SentryApi::Refresh(const config::SourceConfig& source, const std::string& u
                                         std::optional<std::chrono::milliseconds> retry_after) {
                  if (!grant.ok() && RefreshTokenRefused(grant.status())) {
                    return done(NotFound(grant.status().message()), retry_after);
+                 }
+                 if (!grant.ok() && grant.status().code() == StatusCode::kNotFound) {
+                   // Not the pair: kept, retried with backoff, and at once after a reload.
+                   return done(FailedPrecondition(grant.status().message() +
+                                                  " (not Sentry's answer for an uninstalled app; "
+                                                  "check the source's api_url)"),
+                               retry_after);
                  }
                  done(std::move(grant), retry_after);
                });

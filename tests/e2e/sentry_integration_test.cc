@@ -615,6 +615,45 @@ TEST_F(SentryIntegrationTest,
       std::string::npos);
 }
 
+// Sentry answers a refresh for a deleted installation 404 "Could not find given sentry app
+// installation": the pair is dead.
+TEST_F(SentryIntegrationTest, ARefreshOfAnInstallationSentryDeletedMarksItForReinstall) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  sentry_.Uninstall(kUuid);
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
+}
+
+// Any other 404 used to mark every installation needs_reinstall for good: a reload with a
+// mistyped api_url (or a proxy's 404) needed every organization to re-install the app. It is
+// now like a refusal of the app's credentials: the pair is kept and a fixed reload recovers.
+TEST_F(SentryIntegrationTest, ARefreshAnsweredByAnother404KeepsThePairAndAReloadRecovers) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  const Options options{.refresh_before = "2s"};
+  Start(options);
+  InstallViaSetup();
+  const std::string good = Config(options);
+  std::string bad = good;
+  const std::string url_line = "api_url: " + sentry_.url();
+  bad.replace(bad.find(url_line), url_line.size(), url_line + "/mistyped");
+  dir_.Write("config.yaml", bad);
+  ASSERT_EQ(Fetch(daemon_.admin_port(), "POST", "/admin/reload")->status, 200);
+  ASSERT_TRUE(Eventually([&] {
+    return Metrics().find(
+               "switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"}") !=
+           std::string::npos;
+  })) << daemon_.Log();
+  EXPECT_TRUE(daemon_.WaitForLog("check the source's api_url")) << daemon_.Log();
+  EXPECT_EQ(StatusOf(), "installed");
+  const int refreshed = sentry_.stats().refreshes_ok;
+  dir_.Write("config.yaml", good);
+  ASSERT_EQ(Fetch(daemon_.admin_port(), "POST", "/admin/reload")->status, 200);
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok > refreshed; }))
+      << daemon_.Log();
+  EXPECT_EQ(StatusOf(), "installed");
+}
+
 TEST_F(SentryIntegrationTest, RefreshFailingWith5xxIsRetriedWithBackoff) {
   sentry_.SetTokenLifetime(std::chrono::seconds(3));
   Start({.refresh_before = "2s"});

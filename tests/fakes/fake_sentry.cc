@@ -120,6 +120,11 @@ void FakeSentry::RevokeTokens(const std::string& uuid) {
   }
 }
 
+void FakeSentry::Uninstall(const std::string& uuid) {
+  std::lock_guard lock(mu_);
+  uninstalled_.insert(uuid);
+}
+
 void FakeSentry::FailNext(ScriptedFault fault) {
   std::lock_guard lock(mu_);
   faults_.push_back(std::move(fault));
@@ -203,6 +208,8 @@ ServerReply FakeSentry::Route(const ReceivedRequest& request, const std::vector<
   if (seg.size() >= 4 && seg[0] == "api" && seg[1] == "0" &&
       seg[2] == "sentry-app-installations") {
     const std::string& uuid = seg[3];
+    if (uninstalled_.count(uuid))
+      return Detail(404, "Could not find given sentry app installation");
     if (seg.size() == 5 && seg[4] == "authorizations") {
       if (request.method != "POST") return Detail(405, "Method not allowed");
       return Authorizations(uuid, request);

@@ -78,6 +78,10 @@ class FakeSentry {
   void ExpireAccessToken(const std::string& uuid);
   // Deletes the installation's current pair (as a revoke in Sentry's UI would).
   void RevokeTokens(const std::string& uuid);
+  // Deletes the installation (an uninstall in Sentry's UI): every request under
+  // /api/0/sentry-app-installations/<uuid>/ answers 404 "Could not find given sentry app
+  // installation", as Sentry's installation endpoints do.
+  void Uninstall(const std::string& uuid);
   void FailNext(ScriptedFault fault);
   // Scripted faults not yet consumed by a request.
   size_t PendingFaults() const;
@@ -129,6 +133,7 @@ class FakeSentry {
   std::map<std::string, std::string> org_of_;          // uuid -> org
   std::set<std::string> static_tokens_;
   std::set<std::string> verified_;
+  std::set<std::string> uninstalled_;
   std::map<std::string, std::string> issues_;          // org/id -> json
   std::deque<ScriptedFault> faults_;
   std::vector<std::string> all_tokens_;
