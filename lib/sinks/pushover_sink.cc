@@ -142,11 +142,25 @@ struct State {
       return out;
     }
     // 429, 5xx and anything else: retry, never sooner than 5 s.
-    const Outcome http = ClassifyHttpStatus(res.status, FindHeader(res.headers, "retry-after"),
-                                            std::chrono::system_clock::now());
+    const auto now = std::chrono::system_clock::now();
+    const Outcome http =
+        ClassifyHttpStatus(res.status, FindHeader(res.headers, "retry-after"), now);
     out.kind = Outcome::Kind::kRetry;
     out.retry_after = std::max(kPushoverMinRetry, http.retry_after.value_or(kPushoverMinRetry));
     out.min_retry = kPushoverMinRetry;
+    if (res.status == 429) {
+      // Over the monthly quota until X-Limit-App-Reset: retrying sooner only earns more 4xx
+      // answers (which get the sender's IP blocked). The dispatcher caps it at max_delay.
+      const auto reset = ParseInt(FindHeader(res.headers, "x-limit-app-reset"));
+      const int64_t now_s =
+          std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+      constexpr int64_t kMaxWaitSeconds = int64_t{1} << 32;  // ~136 years: no overflow below
+      if (reset && *reset > now_s) {
+        const std::chrono::milliseconds wait =
+            std::chrono::seconds(std::min(*reset - now_s, kMaxWaitSeconds));
+        out.retry_after = std::max(*out.retry_after, wait);
+      }
+    }
     return out;
   }
 };

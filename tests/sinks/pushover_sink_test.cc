@@ -303,6 +303,28 @@ TEST_F(PushoverSinkTest, ServerErrorsAndQuotaRetryNoSoonerThanFiveSeconds) {
   EXPECT_EQ(Deliver(MakeDelivery()).retry_after, milliseconds(60000)) << "a longer one wins";
 }
 
+// 429 means the monthly quota is spent until X-Limit-App-Reset; the retry used to come after
+// 5 s, 10 s, ... (4xx answers that get the sender's IP blocked) and die at max_attempts.
+TEST_F(PushoverSinkTest, OverQuotaWaitsForTheQuotasReset) {
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  client_.Respond(
+      429, R"({"status":0,"errors":["application is over its message quota"]})",
+      {{"x-limit-app-remaining", "0"}, {"x-limit-app-reset", std::to_string(now_s + 3600)}});
+  const Outcome out = Deliver(MakeDelivery());
+  EXPECT_EQ(out.kind, Kind::kRetry);
+  ASSERT_TRUE(out.retry_after);
+  EXPECT_GE(*out.retry_after, std::chrono::seconds(3590));
+  EXPECT_LE(*out.retry_after, std::chrono::seconds(3600));
+  // A reset already past (or absent) leaves the 5-s floor.
+  client_.Respond(429, R"({"status":0})", {{"x-limit-app-reset", std::to_string(now_s - 10)}});
+  EXPECT_EQ(Deliver(MakeDelivery()).retry_after, milliseconds(5000));
+  // A 5xx is not about the quota: its reset header does not delay it.
+  client_.Respond(503, "", {{"x-limit-app-reset", std::to_string(now_s + 3600)}});
+  EXPECT_EQ(Deliver(MakeDelivery()).retry_after, milliseconds(5000));
+}
+
 TEST_F(PushoverSinkTest, TimeoutsAndConnectionErrorsRetryNoSoonerThanFiveSeconds) {
   client_.Fail({StatusCode::kDeadlineExceeded, "deadline"});
   Outcome out = Deliver(MakeDelivery());
