@@ -151,6 +151,7 @@ struct Dispatcher::Impl {
   std::chrono::steady_clock::time_point next_record_retry{};
   std::chrono::steady_clock::time_point next_housekeeping{};
   std::chrono::steady_clock::time_point next_event_purge{};
+  std::chrono::steady_clock::time_point next_dead_purge{};
   std::chrono::steady_clock::time_point next_trim{};
   std::mt19937_64 rng{std::random_device{}()};
   json::JsonDoc doc{json::JsonDoc::kMaxDepth};  // events accepted at ingest parse again
@@ -805,9 +806,16 @@ struct Dispatcher::Impl {
         }
       }
     }
-    auto purged = store.PurgeDead(now_ms - cfg->storage.dlq_retention.count());
-    if (purged.ok() && purged.value() > 0) {
-      log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(*purged)}});
+    // Every minute: the purge reads every dead letter.
+    if (steady_now >= next_dead_purge) {
+      next_dead_purge = steady_now + std::chrono::seconds(60);
+      auto purged = store.PurgeDead(now_ms - cfg->storage.dlq_retention.count());
+      if (!purged.ok()) {
+        log::Error("removing dead letters past dlq_retention failed",
+                   {{"error", purged.status().message()}});
+      } else if (purged.value() > 0) {
+        log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(*purged)}});
+      }
     }
     // A burst (thousands of connections each sending a request) leaves freed heap pages that
     // the allocator keeps (jemalloc returns them over dirty_decay_ms, but only while it is

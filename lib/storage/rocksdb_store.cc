@@ -377,6 +377,8 @@ class RocksDbStore final : public Store {
       if (!d.ok()) return d.status();
       if (d.value() && d.value()->dead) out.push_back(std::move(*d.value()));
     }
+    // A read error ends the scan like its end does: never answer a partial list as the list.
+    if (!it->status().ok()) return Unavailable("reading dead letters: " + it->status().ToString());
     return out;
   }
 
@@ -387,6 +389,9 @@ class RocksDbStore final : public Store {
       std::unique_ptr<rocksdb::Iterator> it(
           db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
       for (it->SeekToFirst(); it->Valid(); it->Next()) targets.push_back(it->key().ToString());
+      if (!it->status().ok()) {
+        return Unavailable("reading dead letters: " + it->status().ToString());
+      }
     }
     size_t replayed = 0;
     for (const std::string& id : targets) {
@@ -441,6 +446,7 @@ class RocksDbStore final : public Store {
       auto d = GetDelivery(it->key().ToString());
       if (d.ok() && d.value() && d.value()->due_ms < cutoff_ms) old.push_back(d.value()->id);
     }
+    if (!it->status().ok()) return Unavailable("reading dead letters: " + it->status().ToString());
     return Drop(old);
   }
 

@@ -470,6 +470,7 @@ class DispatcherTest : public ::testing::Test {
   }
 
   int64_t now() const { return clock_.NowMillis(); }
+  const int64_t clock_start_ = FakeClock().NowMillis();
 
   switchyard::testing::TempDir dir_;
   FakeClock clock_;
@@ -1086,6 +1087,26 @@ routes:
   auto dead = store_->ListDead(10);
   ASSERT_TRUE(dead.ok());
   EXPECT_TRUE(dead->empty()) << dead->front().last_error;
+}
+
+// Dead letters older than dlq_retention are removed (the purge reads every dead letter, so it
+// runs once a minute, not at every housekeeping round).
+TEST_F(DispatcherTest, DeadLettersPastDlqRetentionAreRemoved) {
+  Fake("ops").SetDefault(Permanent("HTTP 400"));
+  Start(std::string(kOps) + "storage:\n  dlq_retention: 1m\n");
+  Add("r", "ops");
+  ASSERT_EQ(WaitDead(1).size(), 1u);
+  clock_.Advance(seconds(30));
+  Settle();
+  auto kept = store_->ListDead(10);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->size(), 1u) << "within dlq_retention";
+  EXPECT_TRUE(Eventually([&] {
+    clock_.Advance(seconds(1));
+    auto l = store_->ListDead(10);
+    return l.ok() && l->empty();
+  }));
+  EXPECT_LT(now() - clock_start_, 3 * 60 * 1000) << "removed within a minute or two of expiring";
 }
 
 // The store refusing queue writes (the disk at its floor) used to send the same deliveries
