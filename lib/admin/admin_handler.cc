@@ -168,7 +168,11 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
     if (!post) return respond(MethodNotAllowed("POST"));
     if (!hooks_.reload) return respond(http::Response::Error(503, "reload unavailable"));
     pool_.Post([this, respond = std::move(respond)] {
-      std::vector<std::string> errors = hooks_.reload();
+      Result<std::vector<std::string>> reloaded = hooks_.reload();
+      if (!reloaded.ok()) {
+        return respond(http::Response::Error(503, reloaded.status().message()));
+      }
+      const std::vector<std::string>& errors = reloaded.value();
       if (errors.empty()) return respond(http::Response::Json(200, "{\"reloaded\":true}"));
       std::string body = "{\"error\":\"config rejected; the running config is unchanged\","
                          "\"errors\":[";

@@ -27,8 +27,9 @@ struct InstallationRow {
 };
 
 struct AdminHooks {
-  // Reloads the config; returns the errors (empty on success). Called on the pool.
-  std::function<std::vector<std::string>()> reload;
+  // Reloads the config (and reopens files, as SIGHUP does); returns the config's errors (empty
+  // on success), or an error status when no reload could be tried (stopping). On the pool.
+  std::function<Result<std::vector<std::string>>()> reload;
   // Dead letters were replayed: deliver them now.
   std::function<void()> replayed;
   // The installations held (may be empty: then the list is empty). Must not block.

@@ -196,10 +196,10 @@ int RunDaemon(const std::string& config_path) {
 
   // One reload path for SIGHUP and POST /admin/reload: validate, swap whole, or keep the old.
   std::mutex reload_mu;
-  auto reload = [&]() -> std::vector<std::string> {
+  auto reload = [&]() -> Result<std::vector<std::string>> {
     std::lock_guard lock(reload_mu);
     // Not while stopping: READY=1 would follow STOPPING=1 (the admin listener serves to the end).
-    if (!ready) return std::vector<std::string>{"switchyard is stopping; reload refused"};
+    if (!ready) return Unavailable("switchyard is stopping; reload refused");
     sd_notify(0, "RELOADING=1");
     auto next = config::LoadConfig(config_path);
     std::vector<std::string> errors;
@@ -241,7 +241,14 @@ int RunDaemon(const std::string& config_path) {
     return rows;
   };
   admin::AdminHandler admin(holder, metrics, ready, **store, admin_pool,
-                            {reload, [&dispatcher] { dispatcher.Wake(); }, list_installations});
+                            {[&]() -> Result<std::vector<std::string>> {
+                               auto reloaded = reload();
+                               // The same as SIGHUP: files reopen too, whatever the config
+                               // (logrotate's postrotate may use either).
+                               if (reloaded.ok()) dispatcher.ReopenFiles();  // not if stopping
+                               return reloaded;
+                             },
+                             [&dispatcher] { dispatcher.Wake(); }, list_installations});
 
   const int threads = cfg->server.threads > 0
                           ? cfg->server.threads
@@ -290,7 +297,7 @@ int RunDaemon(const std::string& config_path) {
                                    {"allocator", AllocatorName()}});
 
   while (!events.Wait()) {
-    reload();
+    reload().status().IgnoreError();  // logged; a rejected config keeps the running one
     dispatcher.ReopenFiles();  // SIGHUP also means "reopen files" (logrotate)
   }
 

@@ -187,6 +187,24 @@ TEST_F(ServiceTest, AdminReloadAnswers400WithTheErrorsOr200) {
   EXPECT_TRUE(WaitForFile("b.jsonl", "after"));
 }
 
+// The contract says POST /admin/reload is the same as SIGHUP, which reopens the file sinks
+// (logrotate) whether or not the config on disk is valid; the endpoint only reloaded, so with a
+// config being edited (rejected) a postrotate that called it left the daemon writing to the
+// rotated file.
+TEST_F(ServiceTest, AdminReloadReopensFilesAsSighupDoesEvenWhenTheConfigIsRejected) {
+  daemon_.Start(Config("  - name: r\n    to: [a]\n"));
+  ASSERT_EQ(Post("{\"action\":\"created\",\"n\":\"before\"}"), 202);
+  ASSERT_TRUE(WaitForFile("a.jsonl", "before"));
+  std::filesystem::rename(dir_.File("a.jsonl"), dir_.File("a.jsonl.1"));
+  dir_.Write("config.yaml", "server:\n  bogus: 1\n");  // mid-edit
+  auto r = Fetch(daemon_.admin_port(), "POST", "/admin/reload");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  ASSERT_EQ(Post("{\"action\":\"created\",\"n\":\"after\"}"), 202);
+  EXPECT_TRUE(WaitForFile("a.jsonl", "after")) << "written to a new file, not the rotated one";
+  EXPECT_EQ(ReadFile(dir_.File("a.jsonl.1")).find("after"), std::string::npos);
+}
+
 TEST_F(ServiceTest, AdminEndpointsRequireTheTokenWhenOneIsSet) {
   daemon_.Start(Config("  - name: r\n    to: [a]\n", "  admin_token: s3cr3t-admin\n"));
   auto none = Fetch(daemon_.admin_port(), "GET", "/admin/queue");
