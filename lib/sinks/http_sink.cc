@@ -4,9 +4,20 @@
 
 #include "httpclient/http_client.h"
 #include "sinks/sink_util.h"
+#include "sinks/utf8.h"
 
 namespace switchyard::sinks {
 namespace {
+
+// The first kExcerptCodePoints of a receiver's error body, as valid UTF-8 on one line.
+constexpr size_t kExcerptCodePoints = 200;
+std::string BodyExcerpt(std::string_view body) {
+  std::string out = TruncateCodePoints(body.substr(0, kExcerptCodePoints * 4), kExcerptCodePoints);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return out;
+}
 
 using httpclient::ClientResponse;
 
@@ -28,11 +39,27 @@ template <class Headers>
 void AddSecrets(std::string_view url, const Headers& headers,
                 std::vector<std::string>* secrets_out) {
   std::vector<std::string>& secrets = *secrets_out;
+  // Whole values, and the parts a receiver may echo alone (a bearer token without its scheme, a
+  // query parameter's value, a password without its user).
+  auto add_part = [&secrets](std::string_view part) {
+    if (part.size() >= 4) secrets.emplace_back(part);
+  };
   for (const auto& [name, value] : headers) {
-    if (value.size() >= 4) secrets.push_back(value);
+    add_part(value);
+    if (size_t space = value.rfind(' '); space != std::string::npos) {
+      add_part(std::string_view(value).substr(space + 1));
+    }
   }
   if (size_t q = url.find('?'); q != std::string::npos && url.size() - q > 1) {
-    secrets.emplace_back(url.substr(q + 1));
+    const std::string_view query = url.substr(q + 1, url.find('#', q) - q - 1);
+    secrets.emplace_back(query);
+    for (size_t pos = 0; pos <= query.size();) {
+      size_t amp = query.find('&', pos);
+      if (amp == std::string_view::npos) amp = query.size();
+      const std::string_view param = query.substr(pos, amp - pos);
+      if (size_t eq = param.find('='); eq != std::string_view::npos) add_part(param.substr(eq + 1));
+      pos = amp + 1;
+    }
   }
   if (size_t scheme = url.find("://"); scheme != std::string::npos) {
     const size_t start = scheme + 3;
@@ -40,7 +67,11 @@ void AddSecrets(std::string_view url, const Headers& headers,
     const std::string_view authority =
         std::string_view(url).substr(start, end == std::string::npos ? end : end - start);
     if (size_t at = authority.rfind('@'); at != std::string_view::npos && at > 0) {
-      secrets.emplace_back(authority.substr(0, at));
+      const std::string_view userinfo = authority.substr(0, at);
+      secrets.emplace_back(userinfo);
+      if (size_t colon = userinfo.find(':'); colon != std::string_view::npos) {
+        add_part(userinfo.substr(colon + 1));
+      }
     }
   }
 }
@@ -125,6 +156,10 @@ class HttpSink final : public Sink {
         if (result.ok()) {
           out = ClassifyHttpStatus(result->status, FindHeader(result->headers, "retry-after"),
                                    std::chrono::system_clock::now());
+          if (out.kind != Outcome::Kind::kSuccess && !result->body.empty()) {
+            // The receiver's reason, for `dlq list`: its start, on one line, without secrets.
+            out.error = Redact(out.error + ": " + BodyExcerpt(result->body), *secrets);
+          }
         } else {
           out = ClassifyTransportError(result.status());
           out.error = Redact(std::move(out.error), *secrets);

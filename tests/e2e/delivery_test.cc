@@ -241,7 +241,8 @@ TEST_F(DeliveryTest, PermanentErrorIsDeadLetteredAtOnceAndReplayDeliversIt) {
   EXPECT_EQ(list[0].at("sink").as_string(), "ops");
   EXPECT_EQ(list[0].at("route").as_string(), "to-ops");
   EXPECT_EQ(list[0].at("attempts").as_int64(), 1);
-  EXPECT_EQ(list[0].at("last_error").as_string(), "HTTP 400");
+  EXPECT_EQ(list[0].at("last_error").as_string(), "HTTP 400: status 400")
+      << "the status and the start of the receiver's body";
   EXPECT_TRUE(list[0].at("first_attempt_at").is_string());
   auto replay = Admin("POST", "/admin/dlq/replay",
                       "{\"ids\":[\"" + std::string(list[0].at("id").as_string()) + "\"]}");

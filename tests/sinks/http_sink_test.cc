@@ -182,6 +182,15 @@ TEST_F(HttpSinkTest, OutcomesFollowTheClassification) {
   EXPECT_EQ(out.kind, Kind::kPermanent);
   EXPECT_EQ(out.error, "HTTP 404");
 
+  // The receiver's reason goes into the error (dlq list shows it): its start, on one line.
+  client_.Respond(422, "{\"error\": \"field\n'title' is required\"}");
+  out = Deliver(MakeDelivery());
+  EXPECT_EQ(out.kind, Kind::kPermanent);
+  EXPECT_EQ(out.error, "HTTP 422: {\"error\": \"field 'title' is required\"}");
+  client_.Respond(400, std::string(10000, 'x'));
+  out = Deliver(MakeDelivery());
+  EXPECT_EQ(out.error.size(), std::string("HTTP 400: ").size() + 199 + std::string("…").size());
+
   client_.Fail({StatusCode::kDeadlineExceeded, "deadline passed"});
   out = Deliver(MakeDelivery());
   EXPECT_EQ(out.kind, Kind::kRetry);
@@ -200,6 +209,20 @@ TEST_F(HttpSinkTest, TransportErrorsNeverCarrySecrets) {
   const Outcome out = Deliver(MakeDelivery());
   EXPECT_EQ(out.kind, Kind::kRetry);
   EXPECT_THAT(out.error, HasSubstr("connection error"));
+  EXPECT_THAT(out.error, Not(HasSubstr("hunter22")));
+  EXPECT_THAT(out.error, Not(HasSubstr("abcdef123")));
+  EXPECT_THAT(out.error, Not(HasSubstr("s3cr3t")));
+}
+
+// A receiver that echoes what it was sent into its error body: the excerpt kept for the dead
+// letter must not carry the sink's secrets either.
+TEST_F(HttpSinkTest, AnErrorBodyEchoingTheRequestNeverCarriesSecrets) {
+  config_.url = "https://user:hunter22@ops.example.com/ingest?key=abcdef123";
+  config_.headers = {{"Authorization", "Bearer s3cr3t-token"}};
+  client_.Respond(401, "bad credentials: Bearer s3cr3t-token for key=abcdef123 (hunter22)");
+  const Outcome out = Deliver(MakeDelivery());
+  EXPECT_EQ(out.kind, Kind::kPermanent);
+  EXPECT_THAT(out.error, HasSubstr("HTTP 401: bad credentials"));
   EXPECT_THAT(out.error, Not(HasSubstr("hunter22")));
   EXPECT_THAT(out.error, Not(HasSubstr("abcdef123")));
   EXPECT_THAT(out.error, Not(HasSubstr("s3cr3t")));
