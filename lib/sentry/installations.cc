@@ -249,7 +249,6 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
           "source \"" + source + "\" is an internal integration (static token): nothing to install"));
     }
     if (!ValidUuid(uuid)) return done(InvalidArgument("missing or invalid installationId"));
-    if (code.empty() || code.size() > 256) return done(InvalidArgument("missing or invalid code"));
     if (!org.empty() && !ValidOrgSlug(org)) return done(InvalidArgument("invalid orgSlug"));
     const std::string key = Key(source, uuid);
     {
@@ -268,6 +267,12 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       if (ex != exchanges.end()) {
         ex->second.push_back(std::move(done));
         return;
+      }
+      // Checked only now: Sentry leaves the code out of an installation.created webhook built
+      // after /setup had exchanged it, which the checks above answer.
+      if (code.empty() || code.size() > 256) {
+        lock.unlock();
+        return done(InvalidArgument("missing or invalid code"));
       }
       exchanges[key].push_back(std::move(done));
       forgotten.erase(key);
