@@ -43,8 +43,13 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
       return done(InvalidArgument("event body is not valid JSON"), std::nullopt);
     }
     std::optional<std::string> id;
-    static const std::vector<std::string> kIssuePaths[] = {
-        {"data", "issue", "id"}, {"data", "event", "issue_id"}, {"data", "error", "issue_id"}};
+    // Where each resource names its issue (sentry-protocol.md §2): issue, event_alert, error,
+    // comment (data.issue_id) and seer (data.group_id).
+    static const std::vector<std::string> kIssuePaths[] = {{"data", "issue", "id"},
+                                                           {"data", "event", "issue_id"},
+                                                           {"data", "error", "issue_id"},
+                                                           {"data", "issue_id"},
+                                                           {"data", "group_id"}};
     for (const auto& path : kIssuePaths) {
       id = doc.GetText(std::span<const std::string>(path));
       if (id && !id->empty()) break;

@@ -442,6 +442,30 @@ TEST_F(SentryIntegrationTest, ADeferredRouteCountsOneMatchPerEventWhateverItsSin
       << Metrics();
 }
 
+// comment.* names its issue as data.issue_id and seer.* as data.group_id; neither was looked
+// at, so routes enriching them read every $issue.* as "" and never matched.
+TEST_F(SentryIntegrationTest, CommentAndSeerWebhooksAreEnrichedWithTheirIssue) {
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Commented"));
+  Start({.extra_routes = "  - name: enriched\n    source: sentry\n    resource: [comment, seer]\n"
+                         "    enrich: [issue]\n    match: ['$issue.project.slug = \"backend\"']\n"
+                         "    to:\n      - sink: ops\n"
+                         "        body: '{{ $resource }}: {{ $issue.title }}'\n"});
+  InstallViaSetup();
+  const int64_t issue = std::stoll(kIssueId);
+  auto comment = boost::json::parse(CompactPayload("comment.created.json"));
+  comment.at("installation").as_object()["uuid"] = kUuid;
+  comment.at("data").as_object()["issue_id"] = issue;
+  ASSERT_EQ(Post(boost::json::serialize(comment), "comment")->status, 202);
+  auto seer = boost::json::parse(CompactPayload("seer.root_cause_completed.json"));
+  seer.at("installation").as_object()["uuid"] = kUuid;
+  seer.at("data").as_object()["group_id"] = issue;
+  ASSERT_EQ(Post(boost::json::serialize(seer), "seer")->status, 202);
+  ASSERT_TRUE(receiver_.WaitFor(2, kWait)) << daemon_.Log();
+  std::multiset<std::string> bodies;
+  for (const auto& r : receiver_.requests()) bodies.insert(r.body);
+  EXPECT_EQ(bodies, (std::multiset<std::string>{"comment: Commented", "seer: Commented"}));
+}
+
 TEST_F(SentryIntegrationTest, AnEventThatNamesNoIssueIsDecidedWithIssueFieldsReadingEmpty) {
   // A metric alert is about no issue: nothing to fetch, and $issue.* reads as "" like any
   // missing field. It is neither fetched nor dead-lettered.
