@@ -934,6 +934,12 @@ void Loader::ParseSource(const Value& v, SourceConfig* out) {
       if (auto x = GetDuration(f, false)) out->max_clock_skew = *x;
     }
   }
+  if (!out->token.empty() && out->org.empty()) {
+    // Its API calls (enrichment) name the organization: /api/0/organizations/<org>/issues/...
+    Error(v.key_mark, v.path +
+                          ": \"token\" (an internal integration) needs \"org\", the "
+                          "organization slug its API calls name");
+  }
 }
 
 void Loader::ParseSinks(const Value& v) {

@@ -457,6 +457,17 @@ TEST_F(ConfigLoaderTest, ReportsDanglingSourceReference) {
   ExpectOneError(Load(yaml), 12, 13, "routes[0].source: unknown source \"github\"");
 }
 
+// An internal integration's token without its org built /api/0/organizations//issues/<id>/:
+// every enrichment was a 404 and a dead letter.
+TEST_F(ConfigLoaderTest, AnInternalIntegrationTokenNeedsItsOrg) {
+  ExpectOneError(Load("sources:\n  internal:\n    type: sentry\n    token: t0ken\n"), 2, 3,
+                 "sources.internal: \"token\" (an internal integration) needs \"org\", the "
+                 "organization slug its API calls name");
+  LoadResult ok =
+      Load("sources:\n  internal:\n    type: sentry\n    token: t0ken\n    org: acme\n");
+  EXPECT_TRUE(ok.errors.empty()) << Dump(ok);
+}
+
 TEST_F(ConfigLoaderTest, ReportsBadMatcherAtTheFaultInTheScalar) {
   // Plain, single-quoted and double-quoted scalars: the column points into the scalar.
   std::string yaml = std::string(kSinks) +
