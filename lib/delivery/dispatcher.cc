@@ -144,6 +144,7 @@ struct Dispatcher::Impl {
   // Dispatcher thread only.
   std::map<std::string, SinkState> sinks;
   std::shared_ptr<const config::Config> cfg;
+  std::shared_ptr<const config::Config> unbuilt_cfg;  // the last config BuildSinks failed for
   std::atomic<size_t> in_flight_total{0};  // written by the dispatcher thread, read by Stop()
   bool stop_acknowledged = false;
   std::vector<Unrecorded> unrecorded;
@@ -184,13 +185,19 @@ struct Dispatcher::Impl {
   // keep running together).
   Status BuildSinks() {
     std::shared_ptr<const config::Config> next_cfg = config.Get();
-    std::map<std::string, SinkState> next;
+    // Every sink is built before any state moves: a failure leaves the running ones untouched.
+    std::vector<std::unique_ptr<sinks::Sink>> built;
     for (const config::SinkConfig& sc : next_cfg->sinks) {
       auto sink = factory(sc);
       if (!sink.ok()) return sink.status();
+      built.push_back(std::move(sink).value());
+    }
+    std::map<std::string, SinkState> next;
+    for (size_t i = 0; i < next_cfg->sinks.size(); ++i) {
+      const config::SinkConfig& sc = next_cfg->sinks[i];
       SinkState st;
       st.name = sc.name;
-      st.sink = std::shared_ptr<sinks::Sink>(std::move(sink).value());
+      st.sink = std::shared_ptr<sinks::Sink>(std::move(built[i]));
       st.config = sc;
       st.retry = sc.retry.ApplyTo(next_cfg->retry);
       st.blocking = sc.type == "file";
@@ -229,6 +236,13 @@ struct Dispatcher::Impl {
     return Status::Ok();
   }
 
+  // The config the dispatcher runs is the current one, or one it could not build sinks for
+  // (the old ones keep running). Otherwise a reload swapped it and the next pass rebuilds.
+  bool ConfigSettled() const {
+    std::shared_ptr<const config::Config> current = config.Get();
+    return current == cfg || current == unbuilt_cfg;
+  }
+
   // A sink's state is dropped (removed by a reload): its breaker gauge must not stay at 1.
   void Forget(const SinkState& st) {
     if (st.open) metrics.SetCircuitOpen(st.name, false);
@@ -254,7 +268,7 @@ struct Dispatcher::Impl {
         done.swap(completions);
         // Also when a reload swapped the config without the notice having arrived yet: ingest
         // routes with the new config at once, and a sink or route it adds must not look removed.
-        rebuild = config_changed || config.Get() != cfg;
+        rebuild = config_changed || !ConfigSettled();
         reopen_files = reopen;
         stop = stopping;
         wake = config_changed = reopen = false;
@@ -263,6 +277,7 @@ struct Dispatcher::Impl {
       FlushCompleted();
       if (rebuild) {
         if (Status s = BuildSinks(); !s.ok()) {
+          unbuilt_cfg = config.Get();  // not tried again until the next reload
           log::Error("sinks not rebuilt after reload", {{"error", s.message()}});
         }
       }
@@ -367,7 +382,7 @@ struct Dispatcher::Impl {
     if (!route) {
       // Unless a reload swapped the config during this pass: then it may be a new route, and
       // the delivery waits (still pending) for the next pass, which rebuilds first.
-      if (config.Get() != cfg) return EndInFlight(d);
+      if (!ConfigSettled()) return EndInFlight(d);
       return fail(sinks::Outcome::Kind::kPermanent, "route no longer configured");
     }
     if (d.deferred) {
@@ -787,7 +802,7 @@ struct Dispatcher::Impl {
       }
     }
     // A config the dispatcher has not rebuilt for yet may configure what looks removed here.
-    const bool config_current = config.Get() == cfg;
+    const bool config_current = ConfigSettled();
     storage::QueueCounts counts = store.Counts();
     for (const auto& [name, c] : counts.sinks) {
       metrics.SetQueueDepth(name, static_cast<double>(c.pending), static_cast<double>(c.dead));

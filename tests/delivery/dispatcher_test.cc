@@ -337,6 +337,7 @@ class DispatcherTest : public ::testing::Test {
     ASSERT_TRUE(cfg);
     holder_ = std::make_unique<config::ConfigHolder>(cfg);
     auto factory = [this](const config::SinkConfig& sc) -> Result<std::unique_ptr<sinks::Sink>> {
+      if (sc.name == "unbuildable") return Unavailable("this sink cannot be built");
       std::lock_guard lock(factory_mu_);
       auto& f = fakes_[sc.name];
       if (!f) f = std::make_shared<FakeSink>();
@@ -1064,6 +1065,30 @@ TEST_F(DispatcherTest, ADeliveryWhoseRouteAReloadRemovedIsADeadLetterNotSentWith
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].id, id);
   EXPECT_THAT(dead[0].last_error, HasSubstr("route no longer configured"));
+  EXPECT_EQ(Fake("ops").calls(), 1u);
+}
+
+// A reload whose sinks cannot all be built keeps the running ones as they were. It used to
+// move their in-flight bookkeeping out before it failed: an attempt still running was read as
+// due again and sent a second time.
+TEST_F(DispatcherTest, AReloadWhoseSinksCannotBeBuiltLeavesAttemptsInFlightAlone) {
+  Fake("ops").SetMode(FakeSink::Mode::kHold);
+  Start(kOps);  // concurrency 4: room to start the attempt in flight again
+  Add("r", "ops");
+  ASSERT_TRUE(WaitHeld("ops", 1));
+  Reload(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 4}
+  unbuildable: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: r
+    to: [ops]
+)yaml");
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 1u) << "the attempt in flight was not started again";
+  Fake("ops").SetMode(FakeSink::Mode::kImmediate);
+  ASSERT_TRUE(Fake("ops").ReleaseOne(Success()));
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+  Settle();
   EXPECT_EQ(Fake("ops").calls(), 1u);
 }
 
