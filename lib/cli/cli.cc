@@ -64,7 +64,8 @@ int PrintDlq(const std::string& body, bool json) {
 int AdminRequest(const std::string& config_path, const std::string& admin_override,
                  const std::string& method, const std::string& target, const std::string& body,
                  std::string* out) {
-  auto loaded = config::LoadConfig(config_path);
+  // Only `server`: an operator's shell has none of the daemon's other secrets.
+  auto loaded = config::LoadConfig(config_path, config::LoadScope::kServerOnly);
   if (!loaded.config) {
     for (const auto& e : loaded.errors) fprintf(stderr, "%s\n", e.ToString().c_str());
     return 1;

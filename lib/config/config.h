@@ -198,9 +198,15 @@ struct LoadResult {
   std::shared_ptr<const Config> config;  // null when errors is non-empty
   std::vector<ConfigError> errors;
 };
-LoadResult LoadConfig(const std::string& path);
+// kServerOnly: the YAML and its top-level keys are checked, but only `server` is read (and
+// interpolated); the rest of the Config keeps its defaults. For the CLI's admin commands, which
+// need the admin address and token only and must work where the daemon's other secrets
+// (${credential:...}, ${env:...}) are not available, as in an operator's shell.
+enum class LoadScope { kAll, kServerOnly };
+LoadResult LoadConfig(const std::string& path, LoadScope scope = LoadScope::kAll);
 // Same, from text in memory (`file` names it in messages).
-LoadResult LoadConfigFromString(const std::string& text, const std::string& file);
+LoadResult LoadConfigFromString(const std::string& text, const std::string& file,
+                                LoadScope scope = LoadScope::kAll);
 
 // Parses "250ms", "5s", "10m", "8h", "7d" (and "0"). Returns nullopt if malformed.
 std::optional<Duration> ParseDuration(std::string_view text);

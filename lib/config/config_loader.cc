@@ -275,9 +275,12 @@ class DocumentCounter : public YAML::EventHandler {
 
 class Loader {
  public:
-  Loader(std::string file, std::string_view text) : file_(std::move(file)), text_(text) {}
+  Loader(std::string file, std::string_view text, LoadScope scope = LoadScope::kAll)
+      : file_(std::move(file)), text_(text), scope_(scope) {}
 
   LoadResult Load();
+  // The result: the config when there are no errors, and the errors in file order.
+  LoadResult Finish();
 
  private:
   void Error(const YAML::Mark& mark, std::string message) { ErrorAt(mark, mark.column, message); }
@@ -350,6 +353,7 @@ class Loader {
 
   std::string file_;
   std::string_view text_;
+  LoadScope scope_ = LoadScope::kAll;
   std::vector<ConfigError> errors_;
   Config config_;
   // Every sink and source name defined, even those with errors, so that routes naming them do not
@@ -1382,6 +1386,7 @@ LoadResult Loader::Load() {
     return it == sections.end() ? nullptr : &it->second;
   };
   if (const Value* v = section("server")) ParseServer(*v);
+  if (scope_ == LoadScope::kServerOnly) return Finish();
   if (const Value* v = section("storage")) ParseStorage(*v);
   if (const Value* v = section("retry")) {
     RetryOverride retry;
@@ -1404,7 +1409,10 @@ LoadResult Loader::Load() {
     Error(admin ? admin->mark : (v ? v->key_mark : YAML::Mark()),
           "server.admin_listen: must differ from server.listen (" + config_.server.listen + ")");
   }
+  return Finish();
+}
 
+LoadResult Loader::Finish() {
   LoadResult result;
   if (errors_.empty()) {
     config_.file = file_;
@@ -1419,12 +1427,12 @@ LoadResult Loader::Load() {
 
 }  // namespace
 
-LoadResult LoadConfigFromString(const std::string& text, const std::string& file) {
+LoadResult LoadConfigFromString(const std::string& text, const std::string& file, LoadScope scope) {
   std::string_view body = text;
   // yaml-cpp skips a UTF-8 byte order mark without counting it in positions.
   if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);
   try {
-    return Loader(file, body).Load();
+    return Loader(file, body, scope).Load();
   } catch (const std::exception& e) {
     LoadResult result;
     result.errors.push_back({file, 1, 1, std::string("internal error while loading: ") + e.what()});
@@ -1432,7 +1440,7 @@ LoadResult LoadConfigFromString(const std::string& text, const std::string& file
   }
 }
 
-LoadResult LoadConfig(const std::string& path) {
+LoadResult LoadConfig(const std::string& path, LoadScope scope) {
   auto fail = [&path](std::string why) {
     LoadResult result;
     result.errors.push_back({path, 1, 1, "cannot read the config file: " + why});
@@ -1446,7 +1454,7 @@ LoadResult LoadConfig(const std::string& path) {
   if (!in) return fail(std::strerror(errno));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return fail(std::strerror(errno));
-  return LoadConfigFromString(text, path);
+  return LoadConfigFromString(text, path, scope);
 }
 
 }  // namespace switchyard::config

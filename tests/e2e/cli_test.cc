@@ -165,6 +165,32 @@ TEST(CliTest, SecondDaemonOnTheSameStoreIsRefusedClearly) {
   EXPECT_NE(r.err.find("in use by another process"), std::string::npos) << r.err;
 }
 
+// The README's runbook runs `switchyard dlq list -c /etc/switchyard/routes.yaml` in an
+// operator's shell, which lacks the daemon's other secrets (${credential:...}, ${env:...}).
+// The admin commands loaded and interpolated the whole config, so they failed there (exit 1);
+// they read only `server` now.
+TEST(CliTest, AdminCommandsNeedOnlyTheServerSectionsSecrets) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path());
+  daemon.Start(
+      "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n"
+      "  admin_token: ${env:ADMIN_TOKEN}\nstorage:\n  path: " +
+          dir.path() +
+          "/var\n"
+          "sinks:\n  ops:\n    type: http\n    url: http://127.0.0.1:1/\n"
+          "    headers: {Authorization: \"Bearer ${env:SINK_TOKEN}\"}\n",
+      {"ADMIN_TOKEN=admin-s3cret", "SINK_TOKEN=sink-s3cret"});
+  const std::string admin = "127.0.0.1:" + std::to_string(daemon.admin_port());
+  auto r = RunCli({"queue", "-c", daemon.config_path(), "--admin", admin}, std::chrono::seconds(30),
+                  {"ADMIN_TOKEN=admin-s3cret"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("ops"), std::string::npos) << r.out;
+  // `server` itself is still read in full: its token must resolve.
+  r = RunCli({"queue", "-c", daemon.config_path(), "--admin", admin});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("ADMIN_TOKEN"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace switchyard::testing
 
