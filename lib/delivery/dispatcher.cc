@@ -69,6 +69,7 @@ struct SinkState {
   config::RetryConfig retry;
   bool blocking = false;  // file sink: Deliver on the blocking pool
   size_t in_flight = 0;
+  // Skipped by Due(): attempts in flight, and attempts whose outcome waits to be written.
   storage::DeliveryIdSet in_flight_ids;
   TokenBucket bucket;
   // Circuit breaker.
@@ -188,7 +189,12 @@ struct Dispatcher::Impl {
     // Every sink is built before any state moves: a failure leaves the running ones untouched.
     std::vector<std::unique_ptr<sinks::Sink>> built;
     for (const config::SinkConfig& sc : next_cfg->sinks) {
-      auto sink = factory(sc);
+      Result<std::unique_ptr<sinks::Sink>> sink = Internal("not built");
+      try {
+        sink = factory(sc);  // may start a thread (a synced file sink)
+      } catch (const std::exception& e) {
+        sink = Internal(std::string("building sink \"") + sc.name + "\" failed: " + e.what());
+      }
       if (!sink.ok()) return sink.status();
       built.push_back(std::move(sink).value());
     }
@@ -226,6 +232,13 @@ struct Dispatcher::Impl {
         next.emplace(name, std::move(st));
       } else {
         Forget(st);
+      }
+    }
+    // Outcomes waiting to be written stay held back from the scans of their sink, also when a
+    // reload dropped the sink and a later one brings it back.
+    for (const Unrecorded& u : unrecorded) {
+      if (auto it = next.find(u.record.sink); it != next.end()) {
+        it->second.in_flight_ids.insert(u.record.id);
       }
     }
     std::vector<std::string> names;
@@ -268,7 +281,9 @@ struct Dispatcher::Impl {
         done.swap(completions);
         // Also when a reload swapped the config without the notice having arrived yet: ingest
         // routes with the new config at once, and a sink or route it adds must not look removed.
-        rebuild = config_changed || !ConfigSettled();
+        // The notice (config_changed) only wakes the loop: the pointer says whether to rebuild,
+        // so a reload rebuilds once, and a config whose sinks failed to build is not retried.
+        rebuild = !ConfigSettled();
         reopen_files = reopen;
         stop = stopping;
         wake = config_changed = reopen = false;
@@ -301,6 +316,9 @@ struct Dispatcher::Impl {
   void StartDue() {
     FlushCompleted();  // a delivery just recorded as done must not be read as due again
     RetryUnrecorded(/*now=*/false);
+    // The store refuses writes and this many outcomes wait in memory: start no more attempts
+    // (each would only add one, and slow every scan, which skips them) until it takes them.
+    if (unrecorded.size() >= kMaxUnrecorded) return;
     const int64_t now_ms = clock.NowMillis();
     const auto steady_now = clock.SteadyNow();
     for (auto& [name, st] : sinks) {
@@ -320,28 +338,43 @@ struct Dispatcher::Impl {
       }
       if (limit == 0) continue;
       limit = std::min(limit, options.max_scan);
-      auto due = store.Due(name, now_ms, limit, st.in_flight_ids);
-      if (!due.ok()) {
-        log::Error("reading due deliveries failed",
-                   {{"sink", name}, {"error", due.status().message()}});
-        continue;
-      }
-      for (storage::DeliveryRecord& d : due.value()) {
-        if (PastMaxAge(st, d, now_ms)) {
-          // Held past its age (an open circuit, the rate, an inactive sink, a long stop): it is
-          // not sent stale. Costs no token and is no probe.
-          d.last_error += d.last_error.empty() ? "" : " ";
-          d.last_error += "(max_age reached before an attempt)";
-          DeadLetter(std::move(d));
-          continue;
+      // A delivery dead-lettered for its age uses no slot: reading goes on (up to max_scan) until
+      // `limit` attempts have started, or a stale backlog (after a long stop) would hold back
+      // the fresh deliveries behind it at `concurrency` a pass.
+      size_t started = 0, read = 0;
+      bool stale = true, rate_limited = false;
+      while (stale && !rate_limited && started < limit && read < options.max_scan) {
+        auto due = store.Due(name, now_ms, limit - started, st.in_flight_ids);
+        if (!due.ok()) {
+          log::Error("reading due deliveries failed",
+                     {{"sink", name}, {"error", due.status().message()}});
+          break;
         }
-        if (!st.bucket.Available(st.config.rate, steady_now)) break;
-        st.bucket.Take(st.config.rate);
-        if (st.open) {
-          st.half_open_probe = true;
-          st.probe_id = d.id;
+        if (due->empty()) break;
+        stale = false;
+        for (storage::DeliveryRecord& d : due.value()) {
+          ++read;
+          if (PastMaxAge(st, d, now_ms)) {
+            // Held past its age (an open circuit, the rate, an inactive sink, a long stop): it
+            // is not sent stale. Costs no token and is no probe.
+            d.last_error += d.last_error.empty() ? "" : " ";
+            d.last_error += "(max_age reached before an attempt)";
+            DeadLetter(std::move(d));
+            stale = true;
+            continue;
+          }
+          if (!st.bucket.Available(st.config.rate, steady_now)) {
+            rate_limited = true;
+            break;
+          }
+          st.bucket.Take(st.config.rate);
+          if (st.open) {
+            st.half_open_probe = true;
+            st.probe_id = d.id;
+          }
+          StartAttempt(st, std::move(d));
+          ++started;
         }
-        StartAttempt(st, std::move(d));
       }
     }
   }
@@ -349,11 +382,12 @@ struct Dispatcher::Impl {
   // True when `d` is older than its max_age by more than the dispatcher's lag allows for: the
   // last attempt Record() schedules is at max_age exactly, and a pass may see it a little late.
   bool PastMaxAge(const SinkState& st, const storage::DeliveryRecord& d, int64_t now_ms) const {
-    const int64_t grace =
-        std::clamp<int64_t>(st.retry.max_age.count() / 10, options.poll.count(), kMaxAgeGraceMs);
+    const int64_t grace = std::max<int64_t>(
+        options.poll.count(), std::min<int64_t>(st.retry.max_age.count() / 10, kMaxAgeGraceMs));
     return now_ms - d.created_ms > st.retry.max_age.count() + grace;
   }
   static constexpr int64_t kMaxAgeGraceMs = 60000;
+  static constexpr size_t kMaxUnrecorded = 10000;
 
   // Renders the route's fields for this sink and calls the sink (or the enricher first).
   void StartAttempt(SinkState& st, storage::DeliveryRecord d) {
@@ -382,7 +416,11 @@ struct Dispatcher::Impl {
     if (!route) {
       // Unless a reload swapped the config during this pass: then it may be a new route, and
       // the delivery waits (still pending) for the next pass, which rebuilds first.
-      if (!ConfigSettled()) return EndInFlight(d);
+      if (!ConfigSettled()) {
+        // Not attempted: if it was the half-open probe, the next one may go.
+        if (st.open && st.half_open_probe && st.probe_id == d.id) st.half_open_probe = false;
+        return EndInFlight(d);
+      }
       return fail(sinks::Outcome::Kind::kPermanent, "route no longer configured");
     }
     if (d.deferred) {
