@@ -108,6 +108,9 @@ int RunDaemon(const std::string& config_path) {
   // The process holds client secrets, OAuth pairs, the token key and the admin token in memory:
   // no core file (a crash, SIGQUIT) may write them to disk, and other processes of the same
   // user may not ptrace it or read its memory.
+  // A file sink on a FIFO whose reader went away gets EPIPE (a retry), not a SIGPIPE that ends
+  // the process (systemd ignores SIGPIPE for its services; a shell or a container does not).
+  std::signal(SIGPIPE, SIG_IGN);
   const struct rlimit no_core {};
   if (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
     log::Warn("could not disable core dumps", {{"error", std::strerror(errno)}});

@@ -269,15 +269,15 @@ struct HttpServer::Impl {
     handler->OnRefused(head, status);
   }
 
+  // Beast's largest single read, and ours.
+  static constexpr size_t kMaxRead = 65536;
+
   // Reads what has arrived on a readable, non-blocking socket in one read(2) of up to 64 KiB into
   // this thread's scratch buffer, then copies exactly those bytes into `buffer`: a typical
   // webhook (a few KB) takes one read, and a connection's buffer is the size of its request,
   // not of the largest possible read (10,000 connections sending at once stay small). Beast
   // alone would grow the buffer 512 bytes at a time, one read each. would_block means the
   // readiness was spurious.
-  // Beast's largest single read, and ours.
-  static constexpr size_t kMaxRead = 65536;
-
   static void ReadAvailable(tcp::socket& socket, beast::flat_buffer& buffer,
                             boost::system::error_code& ec) {
     static constexpr size_t kScratchBytes = kMaxRead;

@@ -278,8 +278,9 @@ Status MapError(const error_code& ec, std::string_view step, const Op& op) {
                              std::to_string(kMaxHeaderBytes) + " bytes");
   }
   if (ec == bhttp::error::buffer_overflow) {
-    return ResourceExhausted("chunk extension or trailer from " + op.target.origin + " over " +
-                             std::to_string(kMaxHeaderBytes) + " bytes");
+    return ResourceExhausted("chunk extension or trailer from " + op.target.origin +
+                             " longer than the " + std::to_string(kMaxBufferedBytes) +
+                             "-byte read buffer");
   }
   if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
       ec == net::error::eof || ec == ssl::error::stream_truncated) {

@@ -107,29 +107,62 @@ void MakeParentDirs(const std::string& path) {
   }
 }
 
-// Ends a torn last line (a write cut short by a kill, or a partial line that could not be
-// truncated away) with a newline, so the next line starts on a line of its own.
-void EndTornLine(int fd) {
+// Ends a torn last line of a regular file (a write cut short by a kill, or a partial line that
+// could not be truncated away) with a newline, so the next line starts on a line of its own.
+// `fd` is the append fd; the last byte is read through a separate read-only open.
+void EndTornLine(const std::string& path, int fd) {
   struct stat st {};
-  char last = '\n';
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
-  if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') {
-    if (write(fd, "\n", 1) != 1) log::Warn("file sink: could not end a torn line", {});
-  }
+  const int rd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (rd < 0) return;
+  char last = '\n';
+  const bool torn = pread(rd, &last, 1, st.st_size - 1) == 1 && last != '\n';
+  close(rd);
+  if (torn && write(fd, "\n", 1) != 1) log::Warn("file sink: could not end a torn line", {});
 }
 
-// Opens `path` for appending, creating it and its parents. Returns the fd or -errno.
-int OpenForAppend(const std::string& path) {
-  int fd = open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0 && (errno == EACCES || errno == EISDIR || errno == ENXIO)) {
-    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);  // write-only
+// The paths file sinks of this process write. A sink checks its file for a torn line only when
+// no other sink here writes that path: a reload builds the new sink while the old one may still
+// be writing a line, which would look torn mid-write.
+class LivePaths {
+ public:
+  // Registers `path`; true if no other sink had it.
+  static bool Add(const std::string& path) {
+    std::lock_guard lock(mu());
+    return ++counts()[path] == 1;
   }
+  static void Remove(const std::string& path) {
+    std::lock_guard lock(mu());
+    if (auto it = counts().find(path); it != counts().end() && --it->second == 0) {
+      counts().erase(it);
+    }
+  }
+
+ private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, int>& counts() {
+    static std::map<std::string, int> c;
+    return c;
+  }
+};
+
+// Opens `path` for appending, creating it and its parents. Returns the fd or -errno. For a FIFO:
+// write-only, so that a reader going away is EPIPE (a retry) rather than unnoticed, and
+// non-blocking, so that a FIFO without a reader (ENXIO) or a full one (EAGAIN) is a retry rather
+// than a dispatcher thread blocked. Non-blocking changes nothing for a regular file.
+int OpenForAppend(const std::string& path, bool end_torn_line) {
+  constexpr int kFlags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK;
+  int fd = open(path.c_str(), kFlags, 0640);
   if (fd < 0 && errno == ENOENT) {
     MakeParentDirs(path);
-    fd = open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    fd = open(path.c_str(), kFlags, 0640);
   }
-  if (fd >= 0) EndTornLine(fd);
-  return fd >= 0 ? fd : -errno;
+  if (fd < 0) return -errno;
+  if (end_torn_line) EndTornLine(path, fd);
+  return fd;
 }
 
 // One open of the file. Shared by the sink and the syncs of lines written to it, so a Reopen()
@@ -159,7 +192,10 @@ int SyncParentDir(const std::string& path) {
 class FileSink final : public Sink {
  public:
   FileSink(std::string path, FileSinkOptions options)
-      : path_(std::move(path)), sync_(options.sync), sync_fn_(std::move(options.sync_fn)) {
+      : path_(std::move(path)),
+        sync_(options.sync),
+        sync_fn_(std::move(options.sync_fn)),
+        end_torn_line_(LivePaths::Add(path_)) {
     if (!sync_fn_) sync_fn_ = [](int fd) { return fdatasync(fd); };
     if (sync_) syncer_ = std::make_unique<BlockingPool>(1);
     std::lock_guard<std::mutex> lock(mu_);
@@ -167,6 +203,7 @@ class FileSink final : public Sink {
   }
   ~FileSink() override {
     if (syncer_) syncer_->Stop();  // syncs and reports every line written
+    LivePaths::Remove(path_);
   }
 
   void Deliver(const Delivery& delivery, DeliverCallback done) override {
@@ -188,7 +225,7 @@ class FileSink final : public Sink {
   }
 
   void Reopen() override {
-    const int fd = OpenForAppend(path_);
+    const int fd = OpenForAppend(path_, /*end_torn_line=*/false);  // after logrotate: a new file
     if (fd < 0) {
       log::Warn("file sink: reopen failed, still writing to the old file",
                 {{"path", path_}, {"error", ErrnoText(-fd)}});
@@ -250,7 +287,8 @@ class FileSink final : public Sink {
   // A file that cannot be synced at all (a FIFO, /dev/stdout: EINVAL) is written as without
   // `sync`: warned about once, then reported delivered. Returns the errno that still counts.
   int Unsyncable(int err) {
-    if (err != EINVAL && err != ENOTSUP) return err;
+    // EACCES/EPERM: the directory cannot be opened to sync it (the file itself was synced).
+    if (err != EINVAL && err != ENOTSUP && err != EACCES && err != EPERM) return err;
     if (!warned_unsyncable_) {
       warned_unsyncable_ = true;
       log::Warn("file sink: the file cannot be synced; lines are reported delivered once written",
@@ -261,12 +299,13 @@ class FileSink final : public Sink {
 
   Status OpenLocked() {
     if (file_) return Status::Ok();
-    const int fd = OpenForAppend(path_);
+    const int fd = OpenForAppend(path_, end_torn_line_);
     if (fd < 0) {
       log::Warn("file sink: open failed", {{"path", path_}, {"error", ErrnoText(-fd)}});
       return Unavailable("file open failed: " + ErrnoText(-fd));
     }
     file_ = std::make_shared<OpenFile>(fd);
+    end_torn_line_ = false;  // once, at the first open
     return Status::Ok();
   }
 
@@ -290,7 +329,7 @@ class FileSink final : public Sink {
         if (fstat(fd, &st) == 0 && st.st_size >= static_cast<off_t>(written)) {
           if (ftruncate(fd, st.st_size - static_cast<off_t>(written)) != 0) {
             log::Error("file sink: could not remove a partial line", {{"path", path_}});
-            EndTornLine(fd);  // at least the next line starts on its own
+            EndTornLine(path_, fd);  // at least the next line starts on its own
           }
         }
       }
@@ -303,6 +342,7 @@ class FileSink final : public Sink {
   const std::string path_;
   const bool sync_;
   std::function<int(int)> sync_fn_;
+  bool end_torn_line_;  // guarded by mu_: at the first open, unless another sink has the path
   std::mutex mu_;
   std::shared_ptr<OpenFile> file_;  // guarded by mu_; null when not open
   std::mutex sync_mu_;

@@ -10,8 +10,9 @@
 // under a mutex, from any number of threads. A short write (e.g. ENOSPC) is completed or, failing
 // that, truncated away so no partial line remains.
 //
-// BLOCKING: Deliver() does file I/O on the calling thread and calls `done` before returning. The
-// dispatcher must call Deliver for file sinks off the I/O threads.
+// BLOCKING: Deliver() does file I/O on the calling thread. Without `sync` it calls `done` before
+// returning; with it, `done` runs later on the sink's sync thread (and from the destructor, which
+// syncs what is pending). The dispatcher must call Deliver for file sinks off the I/O threads.
 //
 // Durability: with FileSinkOptions::sync (the daemon sets it from storage.sync), a line is
 // reported delivered only after fdatasync(2) has returned for it, so a delivery the queue records

@@ -9,10 +9,13 @@
 namespace switchyard::sinks {
 namespace {
 
-// The first kExcerptCodePoints of a receiver's error body, as valid UTF-8 on one line.
+// The first kExcerptCodePoints of a receiver's error body, as valid UTF-8 on one line, with
+// `secrets` redacted before the cut (a secret across the cut would no longer match whole).
 constexpr size_t kExcerptCodePoints = 200;
-std::string BodyExcerpt(std::string_view body) {
-  std::string out = TruncateCodePoints(body.substr(0, kExcerptCodePoints * 4), kExcerptCodePoints);
+std::string BodyExcerpt(std::string_view body, const std::vector<std::string>& secrets) {
+  constexpr size_t kWindow = 64 * 1024;  // redacting all of a large body is not needed
+  std::string out = TruncateCodePoints(
+      Redact(std::string(body.substr(0, kWindow)), secrets, kWindow), kExcerptCodePoints);
   for (char& c : out) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   }
@@ -158,7 +161,7 @@ class HttpSink final : public Sink {
                                    std::chrono::system_clock::now());
           if (out.kind != Outcome::Kind::kSuccess && !result->body.empty()) {
             // The receiver's reason, for `dlq list`: its start, on one line, without secrets.
-            out.error = Redact(out.error + ": " + BodyExcerpt(result->body), *secrets);
+            out.error += ": " + BodyExcerpt(result->body, *secrets);
           }
         } else {
           out = ClassifyTransportError(result.status());

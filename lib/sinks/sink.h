@@ -64,7 +64,7 @@ class Sink {
   virtual ~Sink() = default;
   virtual void Deliver(const Delivery& delivery, DeliverCallback done) = 0;
   // False when the sink cannot deliver at all (e.g. Pushover without token/user): the dispatcher
-  // logs that once and leaves its deliveries pending.
+  // logs that once and leaves its deliveries pending (until max_age: then dead letters).
   virtual bool active() const { return true; }
   // Reopens files (SIGHUP, for logrotate). No-op for network sinks.
   virtual void Reopen() {}

@@ -1,12 +1,15 @@
 #include "sinks/file_sink.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/json.hpp>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -391,6 +394,35 @@ TEST_F(FileSinkTest, ALineTornBeforeTheSinkOpenedTheFileDoesNotSwallowTheNextOne
   boost::system::error_code ec;
   boost::json::parse(lines[1], ec);
   EXPECT_FALSE(ec) << lines[1];
+}
+
+// A FIFO (a log shipper reading it) whose reader goes away: the write fails (EPIPE, a retry)
+// instead of filling a pipe the sink itself held open for reading and then blocking the
+// dispatcher's file thread for good. Without a reader at all the open fails (a retry), and
+// never blocks.
+TEST_F(FileSinkTest, AFifoWithoutItsReaderIsARetryNeverABlockedThread) {
+  struct sigaction ignore {
+  }, old{};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, &old);  // as the daemon does
+  const std::string fifo = dir_.File("pipe");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  {
+    auto sink = MakeSink(fifo);  // no reader yet: the open fails, and does not block
+    ASSERT_NE(sink, nullptr);
+    EXPECT_EQ(DeliverTo(*sink, MakeDelivery("01JD0000000000000000000DL0")).kind, Kind::kRetry);
+  }
+  const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  auto sink = MakeSink(fifo);
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(DeliverTo(*sink, MakeDelivery("01JD0000000000000000000DL1")).kind, Kind::kSuccess);
+  char buf[4096];
+  EXPECT_GT(read(reader, buf, sizeof buf), 0);
+  close(reader);
+  EXPECT_EQ(DeliverTo(*sink, MakeDelivery("01JD0000000000000000000DL2")).kind, Kind::kRetry)
+      << "the reader is gone";
+  sigaction(SIGPIPE, &old, nullptr);
 }
 
 // A FIFO or /dev/stdout cannot be synced (EINVAL): its lines are delivered as without sync,

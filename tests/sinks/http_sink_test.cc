@@ -226,6 +226,9 @@ TEST_F(HttpSinkTest, AnErrorBodyEchoingTheRequestNeverCarriesSecrets) {
   EXPECT_THAT(out.error, Not(HasSubstr("hunter22")));
   EXPECT_THAT(out.error, Not(HasSubstr("abcdef123")));
   EXPECT_THAT(out.error, Not(HasSubstr("s3cr3t")));
+  // A secret across the excerpt's cut is redacted before the cut.
+  client_.Respond(401, std::string(190, '.') + "Bearer s3cr3t-token");
+  EXPECT_THAT(Deliver(MakeDelivery()).error, Not(HasSubstr("s3cr3")));
 }
 
 rules::Template Compile(std::string_view text) { return rules::Template::Parse(text).value(); }
