@@ -117,13 +117,17 @@ struct FileSinkConfig {
 };
 
 inline constexpr uint32_t kPushoverDefaultConcurrency = 2;
+// A file sink's lines in flight wait for one grouped fdatasync (storage.sync): the group is at
+// most this many lines, so it bounds the sink's rate at about concurrency / sync latency.
+inline constexpr uint32_t kFileDefaultConcurrency = 64;
 
 struct SinkConfig {
   std::string name;
   std::string type;  // "pushover" | "http" | "file"
   Rate rate;
   // In-flight attempts at once. 4 unless set, but 2 for pushover sinks (the loader applies
-  // kPushoverDefaultConcurrency): Pushover allows at most 2 concurrent connections.
+  // kPushoverDefaultConcurrency): Pushover allows at most 2 concurrent connections; and 64 for
+  // file sinks (kFileDefaultConcurrency).
   uint32_t concurrency = 4;
   RetryOverride retry;
   std::variant<PushoverSinkConfig, HttpSinkConfig, FileSinkConfig> settings;

@@ -1092,6 +1092,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
     }
   }
   if (out->type == "pushover" && !has_concurrency) out->concurrency = kPushoverDefaultConcurrency;
+  if (out->type == "file" && !has_concurrency) out->concurrency = kFileDefaultConcurrency;
   if (out->type == "http" && !has_url) {
     Error(v.key_mark, v.path + ": missing required key \"url\" (http sinks)");
   }

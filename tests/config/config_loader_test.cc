@@ -194,7 +194,7 @@ TEST_F(ConfigLoaderTest, LoadsTheContractExampleIntoEveryField) {
   const SinkConfig* archive = c.FindSink("archive");
   ASSERT_NE(archive, nullptr);
   EXPECT_EQ(archive->type, "file");
-  EXPECT_EQ(archive->concurrency, 4u);
+  EXPECT_EQ(archive->concurrency, 64u);  // a file sink's default (kFileDefaultConcurrency)
   EXPECT_EQ(std::get<FileSinkConfig>(archive->settings).path, "./var/events.jsonl");
 
   EXPECT_EQ(c.retry.initial, seconds(1));
@@ -303,17 +303,20 @@ TEST_F(ConfigLoaderTest, ListenAcceptsExactlyTheAddressesTheListenerBinds) {
                  "the port is not in 0..65535");
 }
 
-// Pushover allows at most 2 concurrent connections: that is a pushover sink's default; other
-// sinks default to 4, and an explicit value always wins.
-TEST_F(ConfigLoaderTest, APushoverSinkDefaultsToTwoAttemptsAtOnce) {
+// Pushover allows at most 2 concurrent connections: that is a pushover sink's default. A file
+// sink's lines in flight share one fdatasync: it defaults to 64. Others default to 4, and an
+// explicit value always wins.
+TEST_F(ConfigLoaderTest, ConcurrencyDefaultsFollowTheSinkType) {
   LoadResult r = Load(
       "sinks:\n  phone: {type: pushover}\n  pager: {type: pushover, concurrency: 3}\n"
-      "  ops: {type: http, url: 'http://127.0.0.1:1/'}\n  archive: {type: file, path: x}\n");
+      "  ops: {type: http, url: 'http://127.0.0.1:1/'}\n  archive: {type: file, path: x}\n"
+      "  slow: {type: file, path: y, concurrency: 1}\n");
   ASSERT_TRUE(r.errors.empty()) << Dump(r);
   EXPECT_EQ(r.config->FindSink("phone")->concurrency, 2u);
   EXPECT_EQ(r.config->FindSink("pager")->concurrency, 3u);
   EXPECT_EQ(r.config->FindSink("ops")->concurrency, 4u);
-  EXPECT_EQ(r.config->FindSink("archive")->concurrency, 4u);
+  EXPECT_EQ(r.config->FindSink("archive")->concurrency, 64u);
+  EXPECT_EQ(r.config->FindSink("slow")->concurrency, 1u);
 }
 
 TEST_F(ConfigLoaderTest, LoadsTheAdditionalStorageKeys) {
