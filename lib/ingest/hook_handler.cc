@@ -171,6 +171,14 @@ void HookHandler::HandleSetup(const config::SourceConfig& source_cfg, http::Requ
                       if (s.code() == StatusCode::kInvalidArgument) {
                         return respond(SetupPage(400, "Installation link invalid", s.message()));
                       }
+                      if (s.code() == StatusCode::kResourceExhausted) {
+                        http::Response r = SetupPage(
+                            503, "Temporarily unavailable",
+                            "Too many installations are in progress; reload this page in a few "
+                            "seconds.");
+                        r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+                        return respond(std::move(r));
+                      }
                       log::Warn("installation via redirect failed",
                                 {{"source", name}, {"installation", uuid}, {"error", s.message()}});
                       respond(SetupPage(502, "Sentry refused the installation", s.message()));

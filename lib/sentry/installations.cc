@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <map>
@@ -93,6 +94,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
   // Exchanges and refreshes sent to Sentry whose answer is not yet handled (stored); Stop waits
   // for them. GUARDED_BY(mu)
   size_t token_requests = 0;
+  // Exchanges /setup (unauthenticated) has running: capped, so that anyone who can reach the
+  // listener cannot make the daemon call Sentry's token endpoint in a loop.
+  std::atomic<int> setup_in_flight{0};
   // Entries whose record the store refused (e.g. the disk at its free-space floor): written
   // again every refresher round, as the record may hold the only valid pair. GUARDED_BY(mu)
   std::set<std::string> unsaved;
@@ -1053,7 +1057,14 @@ void InstallationManager::Stop(std::chrono::milliseconds drain) {
 void InstallationManager::Setup(const std::string& source, const std::string& uuid,
                                 const std::string& code, const std::string& org,
                                 std::function<void(Status)> done) {
-  impl_->Install(source, uuid, code, org, std::move(done));
+  if (impl_->setup_in_flight.fetch_add(1) >= kMaxSetupExchanges) {
+    --impl_->setup_in_flight;
+    return done(ResourceExhausted("too many installations in progress"));
+  }
+  impl_->Install(source, uuid, code, org, [impl = impl_, done = std::move(done)](Status s) {
+    --impl->setup_in_flight;
+    done(std::move(s));
+  });
 }
 
 void InstallationManager::OnInstallationEvent(ingest::InstallationEvent event) {

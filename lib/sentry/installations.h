@@ -87,7 +87,9 @@ class InstallationManager : public ingest::Installer {
   // Idempotent.
   void Stop(std::chrono::milliseconds drain = std::chrono::milliseconds(0));
 
-  // ingest::Installer
+  // ingest::Installer. Setup runs at most kMaxSetupExchanges at once (it is unauthenticated);
+  // past that it answers kResourceExhausted at once.
+  static constexpr int kMaxSetupExchanges = 8;
   void Setup(const std::string& source, const std::string& uuid, const std::string& code,
              const std::string& org, std::function<void(Status)> done) override;
   void OnInstallationEvent(ingest::InstallationEvent event) override;

@@ -5,12 +5,14 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "fakes/fake_pushover.h"
 #include "fakes/fake_sentry.h"
@@ -290,6 +292,38 @@ TEST_F(SentryIntegrationTest, AnInstallationWebhookWithoutACodeAfterSetupIsNotAF
   ASSERT_EQ(daemon_.Terminate(), 0);  // the installer has heard of the webhook by then
   EXPECT_EQ(daemon_.Log().find("installation from webhook failed"), std::string::npos)
       << daemon_.Log();
+}
+
+// /setup is unauthenticated: anyone who can reach the listener could make the daemon call
+// Sentry's token endpoint (with the app's client secret) as often as they like, and get the app
+// rate-limited. At most 8 of its exchanges run at once; the rest are told to retry.
+TEST_F(SentryIntegrationTest, SetupRunsAtMostEightExchangesAtOnce) {
+  Start();
+  constexpr int kRequests = 12;
+  for (int i = 0; i < kRequests; ++i) {
+    sentry_.FailNext({.method = "POST",
+                      .path_part = "/authorizations/",
+                      .delay = std::chrono::seconds(3),
+                      .pass_through = true});
+  }
+  std::vector<std::thread> threads;
+  std::vector<int> statuses(kRequests, 0);
+  for (int i = 0; i < kRequests; ++i) {
+    threads.emplace_back([&, i] {
+      char uuid[40];
+      snprintf(uuid, sizeof uuid, "00000000-0000-4000-8000-%012d", i);
+      const std::string code = sentry_.IssueGrant(uuid);
+      auto r =
+          Fetch(daemon_.port(), "GET",
+                "/setup/sentry?code=" + code + "&installationId=" + uuid + "&orgSlug=test-org");
+      statuses[i] = r ? r->status : 0;
+    });
+  }
+  for (auto& t : threads) t.join();
+  const int refused = static_cast<int>(std::count(statuses.begin(), statuses.end(), 503));
+  const int redirected = static_cast<int>(std::count(statuses.begin(), statuses.end(), 302));
+  EXPECT_EQ(refused, kRequests - 8) << ::testing::PrintToString(statuses);
+  EXPECT_EQ(redirected, 8) << ::testing::PrintToString(statuses);
 }
 
 TEST_F(SentryIntegrationTest, WithoutVerifyInstallNoStatusPutIsSent) {
