@@ -971,26 +971,30 @@ TEST_F(DispatcherTest, AWallClockSetBackDoesNotStretchTheCooldown) {
   ASSERT_TRUE(WaitHeld("ops", 1)) << "the half-open probe goes after the 10-s cool-down";
 }
 
-// Housekeeping (gauges, removed sinks, retention) runs on monotonic time too.
-TEST_F(DispatcherTest, AWallClockSetBackDoesNotStopHousekeeping) {
-  Fake("gone").SetActive(false);
-  Start(R"yaml(sinks:
+// Two sinks, and the same config once a reload has removed "gone".
+constexpr char kOpsAndGone[] = R"yaml(sinks:
   ops: {type: http, url: "http://127.0.0.1:1/"}
   gone: {type: http, url: "http://127.0.0.1:1/"}
 routes:
   - name: r
     to: [ops, gone]
-)yaml");
-  Add("r", "gone");
-  clock_.Advance(seconds(2));
-  Settle();
-  clock_.StepWall(-hours(1));
-  Reload(R"yaml(sinks:
+)yaml";
+constexpr char kOpsWithoutGone[] = R"yaml(sinks:
   ops: {type: http, url: "http://127.0.0.1:1/"}
 routes:
   - name: r
     to: [ops]
-)yaml");
+)yaml";
+
+// Housekeeping (gauges, removed sinks, retention) runs on monotonic time too.
+TEST_F(DispatcherTest, AWallClockSetBackDoesNotStopHousekeeping) {
+  Fake("gone").SetActive(false);
+  Start(kOpsAndGone);
+  Add("r", "gone");
+  clock_.Advance(seconds(2));
+  Settle();
+  clock_.StepWall(-hours(1));
+  Reload(kOpsWithoutGone);
   for (int i = 0; i < 3; ++i) {  // three seconds, not the hour the wall clock went back
     clock_.Advance(seconds(1));
     Settle();
@@ -1240,13 +1244,7 @@ TEST_F(DispatcherTest, PermanentFailuresDoNotOpenTheCircuit) {
 
 TEST_F(DispatcherTest, ADeliveryForASinkRemovedByAReloadBecomesADeadLetterNamingIt) {
   Fake("gone").SetActive(false);  // its deliveries wait while it is configured
-  Start(R"yaml(sinks:
-  ops: {type: http, url: "http://127.0.0.1:1/"}
-  gone: {type: http, url: "http://127.0.0.1:1/"}
-routes:
-  - name: r
-    to: [ops, gone]
-)yaml");
+  Start(kOpsAndGone);
   Add("r", "gone");
   Add("r", "gone");
   Add("r", "ops");
@@ -1255,12 +1253,7 @@ routes:
   EXPECT_EQ(Pending("gone"), 2u);
   EXPECT_EQ(Fake("gone").calls(), 0u);
 
-  Reload(R"yaml(sinks:
-  ops: {type: http, url: "http://127.0.0.1:1/"}
-routes:
-  - name: r
-    to: [ops]
-)yaml");
+  Reload(kOpsWithoutGone);
   auto dead = WaitDeadAdvancing(2);
   ASSERT_EQ(dead.size(), 2u);
   for (const auto& d : dead) {
