@@ -68,6 +68,7 @@ struct SinkState {
   config::SinkConfig config;
   config::RetryConfig retry;
   bool blocking = false;  // file sink: Deliver on the blocking pool
+  bool pushover = false;  // its quota is exported after each attempt
   size_t in_flight = 0;
   // Skipped by Due(): attempts in flight, and attempts whose outcome waits to be written.
   storage::DeliveryIdSet in_flight_ids;
@@ -152,8 +153,7 @@ struct Dispatcher::Impl {
   // Periodic work runs on the monotonic clock: a wall-clock step back must not stop it.
   std::chrono::steady_clock::time_point next_record_retry{};
   std::chrono::steady_clock::time_point next_housekeeping{};
-  std::chrono::steady_clock::time_point next_event_purge{};
-  std::chrono::steady_clock::time_point next_dead_purge{};
+  std::chrono::steady_clock::time_point next_purge{};  // dead letters and events, each minute
   std::chrono::steady_clock::time_point next_trim{};
   std::mt19937_64 rng{std::random_device{}()};
   json::JsonDoc doc{json::JsonDoc::kMaxDepth};  // events accepted at ingest parse again
@@ -207,6 +207,7 @@ struct Dispatcher::Impl {
       st.config = sc;
       st.retry = sc.retry.ApplyTo(next_cfg->retry);
       st.blocking = sc.type == "file";
+      st.pushover = sc.type == "pushover";
       if (auto old = sinks.find(sc.name); old != sinks.end()) {
         // Keep live counters and breaker state across a reload.
         st.in_flight = old->second.in_flight;
@@ -355,11 +356,7 @@ struct Dispatcher::Impl {
         for (storage::DeliveryRecord& d : due.value()) {
           ++read;
           if (PastMaxAge(st, d, now_ms)) {
-            // Held past its age (an open circuit, the rate, an inactive sink, a long stop): it
-            // is not sent stale. Costs no token and is no probe.
-            d.last_error += d.last_error.empty() ? "" : " ";
-            d.last_error += "(max_age reached before an attempt)";
-            DeadLetter(std::move(d));
+            DeadLetterStale(std::move(d));  // costs no token and is no probe
             stale = true;
             continue;
           }
@@ -387,6 +384,14 @@ struct Dispatcher::Impl {
     return now_ms - d.created_ms > st.retry.max_age.count() + grace;
   }
   static constexpr int64_t kMaxAgeGraceMs = 60000;
+
+  // A delivery held past its age (an open circuit, the rate, an inactive sink, a long stop) is
+  // not sent stale: it becomes a dead letter saying so.
+  void DeadLetterStale(storage::DeliveryRecord d) {
+    d.last_error += d.last_error.empty() ? "" : " ";
+    d.last_error += "(max_age reached before an attempt)";
+    DeadLetter(std::move(d));
+  }
   static constexpr size_t kMaxUnrecorded = 10000;
 
   // Renders the route's fields for this sink and calls the sink (or the enricher first).
@@ -634,7 +639,7 @@ struct Dispatcher::Impl {
     double seconds = std::chrono::duration<double>(steady_now - c.started).count();
 
     SinkState* st = it != sinks.end() ? &it->second : nullptr;
-    if (st && st->config.type == "pushover" && !c.filtered) {
+    if (st && st->pushover && !c.filtered) {
       if (auto q = sinks::PushoverQuotaOf(st->sink.get())) {
         metrics.SetPushoverQuota(st->name, static_cast<double>(q->remaining),
                                  static_cast<double>(q->limit), static_cast<double>(q->reset));
@@ -833,10 +838,7 @@ struct Dispatcher::Impl {
       auto due = store.Due(name, now_ms, options.max_scan, st.in_flight_ids);
       if (!due.ok()) continue;
       for (storage::DeliveryRecord& d : due.value()) {
-        if (!PastMaxAge(st, d, now_ms)) continue;
-        d.last_error += d.last_error.empty() ? "" : " ";
-        d.last_error += "(max_age reached before an attempt)";
-        DeadLetter(std::move(d));
+        if (PastMaxAge(st, d, now_ms)) DeadLetterStale(std::move(d));
       }
     }
     // A config the dispatcher has not rebuilt for yet may configure what looks removed here.
@@ -859,9 +861,11 @@ struct Dispatcher::Impl {
         }
       }
     }
-    // Every minute: the purge reads every dead letter.
-    if (steady_now >= next_dead_purge) {
-      next_dead_purge = steady_now + std::chrono::seconds(60);
+    // The purges (dead letters past dlq_retention, then events) run once a minute: the first
+    // reads every dead letter.
+    const bool purge = steady_now >= next_purge;
+    if (purge) {
+      next_purge = steady_now + std::chrono::seconds(60);
       auto purged = store.PurgeDead(now_ms - cfg->storage.dlq_retention.count());
       if (!purged.ok()) {
         log::Error("removing dead letters past dlq_retention failed",
@@ -882,8 +886,7 @@ struct Dispatcher::Impl {
     // after its event arrived (or when attempted after that), and stays a dead letter
     // dlq_retention; a day's margin covers a paused (circuit-open) sink. The store itself keeps
     // any event a delivery still names (a replayed dead letter can outlive this bound).
-    if (steady_now >= next_event_purge) {
-      next_event_purge = steady_now + std::chrono::seconds(60);
+    if (purge) {
       int64_t max_age = cfg->retry.max_age.count();
       for (const auto& [name, st] : sinks) max_age = std::max(max_age, st.retry.max_age.count());
       const int64_t keep = max_age + cfg->storage.dlq_retention.count() + 86400000;

@@ -67,6 +67,13 @@ http::Response SetupPage(int status, std::string_view title, std::string_view de
   return r;
 }
 
+// The setup page's 503: the browser is told to come back shortly.
+http::Response SetupUnavailable(std::string_view detail) {
+  http::Response r = SetupPage(503, "Temporarily unavailable", detail);
+  r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+  return r;
+}
+
 http::Response Unavailable503(std::string_view message) {
   http::Response r = http::Response::Error(503, message);
   r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
@@ -149,10 +156,7 @@ void HookHandler::HandleSetup(const config::SourceConfig& source_cfg, http::Requ
     return;
   }
   if (stopping_ || !installer_) {
-    http::Response r = SetupPage(503, "Temporarily unavailable",
-                                 "switchyard is restarting; reload this page in a few seconds.");
-    r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
-    respond(std::move(r));
+    respond(SetupUnavailable("switchyard is restarting; reload this page in a few seconds."));
     return;
   }
   std::string after = source->after_install_url;
@@ -172,12 +176,9 @@ void HookHandler::HandleSetup(const config::SourceConfig& source_cfg, http::Requ
                         return respond(SetupPage(400, "Installation link invalid", s.message()));
                       }
                       if (s.code() == StatusCode::kResourceExhausted) {
-                        http::Response r = SetupPage(
-                            503, "Temporarily unavailable",
+                        return respond(SetupUnavailable(
                             "Too many installations are in progress; reload this page in a few "
-                            "seconds.");
-                        r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
-                        return respond(std::move(r));
+                            "seconds."));
                       }
                       log::Warn("installation via redirect failed",
                                 {{"source", name}, {"installation", uuid}, {"error", s.message()}});

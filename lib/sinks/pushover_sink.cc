@@ -93,17 +93,20 @@ struct State {
   mutable std::mutex mu;
   std::optional<PushoverQuota> quota;  // guarded by mu
 
-  void RecordQuota(const ClientResponse& res) {
+  // Keeps the response's quota headers as the sink's latest quota, and returns them (nullopt when
+  // the response carried none).
+  std::optional<PushoverQuota> RecordQuota(const ClientResponse& res) {
     const auto limit = FindHeader(res.headers, "x-limit-app-limit");
     const auto remaining = FindHeader(res.headers, "x-limit-app-remaining");
     const auto reset = FindHeader(res.headers, "x-limit-app-reset");
-    if (limit.empty() && remaining.empty() && reset.empty()) return;
+    if (limit.empty() && remaining.empty() && reset.empty()) return std::nullopt;
     PushoverQuota q;
     q.limit = ParseInt(limit).value_or(-1);
     q.remaining = ParseInt(remaining).value_or(-1);
     q.reset = ParseInt(reset).value_or(-1);
     std::lock_guard<std::mutex> lock(mu);
     quota = q;
+    return q;
   }
 
   std::string Describe(std::string prefix, const ApiReply& reply) const {
@@ -123,7 +126,7 @@ struct State {
       return out;
     }
     const ClientResponse& res = result.value();
-    RecordQuota(res);
+    const std::optional<PushoverQuota> quota_now = RecordQuota(res);
     const ApiReply reply = ParseReply(res.body);
     Outcome out;
     out.http_status = res.status;
@@ -151,13 +154,14 @@ struct State {
     if (res.status == 429) {
       // Over the monthly quota until X-Limit-App-Reset: retrying sooner only earns more 4xx
       // answers (which get the sender's IP blocked). The dispatcher caps it at max_delay.
-      const auto reset = ParseInt(FindHeader(res.headers, "x-limit-app-reset"));
       const int64_t now_s =
           std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-      constexpr int64_t kMaxWaitSeconds = int64_t{1} << 32;  // ~136 years: no overflow below
-      if (reset && *reset > now_s) {
+      // At most the longest configurable duration, as every Retry-After (no overflow below).
+      constexpr int64_t kMaxWaitSeconds =
+          std::chrono::duration_cast<std::chrono::seconds>(config::kMaxDuration).count();
+      if (quota_now && quota_now->reset > now_s) {
         const std::chrono::milliseconds wait =
-            std::chrono::seconds(std::min(*reset - now_s, kMaxWaitSeconds));
+            std::chrono::seconds(std::min(quota_now->reset - now_s, kMaxWaitSeconds));
         out.retry_after = std::max(*out.retry_after, wait);
       }
     }

@@ -369,16 +369,33 @@ class RocksDbStore final : public Store {
     return s;
   }
 
+  // Calls `fn` with each dead letter's id, in id order, until it returns false. A read error
+  // ends a RocksDB scan just as its end does: it is returned, never taken for the end (a partial
+  // list answered as the list).
+  Status ForEachDeadId(const std::function<bool(std::string id)>& fn) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (!fn(it->key().ToString())) break;
+    }
+    if (!it->status().ok()) return Unavailable("reading dead letters: " + it->status().ToString());
+    return Status::Ok();
+  }
+
   Result<std::vector<DeliveryRecord>> ListDead(size_t limit) override {
     std::vector<DeliveryRecord> out;
-    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
-    for (it->SeekToFirst(); it->Valid() && out.size() < limit; it->Next()) {
-      auto d = GetDelivery(it->key().ToString());
-      if (!d.ok()) return d.status();
+    Status read = Status::Ok();
+    Status scanned = ForEachDeadId([&](std::string id) {
+      if (out.size() >= limit) return false;
+      auto d = GetDelivery(id);
+      if (!d.ok()) {
+        read = d.status();
+        return false;
+      }
       if (d.value() && d.value()->dead) out.push_back(std::move(*d.value()));
-    }
-    // A read error ends the scan like its end does: never answer a partial list as the list.
-    if (!it->status().ok()) return Unavailable("reading dead letters: " + it->status().ToString());
+      return true;
+    });
+    if (!read.ok()) return read;
+    if (!scanned.ok()) return scanned;
     return out;
   }
 
@@ -386,12 +403,11 @@ class RocksDbStore final : public Store {
     std::vector<std::string> targets = ids;
     if (all) {
       targets.clear();
-      std::unique_ptr<rocksdb::Iterator> it(
-          db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
-      for (it->SeekToFirst(); it->Valid(); it->Next()) targets.push_back(it->key().ToString());
-      if (!it->status().ok()) {
-        return Unavailable("reading dead letters: " + it->status().ToString());
-      }
+      Status scanned = ForEachDeadId([&targets](std::string id) {
+        targets.push_back(std::move(id));
+        return true;
+      });
+      if (!scanned.ok()) return scanned;
     }
     size_t replayed = 0;
     for (const std::string& id : targets) {
@@ -441,12 +457,12 @@ class RocksDbStore final : public Store {
 
   Result<size_t> PurgeDead(int64_t cutoff_ms) override {
     std::vector<std::string> old;
-    std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      auto d = GetDelivery(it->key().ToString());
+    Status scanned = ForEachDeadId([&](std::string id) {
+      auto d = GetDelivery(id);
       if (d.ok() && d.value() && d.value()->due_ms < cutoff_ms) old.push_back(d.value()->id);
-    }
-    if (!it->status().ok()) return Unavailable("reading dead letters: " + it->status().ToString());
+      return true;
+    });
+    if (!scanned.ok()) return scanned;
     return Drop(old);
   }
 

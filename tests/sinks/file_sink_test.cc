@@ -251,15 +251,38 @@ TEST_F(FileSinkTest, DeliveryWithoutEventIsPermanent) {
   EXPECT_EQ(DeliverTo(*sink, d).kind, Kind::kPermanent);
 }
 
+// Values recorded on other threads, awaited by the test.
+template <class T>
+class Recorded {
+ public:
+  void Add(T v) {
+    std::lock_guard lock(mu_);
+    items_.push_back(std::move(v));
+    cv_.notify_all();
+  }
+  bool Wait(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return items_.size() >= n; });
+  }
+  std::vector<T> Get() {
+    std::lock_guard lock(mu_);
+    return items_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<T> items_;
+};
+
 // Stands in for fdatasync(2): records the fds it is asked to sync, and holds each call until
 // released (or fails it).
 class SyncGate {
  public:
   std::function<int(int)> Fn() {
     return [this](int fd) {
+      fds_.Add(fd);
       std::unique_lock lock(mu_);
-      fds_.push_back(fd);
-      cv_.notify_all();
       cv_.wait(lock, [&] { return released_ > 0; });
       --released_;
       if (fail_) {
@@ -280,46 +303,23 @@ class SyncGate {
     released_ = 1 << 20;
     cv_.notify_all();
   }
-  bool WaitCalls(size_t n) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return fds_.size() >= n; });
-  }
-  std::vector<int> fds() {
-    std::lock_guard lock(mu_);
-    return fds_;
-  }
+  bool WaitCalls(size_t n) { return fds_.Wait(n); }
+  std::vector<int> fds() { return fds_.Get(); }
 
  private:
+  Recorded<int> fds_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<int> fds_;
   int released_ = 0;
   bool fail_ = false;
 };
 
 // Outcomes reported on the sink's sync thread.
-class Outcomes {
+class Outcomes : public Recorded<Outcome> {
  public:
   DeliverCallback Callback() {
-    return [this](Outcome o) {
-      std::lock_guard lock(mu_);
-      outcomes_.push_back(std::move(o));
-      cv_.notify_all();
-    };
+    return [this](Outcome o) { Add(std::move(o)); };
   }
-  bool Wait(size_t n) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return outcomes_.size() >= n; });
-  }
-  std::vector<Outcome> Get() {
-    std::lock_guard lock(mu_);
-    return outcomes_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Outcome> outcomes_;
 };
 
 std::unique_ptr<Sink> SyncedSink(const std::string& path, SyncGate& gate) {
