@@ -56,6 +56,7 @@
 #include "common/log.h"
 #include "common/step_aside.h"
 #include "common/thread_name.h"
+#include "httpclient/host_resolver.h"
 #include "httpclient/url.h"
 
 namespace switchyard::httpclient {
@@ -226,7 +227,6 @@ struct Op {
         deadline(d),
         timeout(to),
         done(std::move(cb)),
-        resolver(ioc),
         resolve_timer(ioc) {}
 
   Target target;
@@ -239,8 +239,7 @@ struct Op {
   bool completed = false;            // `done` has been called
   bool aborted = false;              // shutdown: stop at the next step
   std::unique_ptr<Connection> conn;  // connection in use (so Shutdown can close it)
-  tcp::resolver resolver;
-  net::steady_timer resolve_timer;  // bounds resolve by the deadline
+  net::steady_timer resolve_timer;   // bounds resolve by the deadline
 };
 
 // Calls the user's callback once; a throwing callback is logged, never propagated.
@@ -372,48 +371,69 @@ template <class Handler>
 struct ResolveRace {
   explicit ResolveRace(Handler h) : handler(std::move(h)) {}
   Handler handler;
-  bool finished = false;
+  bool finished = false;  // touched only on the worker's thread
 };
 
-// Resolves op->target.host, bounded by op->deadline (getaddrinfo itself cannot be interrupted; its
-// late result is dropped). Errors: beast::error::timeout, operation_aborted, resolver errors.
+// Resolves op->target.host through `resolver` (its own threads), bounded by op->deadline (a
+// lookup cannot be interrupted; its late answer is dropped). Completes with the endpoints, or an
+// error code (beast::error::timeout, operation_aborted) or a resolver Status (kUnavailable).
 //
-// The two handlers race; the first sets race->finished and resumes the caller. They capture a
-// raw Op*: the Op (owned by the awaiting request) lives until the caller has been resumed, and
-// the losing handler, which may run after the Op is gone, reads only `race`. Capturing
-// shared_ptr<Op> there lost a reference under g++ 12 (the Op was freed while a handler still
-// held it; ASan heap-use-after-free), which clang 14 does not do with the same code.
-net::awaitable<std::tuple<error_code, tcp::resolver::results_type>> Resolve(Op* op) {
+// The timer's handler and the answer, posted back to the worker, race; the first sets
+// race->finished and resumes the caller. They hold a raw Op*: the Op (owned by the awaiting
+// request) lives until the caller has been resumed, and the losing handler, which may run after
+// the Op is gone, reads only `race`. Capturing shared_ptr<Op> there lost a reference under g++ 12
+// (the Op was freed while a handler still held it; ASan heap-use-after-free), which clang 14
+// does not do with the same code.
+using ResolveResult = std::tuple<error_code, Status, tcp::resolver::results_type>;
+net::awaitable<ResolveResult> Resolve(Op* op, HostResolver& resolver, net::io_context& ioc) {
   error_code ec;
   auto address = net::ip::make_address(op->target.host, ec);
   if (!ec) {
-    co_return std::make_tuple(error_code{}, tcp::resolver::results_type::create(
-                                                tcp::endpoint(address, op->target.port),
-                                                op->target.host, std::to_string(op->target.port)));
+    co_return ResolveResult(
+        error_code{}, Status::Ok(),
+        tcp::resolver::results_type::create(tcp::endpoint(address, op->target.port),
+                                            op->target.host, std::to_string(op->target.port)));
   }
   auto result = co_await net::async_initiate<decltype(kNoThrow),
-                                             void(error_code, tcp::resolver::results_type)>(
-      [op](auto handler) {
+                                             void(error_code, Status, tcp::resolver::results_type)>(
+      [op, &resolver, &ioc](auto handler) {
         using Race = ResolveRace<decltype(handler)>;
         auto race = std::make_shared<Race>(std::move(handler));
         op->resolve_timer.expires_at(op->deadline);
         op->resolve_timer.async_wait([op, race](const error_code&) {
           if (race->finished) return;
           race->finished = true;
-          op->resolver.cancel();
           auto h = std::move(race->handler);
           h(op->aborted ? error_code(net::error::operation_aborted)
                         : error_code(beast::error::timeout),
-            tcp::resolver::results_type{});
+            Status::Ok(), tcp::resolver::results_type{});
         });
-        op->resolver.async_resolve(
-            op->target.host, std::to_string(op->target.port),
-            [op, race](const error_code& ec, tcp::resolver::results_type results) {
-              if (race->finished) return;
-              race->finished = true;
-              op->resolve_timer.cancel();
-              auto h = std::move(race->handler);
-              h(ec, std::move(results));
+        resolver.Resolve(
+            op->target.host, [op, race, &ioc, host = op->target.host,
+                              port = op->target.port](Result<std::vector<std::string>> answer) {
+              net::post(ioc, [op, race, host, port, answer = std::move(answer)]() mutable {
+                if (race->finished) return;
+                race->finished = true;
+                op->resolve_timer.cancel();
+                auto h = std::move(race->handler);
+                if (!answer.ok()) {
+                  h(error_code{}, answer.status(), tcp::resolver::results_type{});
+                  return;
+                }
+                std::vector<tcp::endpoint> endpoints;
+                for (const std::string& a : *answer) {
+                  error_code bad;
+                  auto address = net::ip::make_address(a, bad);
+                  if (!bad) endpoints.emplace_back(address, port);
+                }
+                if (endpoints.empty()) {
+                  h(error_code{}, Unavailable("no usable address"), tcp::resolver::results_type{});
+                  return;
+                }
+                h(error_code{}, Status::Ok(),
+                  tcp::resolver::results_type::create(endpoints.begin(), endpoints.end(), host,
+                                                      std::to_string(port)));
+              });
             });
       },
       kNoThrow);
@@ -440,10 +460,12 @@ Status TlsHandshakeError(const error_code& ec, Connection& conn, const Op& op) {
 // Everything except ioc() and the constructor runs on the worker's own thread.
 class Worker {
  public:
-  Worker(const HttpClientOptions& options, ssl::context* ssl_ctx, const Status* tls_status)
+  Worker(const HttpClientOptions& options, ssl::context* ssl_ctx, const Status* tls_status,
+         HostResolver* resolver)
       : options_(options),
         ssl_ctx_(ssl_ctx),
         tls_status_(tls_status),
+        resolver_(resolver),
         ioc_(1),
         work_(net::make_work_guard(ioc_)),
         sweeper_(ioc_) {}
@@ -525,7 +547,6 @@ class Worker {
     for (auto& op : ops) {
       op->aborted = true;
       if (op->conn) op->conn->Close();
-      op->resolver.cancel();
       op->resolve_timer.cancel();
       Complete(*op, Unavailable("client shutting down"));
     }
@@ -584,11 +605,14 @@ class Worker {
 
   // Resolves, connects and (for https) handshakes a new connection into op->conn.
   net::awaitable<Status> Connect(std::shared_ptr<Op> op) {
-    auto [rec, endpoints] = co_await Resolve(op.get());
+    auto [rec, why, endpoints] = co_await Resolve(op.get(), *resolver_, ioc_);
     if (op->aborted) co_return Unavailable("client shutting down");
     if (rec == beast::error::timeout) co_return MapError(rec, "resolve", *op);
     if (rec) {
       co_return Unavailable("cannot resolve " + op->target.origin + ": " + rec.message());
+    }
+    if (!why.ok()) {
+      co_return Unavailable("cannot resolve " + op->target.origin + ": " + why.message());
     }
     op->conn = std::make_unique<Connection>();
     Connection& conn = *op->conn;
@@ -699,6 +723,7 @@ class Worker {
   const HttpClientOptions& options_;
   ssl::context* ssl_ctx_;
   const Status* tls_status_;
+  HostResolver* resolver_;
   // Declared before everything holding I/O objects: destroyed last.
   net::io_context ioc_;
   net::executor_work_guard<net::io_context::executor_type> work_;
@@ -715,11 +740,13 @@ class Worker {
 class ClientImpl final : public HttpClient {
  public:
   explicit ClientImpl(const HttpClientOptions& options)
-      : options_(options), ssl_ctx_(ssl::context::tls_client) {
+      : options_(options),
+        ssl_ctx_(ssl::context::tls_client),
+        resolver_(ResolverOptions(options_)) {
     ConfigureTls();
     const int n = std::max(1, options_.threads);
     for (int i = 0; i < n; ++i) {
-      workers_.push_back(std::make_unique<Worker>(options_, &ssl_ctx_, &tls_status_));
+      workers_.push_back(std::make_unique<Worker>(options_, &ssl_ctx_, &tls_status_, &resolver_));
     }
     for (auto& w : workers_) {
       threads_.emplace_back([w = w.get()] {
@@ -802,6 +829,9 @@ class ClientImpl final : public HttpClient {
       w->ReleaseWork();
     }
     for (auto& t : threads_) t.join();
+    // After the workers (whose cached lookups call back inline) and before their io_contexts go
+    // (answers are posted there): no answer arrives after this.
+    resolver_.Shutdown();
   }
 
  private:
@@ -821,6 +851,15 @@ class ClientImpl final : public HttpClient {
       url_cache_.emplace(url, *target);
     }
     return target;
+  }
+
+  static HostResolverOptions ResolverOptions(const HttpClientOptions& o) {
+    HostResolverOptions r;
+    if (o.lookup) r.lookup = o.lookup;
+    r.max_threads = std::max(1, o.dns_threads);
+    r.ttl = o.dns_cache_ttl;
+    r.clock = o.clock;
+    return r;
   }
 
   void ConfigureTls() {
@@ -849,6 +888,7 @@ class ClientImpl final : public HttpClient {
   const HttpClientOptions options_;
   ssl::context ssl_ctx_;  // configured in the constructor, then only read (thread-safe)
   Status tls_status_;     // not OK if the TLS setup failed; fails https requests
+  HostResolver resolver_;  // shared by the workers; outlives them until Shutdown
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<size_t> next_worker_{0};

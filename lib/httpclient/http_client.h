@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace switchyard::httpclient {
@@ -72,6 +73,14 @@ struct HttpClientOptions {
   // fails before any response byte and is sent again on a new connection (once), which the
   // server cannot have processed. 0 checks every time.
   std::chrono::milliseconds reuse_without_check{1000};
+  // Name lookups run on threads of their own, one per host at a time and at most dns_threads
+  // at once, so a host whose DNS hangs delays only its own requests; answers are kept for
+  // dns_cache_ttl (see host_resolver.h). `lookup` is the blocking lookup (empty: getaddrinfo)
+  // and `clock` the cache's time (nullptr: the system clock); both are test seams.
+  int dns_threads = 8;
+  std::chrono::milliseconds dns_cache_ttl{30000};
+  std::function<Result<std::vector<std::string>>(const std::string& host)> lookup;
+  const Clock* clock = nullptr;
 };
 
 std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options);

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/blocking_lookup.h"
 #include "support/temp_dir.h"
 
 namespace switchyard::httpclient {
@@ -924,6 +925,56 @@ TEST_F(HttpClientTest, UnresolvableHostIsARetryableError) {
   Result<ClientResponse> r = Fetch(*client, Get("http://no-such-host.invalid/", seconds(5)));
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().retryable()) << r.status().ToString();
+}
+
+// One worker thread: before, every lookup of a worker went through Asio's one resolver thread,
+// so a sink whose DNS hung held up the Sentry API's new connections too.
+TEST_F(HttpClientTest, AHostWhoseDnsHangsDelaysNoOtherHostAndNotShutdown) {
+  ScriptServer server([](const SeenRequest&) { return Reply::Ok("ok"); });
+  testing::BlockingLookup lookup;
+  lookup.Block("stuck.test");
+  HttpClientOptions options;
+  options.threads = 1;
+  options.lookup = lookup.Fn();
+  auto client = NewClient(options);
+  const std::string port = std::to_string(server.port());
+  Completions done;
+  client->Send(Get("http://stuck.test:" + port + "/", seconds(60)), done.Callback(0));
+  ASSERT_TRUE(lookup.WaitStarted("stuck.test"));
+  Result<ClientResponse> other = Fetch(*client, Get("http://sentry.test:" + port + "/"));
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(other->body, "ok");
+  EXPECT_FALSE(done.WaitFor(1, milliseconds(0)));
+  const auto start = Clock::now();
+  client->Shutdown();  // the lookup still hangs
+  EXPECT_LT(Clock::now() - start, seconds(10));
+  ASSERT_TRUE(done.WaitFor(1, milliseconds(0)));
+  EXPECT_EQ(done.Get(0).status().code(), StatusCode::kUnavailable);
+  lookup.Release("stuck.test");
+}
+
+TEST_F(HttpClientTest, AHungLookupEndsAtTheRequestDeadline) {
+  testing::BlockingLookup lookup;
+  lookup.Block("stuck.test");
+  HttpClientOptions options;
+  options.lookup = lookup.Fn();
+  auto client = NewClient(options);
+  Result<ClientResponse> r = Fetch(*client, Get("http://stuck.test:9/x", milliseconds(200)));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  lookup.Release("stuck.test");
+}
+
+TEST_F(HttpClientTest, AFailedLookupIsUnavailableAndNamesTheOriginNotTheTarget) {
+  testing::BlockingLookup lookup;
+  lookup.Fail("gone.test");
+  HttpClientOptions options;
+  options.lookup = lookup.Fn();
+  auto client = NewClient(options);
+  Result<ClientResponse> r = Fetch(*client, Get("http://gone.test:9/hook?token=secret"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "cannot resolve http://gone.test:9: Name or service not known");
 }
 
 TEST_F(HttpClientTest, ResponseOverMaxResponseBytesIsResourceExhausted) {
