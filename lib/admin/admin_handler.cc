@@ -133,7 +133,10 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
     // Every configured sink is listed, at zero until it has had a delivery; a sink no longer
     // configured is listed while the store counts it (it holds, or held since the start,
     // deliveries).
-    for (const auto& sink : config_.Get()->sinks) counts.sinks.try_emplace(sink.name);
+    // The snapshot is held for the loop: a range-for over `Get()->sinks` would drop it before
+    // the body (C++20), and a reload could free the Config while it is read.
+    const std::shared_ptr<const config::Config> cfg = config_.Get();
+    for (const auto& sink : cfg->sinks) counts.sinks.try_emplace(sink.name);
     respond(http::Response::Json(200, QueueJson(counts)));
     return;
   }

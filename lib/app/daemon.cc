@@ -234,7 +234,8 @@ int RunDaemon(const std::string& config_path) {
       &installations);
   auto list_installations = [&installations, &holder] {
     std::vector<admin::InstallationRow> rows;
-    for (const auto& s : holder.Get()->sources) {
+    const std::shared_ptr<const config::Config> snapshot = holder.Get();  // held for the loop
+    for (const auto& s : snapshot->sources) {
       if (!s.token.empty()) rows.push_back({s.name, "", s.org, "internal", 0});
     }
     for (sentry::InstallationView& v : installations.List()) {
