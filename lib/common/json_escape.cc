@@ -1,10 +1,25 @@
 #include "common/json_escape.h"
 
+#include "common/utf8.h"
+
 namespace switchyard {
 
 void AppendJsonEscaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      size_t bad = 1;
+      const size_t n = Utf8SequenceLength(s.substr(i), &bad);
+      if (n > 0) {
+        out.append(s.substr(i, n));
+        i += n - 1;
+      } else {
+        out.append(kUtf8Replacement);
+        i += bad - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;

@@ -1,5 +1,7 @@
 // JSON string escaping (RFC 8259): the one implementation used for log lines, error bodies and
-// template output. Bytes >= 0x80 are copied unchanged, so valid UTF-8 stays valid UTF-8.
+// template output. Valid UTF-8 is copied unchanged; each invalid sequence becomes U+FFFD (as
+// SanitizeUtf8 does), so the output is always valid UTF-8 and valid JSON (RFC 8259 8.1), whatever
+// bytes an unauthenticated client sent.
 #pragma once
 
 #include <string>

@@ -17,7 +17,6 @@
 #include "common/blocking_pool.h"
 #include "common/json_escape.h"
 #include "common/log.h"
-#include "sinks/utf8.h"
 
 namespace switchyard::sinks {
 namespace {
@@ -60,7 +59,7 @@ void AppendString(std::string& out, std::string_view key, std::string_view value
   out += '"';
   out += key;
   out += "\":\"";
-  AppendJsonEscaped(out, SanitizeUtf8(value));
+  AppendJsonEscaped(out, value);  // repairs invalid UTF-8
   out += '"';
 }
 
@@ -93,7 +92,7 @@ std::string FormatLine(const Delivery& delivery) {
       if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';
     }
   } else {
-    line += JsonQuote(SanitizeUtf8(e.body));
+    line += JsonQuote(e.body);  // repairs invalid UTF-8
   }
   line += "}\n";
   return line;

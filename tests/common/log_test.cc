@@ -130,6 +130,27 @@ TEST_F(LogTest, ABatchIsWrittenOutEvery64KiB) {
   EXPECT_EQ(out.back(), '\n') << "a line was split across writes";
 }
 
+// A Request-ID or resource header is logged as sent, before any authentication: whatever its
+// bytes, a JSON line must stay valid UTF-8 (log shippers drop lines that are not) and a text
+// line must not carry the raw bytes either.
+TEST_F(LogTest, InvalidUtf8FromAClientBecomesReplacementCharactersInBothFormats) {
+  const std::string bad =
+      "ab\xc3\x28"
+      "cd\xff\xe2\x82";  // bad continuation, 0xFF, cut short
+  const std::string replacement = "\xef\xbf\xbd";
+  const std::string repaired = "ab" + replacement + "(cd" + replacement + replacement;
+  for (Format format : {Format::kJson, Format::kText}) {
+    Configure(Level::kInfo, format);
+    CapturedStderr captured;
+    Info("webhook rejected", {{"request_id", bad}, {"ok", "caf\xc3\xa9"}});
+    const std::string line = captured.Read();
+    EXPECT_NE(line.find(repaired), std::string::npos) << line;
+    EXPECT_NE(line.find("caf\xc3\xa9"), std::string::npos) << line;  // valid UTF-8 kept
+    EXPECT_EQ(line.find("\xff"), std::string::npos);
+    EXPECT_EQ(line.find("\xc3\x28"), std::string::npos);
+  }
+}
+
 TEST_F(LogTest, LinesBelowTheLevelAreNotWritten) {
   Configure(Level::kWarn, Format::kText);
   CapturedStderr err;
