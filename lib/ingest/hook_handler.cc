@@ -270,8 +270,10 @@ void HookHandler::HandleHook(const config::Config& config, const config::SourceC
     event.installation_uuid = std::string(*uuid);
   }
   if (cfg->reads_installation_org) {
-    if (!source->org.empty()) {
-      event.installation_org = source->org;  // internal integration: configured
+    if (!source->token.empty()) {
+      // An internal integration: its one organization is configured (`org` is required with
+      // `token`). A public app's `org` is not its installations' organization.
+      event.installation_org = source->org;
     } else if (installer_ && !event.installation_uuid.empty()) {
       event.installation_org = installer_->OrgOf(name, event.installation_uuid);
     }

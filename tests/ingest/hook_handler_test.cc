@@ -21,15 +21,17 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr char kSecret[] = "hook-handler-test-secret";
-constexpr char kBody[] = R"({"action":"created","data":{"issue":{"id":"1"}}})";
+constexpr char kBody[] =
+    R"({"action":"created","data":{"issue":{"id":"1"}},"installation":{"uuid":"u-1"}})";
 
 // The real handler over a real store in a temporary directory, with a clock the test sets.
 class HookHandlerTest : public ::testing::Test {
  protected:
-  void Start(const std::string& source_extra) {
+  void Start(const std::string& source_extra, const std::string& rest = "routes: []\n",
+             Installer* installer = nullptr) {
     config::LoadResult r = config::LoadConfigFromString(
         std::string("sources:\n  sentry:\n    type: sentry\n    client_secret: ") + kSecret + "\n" +
-            source_extra + "routes: []\n",
+            source_extra + rest,
         "routes.yaml");
     ASSERT_TRUE(r.errors.empty()) << r.errors.front().ToString();
     holder_ = std::make_unique<config::ConfigHolder>(r.config);
@@ -41,7 +43,8 @@ class HookHandlerTest : public ::testing::Test {
     auto s = storage::OpenStore(o, clock_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
-    handler_ = std::make_unique<HookHandler>(*holder_, *store_, metrics_, clock_, stopping_);
+    handler_ = std::make_unique<HookHandler>(*holder_, *store_, metrics_, clock_, stopping_,
+                                             std::function<void()>{}, installer);
   }
 
   void TearDown() override {
@@ -87,6 +90,45 @@ TEST_F(HookHandlerTest, MaxClockSkewAllowsForTheTimestampBeingWholeSeconds) {
   EXPECT_EQ(Post("1700000001"), 202) << "0.1 s ahead, within 500 ms";
   EXPECT_EQ(Post("1699999999"), 401) << "1.9 s ago at least: over 500 ms";
   EXPECT_EQ(Post("1700000002"), 401) << "1.1 s ahead: over 500 ms";
+}
+
+// Answers OrgOf for every installation with one organization.
+class OneOrgInstaller : public Installer {
+ public:
+  explicit OneOrgInstaller(std::string org) : org_(std::move(org)) {}
+  void Setup(const std::string&, const std::string&, const std::string&, const std::string&,
+             std::function<void(Status)> done) override {
+    done(Unavailable("not in this test"));
+  }
+  void OnInstallationEvent(InstallationEvent) override {}
+  std::string OrgOf(const std::string&, const std::string&) const override { return org_; }
+
+ private:
+  std::string org_;
+};
+
+// `org` names the organization of an internal integration (a source with `token`). On a public
+// app's source it was taken for every installation's organization, so globex's events went to
+// acme's route.
+TEST_F(HookHandlerTest, APublicAppsInstallationOrgIsTheInstallersNotTheSourcesOrg) {
+  OneOrgInstaller installer("globex");
+  Start("    org: acme\n",
+        "sinks:\n"
+        "  acme-file: {type: file, path: " +
+            dir_.File("acme.jsonl") +
+            "}\n"
+            "  globex-file: {type: file, path: " +
+            dir_.File("globex.jsonl") +
+            "}\n"
+            "routes:\n"
+            "  - {name: acme, match: ['$installation.org = \"acme\"'], to: [{sink: acme-file}]}\n"
+            "  - {name: globex, match: ['$installation.org = \"globex\"'], to: [{sink: "
+            "globex-file}]}\n",
+        &installer);
+  EXPECT_EQ(Post(std::to_string(clock_.NowMillis() / 1000)), 202);
+  storage::QueueCounts counts = store_->Counts();
+  EXPECT_EQ(counts.sinks["globex-file"].pending, 1u);
+  EXPECT_EQ(counts.sinks["acme-file"].pending, 0u);
 }
 
 }  // namespace
