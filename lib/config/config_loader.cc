@@ -1057,6 +1057,11 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
           continue;
         }
         std::string lower = AsciiLower(h.key);
+        if (lower == "host") {  // the client sets it from the URL and refuses one given
+          Error(h.value.key_mark, f.path + ": header " + Quote(h.key) +
+                                      " is set from the url (put that host name in the url)");
+          continue;
+        }
         if (std::find(lower_names.begin(), lower_names.end(), lower) != lower_names.end()) {
           Error(h.value.key_mark,
                 f.path + ": header " + Quote(h.key) + " is given twice (header names ignore case)");
@@ -1221,7 +1226,12 @@ void Loader::ParseRoute(const Value& v, RouteConfig* out) {
       if (auto x = GetStrings(f)) out->actions = std::move(*x);
     } else if (k == "match" || k == "match_any") {
       auto& list = k == "match" ? out->match : out->match_any;
-      for (const Value& item : Items(f, "a list of matcher strings")) {
+      std::vector<Value> items = Items(f, "a list of matcher strings");
+      if (k == "match_any" && items.empty() && (f.node.IsNull() || f.node.IsSequence())) {
+        // "At least one holds" of none never holds; the router took it as "always".
+        Error(f, "an empty list matches nothing; omit the key to match any");
+      }
+      for (const Value& item : items) {
         if (auto m = CompileMatcher(item, enrich_issue)) list.push_back(std::move(*m));
       }
     } else if (k == "stop") {
@@ -1240,6 +1250,15 @@ void Loader::ParseRoute(const Value& v, RouteConfig* out) {
       for (const Value& item : targets) {
         RouteTarget target;
         ParseTarget(item, enrich_issue, &target);
+        // A delivery records its route and sink, not which target made it: two targets naming
+        // one sink would both render the last one's fields.
+        if (!target.sink.empty() &&
+            std::any_of(out->to.begin(), out->to.end(),
+                        [&](const RouteTarget& t) { return t.sink == target.sink; })) {
+          Error(item, "sink " + Quote(target.sink) +
+                          " is already a target of this route (use a second sink for a second "
+                          "set of fields)");
+        }
         out->to.push_back(std::move(target));
       }
     }

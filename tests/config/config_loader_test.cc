@@ -613,6 +613,32 @@ TEST_F(ConfigLoaderTest, HttpSinkHeaderNamesMustBeTokens) {
   ASSERT_TRUE(ok.errors.empty()) << Dump(ok);
 }
 
+// The HTTP client sets Host from the URL and refuses a caller's: every delivery of such a sink
+// was a dead letter, after `check` had said OK.
+TEST_F(ConfigLoaderTest, AnHttpSinksHostHeaderIsAConfigError) {
+  const std::string head = "sinks:\n  ops:\n    type: http\n    url: http://10.0.0.5/in\n";
+  ExpectOneError(Load(head + "    headers: {host: ops.example.com}\n"), 5, 15,
+                 "sinks.ops.headers: header \"host\" is set from the url");
+}
+
+// "At least one holds" of an empty list never holds; the router sent every event there.
+TEST_F(ConfigLoaderTest, AnEmptyMatchAnyIsAConfigError) {
+  const std::string head = std::string(kSinks) + "routes:\n  - name: r\n    to: [ops]\n";
+  ExpectOneError(Load(head + "    match_any: []\n"), 13, 16,
+                 "an empty list matches nothing; omit the key to match any");
+  LoadResult ok = Load(head + "    match: []\n");  // "all of none hold": always
+  ASSERT_TRUE(ok.errors.empty()) << Dump(ok);
+}
+
+// A delivery records its route and sink, not its target: two targets naming one sink both
+// rendered the second's fields (both pushes to the iPad, none to the iPhone).
+TEST_F(ConfigLoaderTest, ASinkNamedTwiceInOneRouteIsAConfigError) {
+  ExpectOneError(
+      Load(std::string(kSinks) + "routes:\n  - name: r\n    to:\n      - {sink: ops, body: a}\n"
+                                 "      - {sink: ops, body: b}\n"),
+      14, 9, "sink \"ops\" is already a target of this route");
+}
+
 TEST_F(ConfigLoaderTest, ReportsFieldsTheSinkTypeDoesNotTake) {
   std::string yaml = std::string(kSinks) +
                      "routes:\n"
@@ -672,18 +698,19 @@ TEST_F(ConfigLoaderTest, ChecksLiteralPushoverNumbers) {
   std::string yaml = std::string(kSinks) +
                      "routes:\n"
                      "  - name: r\n"
-                     "    to:\n"
-                     "      - {sink: phone, priority: 3}\n"
-                     "      - {sink: phone, priority: 2, retry: 10, expire: 99999}\n"
-                     "      - {sink: phone, priority: '{{ data.p }}'}\n";
+                     "    to: [{sink: phone, priority: 3}]\n"
+                     "  - name: s\n"
+                     "    to: [{sink: phone, priority: 2, retry: 10, expire: 99999}]\n"
+                     "  - name: t\n"
+                     "    to: [{sink: phone, priority: '{{ data.p }}'}]\n";
   LoadResult r = Load(yaml);
   ASSERT_EQ(r.errors.size(), 3u) << Dump(r);
   EXPECT_NE(r.errors[0].message.find("routes[0].to[0].priority: expected an integer in -2..2, "
                                      "got \"3\""),
             std::string::npos);
-  EXPECT_NE(r.errors[1].message.find("routes[0].to[1].retry: expected an integer >= 30"),
+  EXPECT_NE(r.errors[1].message.find("routes[1].to[0].retry: expected an integer >= 30"),
             std::string::npos);
-  EXPECT_NE(r.errors[2].message.find("routes[0].to[1].expire: expected an integer in 1..10800"),
+  EXPECT_NE(r.errors[2].message.find("routes[1].to[0].expire: expected an integer in 1..10800"),
             std::string::npos);
 }
 
@@ -921,7 +948,7 @@ TEST_F(ConfigLoaderTest, ReadsRouteFiltersAndLists) {
                      "    match_any: ['data.a = \"1\"', 'data.b = \"2\"']\n"
                      "    stop: true\n"
                      "    to:\n"
-                     "      - ops\n"
+                     "      - archive\n"
                      "      - {sink: ops, body: '{{ data | json }}'}\n";
   LoadResult r = Load(yaml);
   ASSERT_TRUE(r.errors.empty()) << Dump(r);
