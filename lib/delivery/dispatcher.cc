@@ -224,6 +224,11 @@ struct Dispatcher::Impl {
       }
       next.emplace(sc.name, std::move(st));
     }
+    for (const auto& [name, st] : sinks) {  // a Pushover sink whose type changed
+      if (auto it = next.find(name); it != next.end() && st.pushover && !it->second.pushover) {
+        metrics.ForgetPushoverQuota(name);
+      }
+    }
     // Sinks that disappeared keep their in-flight bookkeeping until those attempts finish.
     for (auto& [name, st] : sinks) {
       if (next.count(name)) continue;
@@ -257,9 +262,11 @@ struct Dispatcher::Impl {
     return current == cfg || current == unbuilt_cfg;
   }
 
-  // A sink's state is dropped (removed by a reload): its breaker gauge must not stay at 1.
+  // A sink's state is dropped (removed by a reload): its breaker gauge must not stay at 1, nor
+  // its last Pushover quota be exported as current.
   void Forget(const SinkState& st) {
     if (st.open) metrics.SetCircuitOpen(st.name, false);
+    if (st.pushover) metrics.ForgetPushoverQuota(st.name);
   }
 
   void Loop() {
@@ -810,11 +817,6 @@ struct Dispatcher::Impl {
     completed.clear();
   }
 
-  void LogIfFailed(const Status& s, const storage::DeliveryRecord& d) {
-    if (!s.ok())
-      log::Error("recording delivery outcome failed", {{"id", d.id}, {"error", s.message()}});
-  }
-
   // Gauges, dead-letter retention, deliveries of sinks that are no longer configured. ~1/s.
   void Housekeeping() {
     HandleIssues();
@@ -855,8 +857,10 @@ struct Dispatcher::Impl {
         if (due.ok()) {
           for (storage::DeliveryRecord& d : due.value()) {
             d.last_error = "sink \"" + name + "\" is not configured";
-            metrics.Delivery(name, "dead");
-            LogIfFailed(store.DeadLetter(d), d);  // a refusal: tried again next round
+            // Counted once: a refused write is kept and written again (RetryUnrecorded), and
+            // this scan waits until it is.
+            DeadLetter(std::move(d));
+            if (!unrecorded.empty()) break;
           }
         }
       }
@@ -890,7 +894,9 @@ struct Dispatcher::Impl {
       int64_t max_age = cfg->retry.max_age.count();
       for (const auto& [name, st] : sinks) max_age = std::max(max_age, st.retry.max_age.count());
       const int64_t keep = max_age + cfg->storage.dlq_retention.count() + 86400000;
-      LogIfFailed(store.PurgeEventsBefore(now_ms - keep), storage::DeliveryRecord{});
+      if (Status s = store.PurgeEventsBefore(now_ms - keep); !s.ok()) {
+        log::Error("removing events past retention failed", {{"error", s.message()}});
+      }
     }
   }
 };

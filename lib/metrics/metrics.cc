@@ -47,6 +47,16 @@ class SeriesCache {
     cache_.emplace(key, &metric);
     return metric;
   }
+  // Drops the series (no longer exported). The caller must hold no reference to it.
+  void Remove(Labels labels) {
+    std::string key;
+    for (const auto& [name, value] : labels) (key += value) += '\x1f';
+    std::unique_lock lock(mu_);
+    auto it = cache_.find(std::string_view(key));
+    if (it == cache_.end()) return;
+    family_.Remove(it->second);
+    cache_.erase(it);
+  }
 
  private:
   prometheus::Family<T>& family_;
@@ -209,7 +219,8 @@ void Metrics::DeclareSources(const std::vector<std::string>& sources) {
     for (auto outcome : {"accepted", "duplicate", "rejected"}) {
       impl_->received_cache.Get({{"source", s}, {"resource", "issue"}, {"outcome", outcome}});
     }
-    for (auto reason : {"signature", "malformed", "missing_resource", "too_large", "unavailable"}) {
+    for (auto reason :
+         {"signature", "timestamp", "malformed", "missing_resource", "too_large", "unavailable"}) {
       impl_->rejected_cache.Get({{"source", s}, {"reason", reason}});
     }
   }
@@ -273,6 +284,12 @@ void Metrics::SetPushoverQuota(std::string_view sink, double remaining, double l
   if (remaining >= 0) impl_->remaining_cache.Get({{"sink", sink}}).Set(remaining);
   if (limit >= 0) impl_->limit_cache.Get({{"sink", sink}}).Set(limit);
   if (reset >= 0) impl_->reset_cache.Get({{"sink", sink}}).Set(reset);
+}
+
+void Metrics::ForgetPushoverQuota(std::string_view sink) {
+  impl_->remaining_cache.Remove({{"sink", sink}});
+  impl_->limit_cache.Remove({{"sink", sink}});
+  impl_->reset_cache.Remove({{"sink", sink}});
 }
 
 void Metrics::ConfigReload(std::string_view outcome) {

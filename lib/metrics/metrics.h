@@ -39,6 +39,8 @@ class Metrics {
   void SetCircuitOpen(std::string_view sink, bool open);
   // From the sink's latest X-Limit-App-* headers; a negative value (header absent) is skipped.
   void SetPushoverQuota(std::string_view sink, double remaining, double limit, double reset);
+  // The sink is gone or no longer a Pushover sink: its quota series are no longer exported.
+  void ForgetPushoverQuota(std::string_view sink);
   // outcome: "success" | "failure".
   void ConfigReload(std::string_view outcome);
 

@@ -9,15 +9,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <condition_variable>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +28,7 @@
 #include "metrics/metrics.h"
 #include "sinks/sink.h"
 #include "storage/event_store.h"
+#include "support/metrics_text.h"
 #include "support/temp_dir.h"
 
 namespace switchyard::delivery {
@@ -459,6 +460,19 @@ class DispatcherTest : public ::testing::Test {
 
   // Waits for `n` dead letters, moving the clock on by a second per check (housekeeping runs
   // about once a second of clock time).
+  // Reopens the store so that it refuses every write (disk below min_free_bytes).
+  void ReopenRefusingWrites() {
+    store_->Close();
+    storage::StoreOptions o;
+    o.path = dir_.path() + "/store";
+    o.sync = false;
+    o.min_free_bytes = uint64_t{1} << 62;
+    o.dedupe_window = milliseconds(0);
+    auto s = storage::OpenStore(o, clock_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+
   std::vector<storage::DeliveryRecord> WaitDeadAdvancing(size_t n) {
     std::vector<storage::DeliveryRecord> dead;
     EXPECT_TRUE(Eventually([&] {
@@ -1159,15 +1173,7 @@ TEST_F(DispatcherTest, AStaleBacklogDoesNotHoldBackAFreshDelivery) {
 TEST_F(DispatcherTest, AQueueWriteTheStoreRefusesDoesNotSendTheDeliveryAgain) {
   Add("r", "ops");
   Add("r", "ops");
-  store_->Close();
-  storage::StoreOptions o;
-  o.path = dir_.path() + "/store";
-  o.sync = false;
-  o.min_free_bytes = uint64_t{1} << 62;  // every write refused
-  o.dedupe_window = milliseconds(0);
-  auto s = storage::OpenStore(o, clock_);
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
-  store_ = std::move(s).value();
+  ASSERT_NO_FATAL_FAILURE(ReopenRefusingWrites());
 
   Fake("ops").Script({Success(), Retry("HTTP 503")});
   Start(kOps);
@@ -1180,6 +1186,22 @@ TEST_F(DispatcherTest, AQueueWriteTheStoreRefusesDoesNotSendTheDeliveryAgain) {
   dispatcher_->Stop(seconds(5));
   dispatcher_.reset();
   EXPECT_EQ(Pending("ops"), 2u) << "never recorded: both still pending (at least once)";
+}
+
+// While the store refused writes, a removed sink's backlog was counted dead (and logged) again
+// every second, though no dead letter was written: the dead-letter alert saw false numbers.
+TEST_F(DispatcherTest, ARemovedSinksBacklogTheStoreRefusesIsCountedDeadOnce) {
+  for (int i = 0; i < 3; ++i) Add("r", "gone");
+  ASSERT_NO_FATAL_FAILURE(ReopenRefusingWrites());
+  Start(kOpsWithoutGone);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(seconds(1));
+    Settle();
+  }
+  EXPECT_LE(testing::DeliveriesTotal(metrics_.Serialize(), "gone", "dead"), 3);
+  dispatcher_->Stop(seconds(5));
+  dispatcher_.reset();
+  EXPECT_EQ(Pending("gone"), 3u) << "never written: still pending";
 }
 
 TEST_F(DispatcherTest, AFailedProbeReopensTheCircuitForTwiceTheCooldown) {

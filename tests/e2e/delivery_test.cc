@@ -411,6 +411,27 @@ TEST_F(DeliveryTest, PushoverQuotaHeadersAreExportedAsMetrics) {
   EXPECT_NE(m->body.find("switchyard_pushover_quota_reset_timestamp_seconds{sink=\"phone\"} "
                          "1893456000"),
             std::string::npos);
+
+  // A reload that makes `phone` an http sink: its last quota is no longer exported as current.
+  const std::string pushover_block =
+      "  phone:\n    type: pushover\n    token: " + pushover_.options().token +
+      "\n    user: " + pushover_.options().user + "\n    api_url: " + pushover_.url() + "\n";
+  std::string yaml = Config("  - name: to-phone\n    to: [phone]\n");
+  const size_t at = yaml.find(pushover_block);
+  ASSERT_NE(at, std::string::npos);
+  yaml.replace(at, pushover_block.size(),
+               "  phone:\n    type: http\n    url: " + receiver_.url("/phone") + "\n");
+  dir_.Write("config.yaml", yaml);
+  auto reloaded = Admin("POST", "/admin/reload");
+  ASSERT_TRUE(reloaded);
+  ASSERT_EQ(reloaded->status, 200) << reloaded->body;
+  ASSERT_EQ(Post(IssueCreated("y"))->status, 202);  // the dispatcher has rebuilt once it sends
+  ASSERT_TRUE(receiver_.WaitFor(1, kWait));
+  m = Admin("GET", "/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body.find("switchyard_pushover_quota_remaining{sink=\"phone\"}"), std::string::npos)
+      << m->body;
+  EXPECT_EQ(m->body.find("switchyard_pushover_quota_limit{sink=\"phone\"}"), std::string::npos);
 }
 
 // Crash safety: SIGKILL under concurrent load; every acknowledged webhook is delivered after the
