@@ -55,6 +55,18 @@ int64_t DecodeFixed64(const char* p) {
   return static_cast<int64_t>(v);
 }
 
+// The dead-letter index's value: when the delivery died (8 bytes, host order, as the dedupe
+// index's). Empty in stores written before it was kept: DecodeDeathTime returns -1.
+std::string EncodeDeathTime(int64_t died_ms) {
+  std::string v(8, '\0');
+  std::memcpy(v.data(), &died_ms, 8);
+  return v;
+}
+
+int64_t DecodeDeathTime(const rocksdb::Slice& value) {
+  return value.size() == 8 ? DecodeFixed64(value.data()) : -1;
+}
+
 class DedupeExpiryFilter final : public rocksdb::CompactionFilter {
  public:
   DedupeExpiryFilter(Clock& clock, std::chrono::milliseconds window)
@@ -363,7 +375,8 @@ class RocksDbStore final : public Store {
     rocksdb::WriteBatch wb;
     wb.Delete(schedule_cf_, ScheduleKey(d.sink, d.due_ms, d.id));
     wb.Put(deliveries_cf_, d.id, EncodeDelivery(dead));
-    wb.Put(dead_cf_, d.id, rocksdb::Slice());
+    const std::string died = EncodeDeathTime(dead.due_ms);
+    wb.Put(dead_cf_, d.id, died);
     Status s = WriteQueue(wb);
     if (s.ok()) AdjustCounts(d.sink, -1, +1);
     return s;
@@ -372,10 +385,12 @@ class RocksDbStore final : public Store {
   // Calls `fn` with each dead letter's id, in id order, until it returns false. A read error
   // ends a RocksDB scan just as its end does: it is returned, never taken for the end (a partial
   // list answered as the list).
-  Status ForEachDeadId(const std::function<bool(std::string id)>& fn) {
+  // `died_ms` is when it died, or -1 for a dead letter written before that was kept in the
+  // index (read its record instead).
+  Status ForEachDeadId(const std::function<bool(std::string id, int64_t died_ms)>& fn) {
     std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (!fn(it->key().ToString())) break;
+      if (!fn(it->key().ToString(), DecodeDeathTime(it->value()))) break;
     }
     if (!it->status().ok()) return Unavailable("reading dead letters: " + it->status().ToString());
     return Status::Ok();
@@ -384,7 +399,7 @@ class RocksDbStore final : public Store {
   Result<std::vector<DeliveryRecord>> ListDead(size_t limit) override {
     std::vector<DeliveryRecord> out;
     Status read = Status::Ok();
-    Status scanned = ForEachDeadId([&](std::string id) {
+    Status scanned = ForEachDeadId([&](std::string id, int64_t) {
       if (out.size() >= limit) return false;
       auto d = GetDelivery(id);
       if (!d.ok()) {
@@ -403,7 +418,7 @@ class RocksDbStore final : public Store {
     std::vector<std::string> targets = ids;
     if (all) {
       targets.clear();
-      Status scanned = ForEachDeadId([&targets](std::string id) {
+      Status scanned = ForEachDeadId([&targets](std::string id, int64_t) {
         targets.push_back(std::move(id));
         return true;
       });
@@ -455,11 +470,20 @@ class RocksDbStore final : public Store {
     return dropped;
   }
 
+  // Runs on the dispatcher's thread once a minute, so it reads only what it may remove: the
+  // index is in id order, ids are ULIDs of the creation time, and a delivery dies after it was
+  // created, so the scan ends at the first id made at or after the cutoff; the time of death
+  // is the index value (only dead letters indexed before it was kept there are read).
   Result<size_t> PurgeDead(int64_t cutoff_ms) override {
     std::vector<std::string> old;
-    Status scanned = ForEachDeadId([&](std::string id) {
-      auto d = GetDelivery(id);
-      if (d.ok() && d.value() && d.value()->due_ms < cutoff_ms) old.push_back(d.value()->id);
+    Status scanned = ForEachDeadId([&](std::string id, int64_t died_ms) {
+      if (UlidMillis(id) >= cutoff_ms) return false;
+      if (died_ms < 0) {
+        auto d = GetDelivery(id);
+        if (!d.ok() || !d.value()) return true;
+        died_ms = d.value()->due_ms;
+      }
+      if (died_ms < cutoff_ms) old.push_back(std::move(id));
       return true;
     });
     if (!scanned.ok()) return scanned;
