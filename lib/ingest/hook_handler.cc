@@ -124,6 +124,32 @@ void HookHandler::CountRejected(const std::string& source, const http::Request& 
                                 int status, std::string_view reason) {
   metrics_.WebhookReceived(source, request.Header("sentry-hook-resource"), "rejected");
   metrics_.WebhookRejected(source, reason);
+  uint64_t unlogged = 0;
+  {
+    std::lock_guard lock(rejected_mu_);
+    std::string key = source;
+    (key += '\x1f') += reason;
+    auto [it, first] = rejected_log_.try_emplace(std::move(key));
+    RejectedLog& r = it->second;
+    const auto now = clock_.SteadyNow();
+    if (first || now - r.window_start >= std::chrono::minutes(1)) {
+      unlogged = r.unlogged;
+      r = RejectedLog{now, 0, 0};
+    }
+    static_assert(kRejectedLinesPerMinute == 10, "the log line below names the limit");
+    if (r.logged >= kRejectedLinesPerMinute) {
+      ++r.unlogged;
+      return;
+    }
+    ++r.logged;
+  }
+  if (unlogged > 0) {
+    // All are counted in switchyard_webhooks_rejected_total.
+    log::Warn("webhook rejections not logged", {{"source", source},
+                                                {"reason", reason},
+                                                {"count", std::to_string(unlogged)},
+                                                {"limit_per_minute", "10"}});
+  }
   log::Info("webhook rejected", {{"source", source},
                                  // Unauthenticated: cut as on the accepted path.
                                  {"request_id", request.Header("request-id").substr(0, 64)},

@@ -7,8 +7,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "common/clock.h"
 #include "config/config_holder.h"
@@ -44,6 +49,19 @@ class HookHandler : public http::Handler {
                   http::Request request, http::Respond respond);
   void HandleSetup(const config::SourceConfig& source, http::Request request,
                    http::Respond respond);
+
+  // Rejections are unauthenticated: a client sending thousands a second must not fill the
+  // disk with log lines (the counter still counts each). Per source and reason, at most
+  // kRejectedLinesPerMinute lines a minute; the first rejection after that minute says how
+  // many were not logged.
+  static constexpr int kRejectedLinesPerMinute = 10;
+  struct RejectedLog {
+    std::chrono::steady_clock::time_point window_start;
+    int logged = 0;
+    uint64_t unlogged = 0;
+  };
+  std::mutex rejected_mu_;
+  std::map<std::string, RejectedLog, std::less<>> rejected_log_;  // GUARDED_BY(rejected_mu_)
 
   const config::ConfigHolder& config_;
   storage::EventStore& store_;

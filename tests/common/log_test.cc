@@ -10,37 +10,12 @@
 #include <regex>
 #include <string>
 
+#include "support/captured_stderr.h"
+
 namespace switchyard::log {
 namespace {
 
-// Points stderr at a temporary file for the test's lifetime; Read() returns what was written.
-class CapturedStderr {
- public:
-  CapturedStderr() : file_(std::tmpfile()), saved_(dup(STDERR_FILENO)) {
-    dup2(fileno(file_), STDERR_FILENO);
-  }
-  ~CapturedStderr() {
-    dup2(saved_, STDERR_FILENO);
-    close(saved_);
-    std::fclose(file_);
-  }
-  std::string Read() {
-    std::string out;
-    char buf[4096];
-    const off_t size = lseek(fileno(file_), 0, SEEK_END);
-    for (off_t off = 0; off < size;) {
-      const ssize_t n = pread(fileno(file_), buf, sizeof buf, off);
-      if (n <= 0) break;
-      out.append(buf, static_cast<size_t>(n));
-      off += n;
-    }
-    return out;
-  }
-
- private:
-  FILE* file_;
-  int saved_;
-};
+using testing::CapturedStderr;
 
 class LogTest : public ::testing::Test {
  protected:

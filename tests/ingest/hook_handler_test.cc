@@ -13,6 +13,7 @@
 #include "config/config_holder.h"
 #include "metrics/metrics.h"
 #include "storage/event_store.h"
+#include "support/captured_stderr.h"
 #include "support/temp_dir.h"
 
 namespace switchyard::ingest {
@@ -90,6 +91,34 @@ TEST_F(HookHandlerTest, MaxClockSkewAllowsForTheTimestampBeingWholeSeconds) {
   EXPECT_EQ(Post("1700000001"), 202) << "0.1 s ahead, within 500 ms";
   EXPECT_EQ(Post("1699999999"), 401) << "1.9 s ago at least: over 500 ms";
   EXPECT_EQ(Post("1700000002"), 401) << "1.1 s ahead: over 500 ms";
+}
+
+size_t CountLines(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// Rejections are unauthenticated: one info line each let any client fill the disk with logs
+// (~3 MB/s at the listener's rate). The counter still counts each one.
+TEST_F(HookHandlerTest, RejectionsAreLoggedTenAMinuteAndTheRestAreCountedThenSummarised) {
+  Start("    max_clock_skew: 1s\n");
+  testing::CapturedStderr captured;
+  const std::string stale = std::to_string(clock_.NowMillis() / 1000 - 3600);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(Post(stale), 401);
+  std::string log = captured.Read();
+  EXPECT_EQ(CountLines(log, "msg=\"webhook rejected\""), 10u) << log;
+  EXPECT_EQ(CountLines(log, "not logged"), 0u);
+  EXPECT_NE(metrics_.Serialize().find(
+                "switchyard_webhooks_rejected_total{reason=\"timestamp\",source=\"sentry\"} 100"),
+            std::string::npos);
+
+  clock_.Advance(std::chrono::minutes(1));
+  ASSERT_EQ(Post(std::to_string(clock_.NowMillis() / 1000 - 3600)), 401);
+  log = captured.Read();
+  EXPECT_EQ(CountLines(log, "msg=\"webhook rejected\""), 11u) << log;
+  EXPECT_EQ(CountLines(log, "msg=\"webhook rejections not logged\""), 1u) << log;
+  EXPECT_NE(log.find("count=90"), std::string::npos) << log;
 }
 
 // Answers OrgOf for every installation with one organization.
