@@ -562,7 +562,9 @@ class Worker {
     if (op->target.tls && !tls_status_->ok()) co_return *tls_status_;
     for (int attempt = 0;; ++attempt) {
       if (op->aborted || stopping_) co_return Unavailable("client shutting down");
-      op->conn = TakeIdle(op->target.origin);
+      // The retry after a stale connection takes a new one: the pooled ones went idle together
+      // and a peer that closed one (a restart) has usually closed them all.
+      op->conn = attempt == 0 ? TakeIdle(op->target.origin) : nullptr;
       const bool reused = op->conn != nullptr;
       if (!reused) {
         Status s = co_await Connect(op);
@@ -593,8 +595,8 @@ class Worker {
       op->conn->Close();
       op->conn.reset();
       if (a.stale && attempt == 0 && !op->aborted && Clock::now() < op->deadline) {
-        // The server closed the idle keep-alive connection before it saw the request (no
-        // response byte arrived): the one case where a request is sent again.
+        // The server closed the idle keep-alive connection, almost always before it saw the
+        // request (no response byte arrived): the one case where a request is sent again.
         log::Debug("http client: stale keep-alive connection, retrying on a new one",
                    {{"origin", op->target.origin}, {"error", a.result->status().message()}});
         continue;

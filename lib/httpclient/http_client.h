@@ -70,8 +70,9 @@ struct HttpClientOptions {
   // A pooled connection idle for less than this is reused without first asking the kernel
   // whether the server closed it (a recv(MSG_PEEK) per request: under load, one of the three
   // syscalls a delivery makes). Should the server have closed it all the same, the request
-  // fails before any response byte and is sent again on a new connection (once), which the
-  // server cannot have processed. 0 checks every time.
+  // fails before any response byte and is sent again on a new connection (once). A server that
+  // read the request, worked on it and then closed without a byte of answer gets it twice:
+  // at-least-once, as every retry (http sinks send an Idempotency-Key). 0 checks every time.
   std::chrono::milliseconds reuse_without_check{1000};
   // Name lookups run on threads of their own, one per host at a time and at most dns_threads
   // at once, so a host whose DNS hangs delays only its own requests; answers are kept for

@@ -816,6 +816,33 @@ TEST_F(HttpClientTest, ARecentlyUsedConnectionTheServerClosedIsRetriedOnANewOne)
   EXPECT_EQ(server.request_count(), 3u);  // the server never read a request twice
 }
 
+// A receiver restarting closes every pooled connection at once. The one retry of a request
+// that met a stale connection took the next pooled one, stale too, and failed: every deploy of
+// a receiver cost failed attempts and backoff.
+TEST_F(HttpClientTest, TheRetryAfterAStaleConnectionUsesANewOneNotAnotherPooledOne) {
+  Gate gate(3);
+  std::atomic<bool> restarted{false};
+  ScriptServer server([&](const SeenRequest& req) {
+    if (!restarted) {
+      gate.ArriveAndWait();  // three connections in use at once: the pool keeps three
+      Reply r = Reply::Ok("before");
+      r.after = Reply::After::kClose;  // then all close, as a restart does
+      return r;
+    }
+    return Reply::Ok("conn " + std::to_string(req.connection));
+  });
+  auto client = NewClient({.reuse_without_check = std::chrono::hours(1)});
+  Completions done;
+  for (int i = 0; i < 3; ++i) client->Send(Get(server.Url()), done.Callback(i));
+  ASSERT_TRUE(done.WaitFor(3));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(done.Get(i).ok()) << done.Get(i).status().ToString();
+  ASSERT_TRUE(server.WaitForClosed(3));
+  restarted = true;
+  Result<ClientResponse> r = Fetch(*client, Get(server.Url()));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->body, "conn 4");
+}
+
 TEST_F(HttpClientTest, ConnectionCloseResponseIsNotPooled) {
   ScriptServer server([](const SeenRequest&) {
     Reply r = Reply::Ok("x");
