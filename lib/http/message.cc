@@ -22,7 +22,15 @@ bool Request::HasHeader(std::string_view lower_name) const {
 
 std::string_view Request::Path() const {
   std::string_view t = target;
-  return t.substr(0, t.find('?'));
+  t = t.substr(0, t.find('?'));
+  // Absolute form (RFC 9112 3.2.2: a server MUST accept it): the path after the authority.
+  if (!t.starts_with('/')) {
+    if (const size_t scheme = t.find("://"); scheme != std::string_view::npos) {
+      const size_t path = t.find('/', scheme + 3);
+      return path == std::string_view::npos ? std::string_view("/") : t.substr(path);
+    }
+  }
+  return t;
 }
 
 std::string_view Request::Query() const {

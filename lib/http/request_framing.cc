@@ -65,7 +65,8 @@ void RequestParser::on_field_impl(bhttp::field name, string_view name_string, st
   if (name == bhttp::field::content_length) ++content_lengths_;
   if (name == bhttp::field::expect && !seen_expect_) {
     seen_expect_ = true;
-    expect_continue_ = boost::beast::iequals(value, "100-continue");
+    // RFC 9110 10.1.1: ignored from an HTTP/1.0 client, which would take a 100 for the answer.
+    expect_continue_ = version_ >= 11 && boost::beast::iequals(value, "100-continue");
   }
   request_.headers.emplace_back(AsciiLower(name_string), std::string(value.data(), value.size()));
   ec = {};

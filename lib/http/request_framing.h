@@ -34,7 +34,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   int transfer_encoding_fields() const { return transfer_encodings_; }
   int content_length_fields() const { return content_lengths_; }
   std::string_view transfer_encoding() const { return transfer_encoding_; }
-  // Whether the first Expect field is "100-continue" (case-insensitive).
+  // Whether the first Expect field is "100-continue" (case-insensitive), in an HTTP/1.1 request.
   bool expects_continue() const { return expect_continue_; }
 
  private:

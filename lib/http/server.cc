@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <csignal>
+#include <ctime>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -170,7 +171,22 @@ struct HttpServer::Impl {
         net::use_awaitable, std::move(request));
   }
 
-  // Serializes a response into one buffer: status line, Server, Content-Type, the handler's
+  // The Date every response carries (RFC 9110 6.6.1), IMF-fixdate, formatted once a second per
+  // thread.
+  static void AppendHttpDate(std::string& out) {
+    thread_local time_t cached_second = -1;
+    thread_local char cached[32];
+    const time_t now = ::time(nullptr);
+    if (now != cached_second) {
+      struct tm tm;
+      gmtime_r(&now, &tm);
+      strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);  // "C" locale names
+      cached_second = now;
+    }
+    out.append(cached);
+  }
+
+  // Serializes a response into one buffer: status line, Server, Date, Content-Type, the handler's
   // headers, Content-Length, Connection as needed, then the body. (Beast's serializer walks a
   // buffer-sequence view per write and cost about a third of the I/O thread's instructions.)
   // A response to HEAD (`head`) has the headers GET would have, Content-Length included, and
@@ -190,7 +206,9 @@ struct HttpServer::Impl {
     out.append(std::to_string(r.status));
     out.push_back(' ');
     out.append(bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(r.status))));
-    out.append("\r\nServer: switchyard\r\n");
+    out.append("\r\nServer: switchyard\r\nDate: ");
+    AppendHttpDate(out);
+    out.append("\r\n");
     const bool no_content =
         r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
     if (!r.body.empty() || r.status != 204) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
+#include <regex>
 #include <stdexcept>
 #include <string>
 
@@ -101,6 +103,85 @@ TEST(HttpServerTest, AnEndlessChunkExtensionOrTrailerIsRefusedNotBuffered) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   server.Shutdown(std::chrono::seconds(2));
+}
+
+// Answers 200 with the request's path and query as the body.
+class EchoPathHandler : public Handler {
+ public:
+  void Handle(Request request, Respond respond) override {
+    respond(Response::Text(200, std::string(request.Path()) + "|" + std::string(request.Query()),
+                           "text/plain"));
+  }
+};
+
+class HttpConformanceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ListenerOptions options;
+    options.name = "test";
+    options.address = "127.0.0.1:0";
+    auto port = server_.AddListener(options, &handler_);
+    ASSERT_TRUE(port.ok()) << port.status().ToString();
+    port_ = *port;
+    server_.Start();
+  }
+  void TearDown() override { server_.Shutdown(std::chrono::seconds(2)); }
+
+  EchoPathHandler handler_;
+  HttpServer server_{1};
+  uint16_t port_ = 0;
+};
+
+// RFC 9110 6.6.1: an origin server with a clock MUST send Date.
+TEST_F(HttpConformanceTest, EveryResponseCarriesADateInImfFixdate) {
+  testing::RawConnection conn(port_);
+  ASSERT_TRUE(conn.Send(testing::BuildRequest("GET", "/a", {}, "")));
+  auto r = conn.Read();
+  ASSERT_TRUE(r);
+  const std::string date = r->Header("date");
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_match(date, m,
+                       std::regex(R"((Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|)"
+                                  R"(May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT)")))
+      << "Date: " << date;
+  struct tm tm = {};
+  ASSERT_NE(strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm), nullptr);
+  EXPECT_LE(std::abs(timegm(&tm) - ::time(nullptr)), 5) << date;
+}
+
+// RFC 9110 10.1.1: a server MUST ignore a 100-continue expectation from an HTTP/1.0 client,
+// which would read the interim 100 as the answer.
+TEST_F(HttpConformanceTest, AnHttp10ExpectContinueGetsNoInterimResponse) {
+  testing::RawConnection conn(port_);
+  ASSERT_TRUE(
+      conn.Send("POST /x HTTP/1.0\r\nHost: t\r\nExpect: 100-continue\r\n"
+                "Content-Length: 3\r\n\r\nabc"));
+  auto r = conn.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  // An HTTP/1.1 client still gets its 100 first.
+  testing::RawConnection conn11(port_);
+  ASSERT_TRUE(
+      conn11.Send("POST /x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 3\r\n\r\n"));
+  r = conn11.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 100);
+}
+
+// RFC 9112 3.2.2: a server MUST accept the absolute form; it was answered 404.
+TEST_F(HttpConformanceTest, AnAbsoluteFormTargetIsRoutedByItsPath) {
+  testing::RawConnection conn(port_);
+  for (const auto& [target, want] : std::vector<std::pair<std::string, std::string>>{
+           {"http://127.0.0.1:8080/hooks/sentry?x=1", "/hooks/sentry|x=1"},
+           {"https://example.com", "/|"},
+           {"/plain?q", "/plain|q"}}) {
+    ASSERT_TRUE(conn.Send("GET " + target + " HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto r = conn.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, want) << target;
+  }
 }
 
 }  // namespace
