@@ -98,8 +98,13 @@ void AdminHandler::Handle(http::Request request, http::Respond respond) {
   }
   if (path == "/readyz") {
     if (!get) return respond(MethodNotAllowed("GET"));
-    respond(ready_ ? http::Response::Json(200, "{\"status\":\"ready\"}")
-                   : http::Response::Json(503, "{\"status\":\"not ready\"}"));
+    if (!ready_) return respond(http::Response::Json(503, "{\"status\":\"not ready\"}"));
+    // Storage that refuses every webhook (disk below min_free_bytes) is not up.
+    if (Status storage = store_.Accepting(); !storage.ok()) {
+      return respond(http::Response::Json(
+          503, "{\"status\":\"not ready\",\"reason\":" + JsonQuote(storage.message()) + "}"));
+    }
+    respond(http::Response::Json(200, "{\"status\":\"ready\"}"));
     return;
   }
   if (path == "/metrics") {

@@ -68,6 +68,11 @@ class EventStore {
   // OK while writes succeed; the last write error otherwise (cleared by the next success).
   virtual Status Health() const = 0;
 
+  // OK unless new webhooks would be refused for want of space now: the filesystem has less than
+  // min_free_bytes free (checked at the call, so it recovers without a write; max_disk_bytes is
+  // not checked here). Cheap (one statvfs); any thread, also after Close().
+  virtual Status Accepting() const = 0;
+
   virtual StoreStats Stats() const = 0;
 
   // Stops accepting appends, completes the queued ones, and flushes. Idempotent. Blocking.

@@ -252,6 +252,8 @@ class RocksDbStore final : public Store {
     return health_;
   }
 
+  Status Accepting() const override { return RoomForWrite(0); }
+
   StoreStats Stats() const override {
     std::lock_guard lock(health_mu_);
     return stats_;

@@ -130,8 +130,21 @@ TEST_F(StorageFaultsTest, DiskFullWhileDeliveriesFlowNeitherCrashesNorLosesWebho
   auto health = Fetch(daemon_.admin_port(), "GET", "/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
+  // Not ready while storage refuses every webhook (a balancer sends them elsewhere)...
+  auto ready = Fetch(daemon_.admin_port(), "GET", "/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_NE(ready->body.find("storage nearly full"), std::string::npos) << ready->body;
 
   small.Free();
+  // ...and ready again once space returns, before any webhook arrives to find out.
+  bool ready_again = false;
+  for (int i = 0; i < 200 && !ready_again; ++i) {
+    ready = Fetch(daemon_.admin_port(), "GET", "/readyz");
+    ready_again = ready && ready->status == 200;
+    if (!ready_again) std::this_thread::sleep_for(milliseconds(20));  // polling the daemon
+  }
+  EXPECT_TRUE(ready_again);
   bool accepted = false;
   for (int i = 0; i < 200 && !accepted; ++i) {
     auto again = Post(Body(2000 + i));
