@@ -1,5 +1,9 @@
 #include "common/log.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 
 #include "common/json_escape.h"
 
@@ -66,15 +71,169 @@ bool NeedsQuotes(std::string_view s) {
   return false;
 }
 
-void WriteAll(const std::string& data) {
-  const char* p = data.data();
-  size_t left = data.size();
-  while (left > 0) {
-    ssize_t n = ::write(STDERR_FILENO, p, left);
-    if (n <= 0) break;
-    p += n;
-    left -= static_cast<size_t>(n);
+// Appends one formatted line (with its newline) to `line`.
+void AppendLine(std::string& line, Level level, std::string_view msg,
+                std::initializer_list<Field> fields) {
+  if (static_cast<Format>(g_format.load()) == Format::kJson) {
+    line += "{\"ts\":\"";
+    AppendTimestamp(line);
+    line += "\",\"level\":\"";
+    line += LevelName(level);
+    line += "\",\"msg\":\"";
+    AppendJsonEscaped(line, msg);
+    line += '"';
+    for (const auto& [k, v] : fields) {
+      line += ",\"";
+      AppendJsonEscaped(line, k);
+      line += "\":\"";
+      AppendJsonEscaped(line, v);
+      line += '"';
+    }
+    line += "}\n";
+  } else {
+    line += "ts=";
+    AppendTimestamp(line);
+    line += " level=";
+    line += LevelName(level);
+    line += " msg=\"";
+    AppendJsonEscaped(line, msg);
+    line += '"';
+    for (const auto& [k, v] : fields) {
+      line += ' ';
+      line += k;
+      line += '=';
+      if (NeedsQuotes(v)) {
+        line += '"';
+        AppendJsonEscaped(line, v);
+        line += '"';
+      } else {
+        line += v;
+      }
+    }
+    line += '\n';
   }
+}
+
+// Where lines go, and what to do when nobody reads them. stderr is written as it is when it is
+// a file or a terminal. When it is a pipe or a socket (journald's stream, a container runtime's
+// pipe), a reader that stalls must not stop the threads that log (the store's writer, the I/O
+// threads): a socket is written with MSG_DONTWAIT, and a pipe through a non-blocking description
+// of our own (/proc/self/fd/2; O_NONBLOCK on fd 2 would change it for whoever shares it). Bytes
+// that find no room wait at most kMaxStall per write, and not at all while the reader is known
+// to be stalled; then they are dropped and counted, and the next write that gets through first
+// says how many lines were lost. Every write holds g_out_mu, so lines never interleave.
+constexpr int kMaxStallMs = 10;
+
+std::mutex g_out_mu;
+std::atomic<uint64_t> g_dropped_lines{0};
+struct Output {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool known = false;
+  enum class Kind { kPlain, kSocket, kPipe } kind = Kind::kPlain;
+  int fd = STDERR_FILENO;   // own non-blocking description for a pipe
+  bool stalled = false;     // the last write dropped bytes
+  bool mid_line = false;    // bytes of a line were dropped after its start was written
+  uint64_t unreported = 0;  // lines dropped since the last write that got through
+};
+Output g_out;  // GUARDED_BY(g_out_mu)
+
+// With g_out_mu held: (re)learns what fd 2 is when it changed (tests point it elsewhere).
+void LearnOutput() {
+  struct stat st;
+  if (fstat(STDERR_FILENO, &st) != 0) {
+    g_out.known = false;
+    return;
+  }
+  if (g_out.known && st.st_dev == g_out.dev && st.st_ino == g_out.ino) return;
+  if (g_out.fd != STDERR_FILENO) ::close(g_out.fd);
+  g_out = Output{};
+  g_out.known = true;
+  g_out.dev = st.st_dev;
+  g_out.ino = st.st_ino;
+  if (S_ISSOCK(st.st_mode)) {
+    g_out.kind = Output::Kind::kSocket;
+  } else if (S_ISFIFO(st.st_mode)) {
+    const int fd = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+      g_out.kind = Output::Kind::kPipe;
+      g_out.fd = fd;
+    }
+  }
+}
+
+// With g_out_mu held: one attempt; >= 0 bytes written, or -1 (EAGAIN: no room; other: gone).
+ssize_t WriteSome(const char* p, size_t n, bool* no_room) {
+  for (;;) {
+    ssize_t w = g_out.kind == Output::Kind::kSocket
+                    ? ::send(g_out.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+                    : ::write(g_out.fd, p, n);
+    if (w >= 0) return w;
+    if (errno == EINTR) continue;
+    *no_room = errno == EAGAIN || errno == EWOULDBLOCK;
+    return -1;
+  }
+}
+
+// With g_out_mu held: writes `data` until it is all out, or until it found no room for
+// kMaxStallMs (0 while stalled), or stderr is gone. Returns how many bytes went out.
+size_t WriteLocked(std::string_view data) {
+  const size_t size = data.size();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(g_out.stalled ? 0 : kMaxStallMs);
+  while (!data.empty()) {
+    bool no_room = false;
+    const ssize_t w = WriteSome(data.data(), data.size(), &no_room);
+    if (w > 0) {
+      data.remove_prefix(static_cast<size_t>(w));
+      continue;
+    }
+    if (w == 0 || !no_room) break;  // stderr is gone: nothing to wait for
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    struct pollfd pfd = {g_out.fd, POLLOUT, 0};
+    ::poll(&pfd, 1, static_cast<int>(left.count()));
+  }
+  g_out.stalled = !data.empty();
+  return size - data.size();
+}
+
+uint64_t Lines(std::string_view s) {
+  return static_cast<uint64_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+void WriteAll(const std::string& data) {
+  std::lock_guard lock(g_out_mu);
+  LearnOutput();
+  if (g_out.unreported > 0 || g_out.mid_line) {
+    // The reader stalled before: end the line it cut, then say what was lost.
+    std::string note = g_out.mid_line ? "\n" : "";
+    const std::string count = std::to_string(g_out.unreported);
+    AppendLine(note, Level::kWarn, "log lines dropped: stderr was not read in time",
+               {{"count", count}});
+    const size_t sent = WriteLocked(note);
+    if (sent == note.size()) {
+      g_out.unreported = 0;
+      g_out.mid_line = false;
+    } else {
+      if (sent > 0) g_out.mid_line = true;
+      if (!g_out.stalled) return;  // stderr is gone
+    }
+  }
+  if (g_out.stalled && (g_out.unreported > 0 || g_out.mid_line)) {
+    g_out.unreported += Lines(data);  // still not read: drop without trying
+    g_dropped_lines.fetch_add(Lines(data), std::memory_order_relaxed);
+    return;
+  }
+  const size_t sent = WriteLocked(data);
+  if (sent == data.size()) return;
+  std::string_view rest(data);
+  rest.remove_prefix(sent);
+  const uint64_t lost = Lines(rest);  // the lines not started, and the one cut short
+  if (sent > 0 && data[sent - 1] != '\n') g_out.mid_line = true;
+  g_out.unreported += lost;
+  g_dropped_lines.fetch_add(lost, std::memory_order_relaxed);
 }
 
 thread_local std::string* t_batch = nullptr;  // set while a ScopedBatch is alive on this thread
@@ -137,44 +296,7 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
   std::string own;
   std::string& line = t_batch ? *t_batch : own;
   if (!t_batch) line.reserve(128 + msg.size());
-  if (static_cast<Format>(g_format.load()) == Format::kJson) {
-    line += "{\"ts\":\"";
-    AppendTimestamp(line);
-    line += "\",\"level\":\"";
-    line += LevelName(level);
-    line += "\",\"msg\":\"";
-    AppendJsonEscaped(line, msg);
-    line += '"';
-    for (const auto& [k, v] : fields) {
-      line += ",\"";
-      AppendJsonEscaped(line, k);
-      line += "\":\"";
-      AppendJsonEscaped(line, v);
-      line += '"';
-    }
-    line += "}\n";
-  } else {
-    line += "ts=";
-    AppendTimestamp(line);
-    line += " level=";
-    line += LevelName(level);
-    line += " msg=\"";
-    AppendJsonEscaped(line, msg);
-    line += '"';
-    for (const auto& [k, v] : fields) {
-      line += ' ';
-      line += k;
-      line += '=';
-      if (NeedsQuotes(v)) {
-        line += '"';
-        AppendJsonEscaped(line, v);
-        line += '"';
-      } else {
-        line += v;
-      }
-    }
-    line += '\n';
-  }
+  AppendLine(line, level, msg, fields);
   if (t_batch) {
     if (t_batch->size() >= (64u << 10)) {
       WriteAll(*t_batch);
@@ -185,5 +307,7 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
   // One write(2) per line: atomic with respect to other writers of the same pipe/file.
   WriteAll(line);
 }
+
+uint64_t DroppedLines() { return g_dropped_lines.load(std::memory_order_relaxed); }
 
 }  // namespace switchyard::log

@@ -1,5 +1,8 @@
 // Structured, line-oriented logging to stderr (journald-friendly). One call writes one complete
-// line with a single write(2), so lines from different threads never interleave.
+// line with a single write(2), so lines from different threads never interleave. Logging never
+// blocks for long: when stderr is a pipe or socket whose reader has stalled, a line waits at most
+// 10 ms for room (none while the stall lasts), then is dropped and counted, and the next line
+// that gets through is preceded by "log lines dropped" with the count.
 // Format: logfmt by default (`ts=... level=info msg="..." k=v`), or JSON lines when configured.
 // Never pass secrets as fields: there is no redaction layer behind this.
 #pragma once
@@ -41,6 +44,9 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
 void CoroutineFailure(const char* task, std::exception_ptr e);
 // How many failures CoroutineFailure has seen (switchyard_internal_errors_total).
 uint64_t CoroutineFailures();
+// How many lines were dropped because stderr was not read in time
+// (switchyard_log_lines_dropped_total).
+uint64_t DroppedLines();
 
 inline void Debug(std::string_view m, std::initializer_list<Field> f = {}) {
   if (Enabled(Level::kDebug)) Write(Level::kDebug, m, f);

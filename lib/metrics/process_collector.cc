@@ -110,6 +110,9 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
                        "Exceptions caught where they would have ended a request, a task or the "
                        "process (each is logged as \"coroutine failed\").",
                        MetricType::Counter, static_cast<double>(log::CoroutineFailures())));
+  out.push_back(Single("switchyard_log_lines_dropped_total",
+                       "Log lines dropped because stderr (a pipe or socket) was not read in time.",
+                       MetricType::Counter, static_cast<double>(log::DroppedLines())));
   out.push_back(Single("process_start_time_seconds",
                        "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
                        start_time_seconds_));

@@ -1,5 +1,6 @@
 #include "common/log.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <future>
 #include <regex>
 #include <string>
 
@@ -124,6 +126,51 @@ TEST_F(LogTest, InvalidUtf8FromAClientBecomesReplacementCharactersInBothFormats)
     EXPECT_EQ(line.find("\xff"), std::string::npos);
     EXPECT_EQ(line.find("\xc3\x28"), std::string::npos);
   }
+}
+
+// stderr on a pipe nobody reads (journald stalled, a container runtime's pipe): write(2)
+// blocked the thread that logged, and the store's writer logs after every group commit, so
+// every webhook waited for journald. Lines are now dropped after a short wait and counted, and
+// the first line that gets through says how many were lost.
+TEST_F(LogTest, AStderrPipeNobodyReadsDropsLinesInsteadOfBlocking) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_EQ(dup2(fds[1], STDERR_FILENO), STDERR_FILENO);
+  const uint64_t dropped_before = DroppedLines();
+  // 2,000 lines of ~200 bytes: six times what a pipe holds.
+  auto logging = std::async(std::launch::async, [] {
+    const std::string filler(150, 'x');
+    for (int i = 0; i < 2000; ++i) Info("filler", {{"n", std::to_string(i)}, {"f", filler}});
+  });
+  const bool finished = logging.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  // Drain the pipe: unblocks the logging thread if it was stuck, and reads what got through.
+  auto read_all = [&] {
+    std::string got;
+    char buf[65536];
+    const int flags = fcntl(fds[0], F_GETFL);
+    fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;)
+      got.append(buf, static_cast<size_t>(n));
+    return got;
+  };
+  std::string got = read_all();
+  logging.wait();
+  EXPECT_TRUE(finished) << "logging blocked on a full pipe";
+  const uint64_t dropped = DroppedLines() - dropped_before;
+  EXPECT_GT(dropped, 0u);
+  Info("after", {});
+  got += read_all();
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_NE(got.find("msg=\"log lines dropped: stderr was not read in time\" count=" +
+                     std::to_string(dropped) + "\n"),
+            std::string::npos)
+      << got.substr(got.size() > 600 ? got.size() - 600 : 0);
+  EXPECT_TRUE(got.ends_with("msg=\"after\"\n"))
+      << got.substr(got.size() > 300 ? got.size() - 300 : 0);
 }
 
 TEST_F(LogTest, LinesBelowTheLevelAreNotWritten) {
