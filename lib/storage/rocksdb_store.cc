@@ -34,6 +34,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -322,7 +323,10 @@ class RocksDbStore final : public Store {
                                                   : it->value().ToStringView());
       if (d.ok() && d.value().id != id) d = Internal("schedule entry and record disagree");
       if (!d.ok()) {
-        log::Error("skipping corrupt delivery record", {{"id", std::string(id)}});
+        // Every scan passes it again (about ten a second): logged once per record.
+        if (FirstSightOfCorrupt(id)) {
+          log::Error("skipping corrupt delivery record", {{"id", std::string(id)}});
+        }
         continue;
       }
       out.push_back(std::move(d).value());
@@ -330,6 +334,17 @@ class RocksDbStore final : public Store {
     if (!it->status().ok()) return Unavailable("scanning schedule: " + it->status().ToString());
     return out;
   }
+
+  // True the first time `id` is reported corrupt (up to kMaxCorruptRemembered ids; past that,
+  // every sighting is reported: a store that corrupt needs attention more than a quiet log).
+  bool FirstSightOfCorrupt(std::string_view id) {
+    std::lock_guard lock(corrupt_mu_);
+    if (corrupt_seen_.size() >= kMaxCorruptRemembered) return true;
+    return corrupt_seen_.emplace(id).second;
+  }
+  static constexpr size_t kMaxCorruptRemembered = 1024;
+  std::mutex corrupt_mu_;
+  std::set<std::string, std::less<>> corrupt_seen_;  // GUARDED_BY(corrupt_mu_)
 
   Status Complete(const DeliveryRecord& d) override {
     rocksdb::WriteBatch wb;
