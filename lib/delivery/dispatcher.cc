@@ -249,6 +249,15 @@ struct Dispatcher::Impl {
     }
     std::vector<std::string> names;
     for (const auto& s : next_cfg->sinks) names.push_back(s.name);
+    // The replaced sinks close on the blocking pool: a file sink's close waits for its pending
+    // fdatasync, and no delivery may wait for that. (Attempts still running hold their own
+    // reference; the last one closes it wherever it ends.)
+    std::vector<std::shared_ptr<sinks::Sink>> replaced;
+    for (auto& [name, st] : sinks) {
+      if (st.sink) replaced.push_back(std::move(st.sink));
+    }
+    if (!replaced.empty())
+      blocking.Post([replaced = std::move(replaced)]() mutable { replaced.clear(); });
     cfg = std::move(next_cfg);
     sinks = std::move(next);
     metrics.DeclareSinks(names);
@@ -305,7 +314,11 @@ struct Dispatcher::Impl {
         }
       }
       if (reopen_files) {
-        for (auto& [name, st] : sinks) st.sink->Reopen();
+        // On the blocking pool, after the appends queued there: a reopen waits for a write
+        // in progress.
+        for (auto& [name, st] : sinks) {
+          if (st.blocking) blocking.Post([sink = st.sink] { sink->Reopen(); });
+        }
       }
       if (stop) {
         if (!stop_acknowledged && options.on_stop_acknowledged) options.on_stop_acknowledged();

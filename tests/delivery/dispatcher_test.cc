@@ -103,6 +103,23 @@ class FakeSink {
     std::lock_guard lock(mu_);
     active_ = active;
   }
+  // While held, closing or reopening this sink (its proxy's destructor, Reopen) waits, as a
+  // file sink's does behind an fdatasync that hangs.
+  void HoldTeardown(bool hold) {
+    std::lock_guard lock(mu_);
+    teardown_held_ = hold;
+    cv_.notify_all();
+  }
+  void Teardown() {
+    std::unique_lock lock(mu_);
+    ++teardowns_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return !teardown_held_; });
+  }
+  int teardowns() const {
+    std::lock_guard lock(mu_);
+    return teardowns_;
+  }
   bool active() const {
     std::lock_guard lock(mu_);
     return active_;
@@ -205,12 +222,17 @@ class FakeSink {
   size_t in_flight_ = 0;
   size_t max_in_flight_ = 0;
   std::vector<std::thread> threads_;
+  std::condition_variable cv_;
+  bool teardown_held_ = false;
+  int teardowns_ = 0;
 };
 
 // What the dispatcher owns: forwards to the test's FakeSink (which outlives reloads).
 class SinkProxy : public sinks::Sink {
  public:
   explicit SinkProxy(std::shared_ptr<FakeSink> fake) : fake_(std::move(fake)) {}
+  ~SinkProxy() override { fake_->Teardown(); }
+  void Reopen() override { fake_->Teardown(); }
   void Deliver(const sinks::Delivery& d, sinks::DeliverCallback done) override {
     fake_->Deliver(d, std::move(done));
   }
@@ -1407,6 +1429,31 @@ routes:
   Add("r", "archive");
   ASSERT_TRUE(WaitCalls("archive", 2));
   EXPECT_TRUE(Eventually([&] { return Pending("archive") == 0; }));
+}
+
+// A reload releases every old sink and SIGHUP reopens files. A file sink's close waits for its
+// pending fdatasync and its reopen for a write in progress; both ran on the dispatcher's thread,
+// so no delivery to any sink started meanwhile.
+TEST_F(DispatcherTest, AFileSinkSlowToCloseOrReopenHoldsUpNoOtherSink) {
+  constexpr char kFileAndHttp[] = R"yaml(sinks:
+  archive: {type: file, path: ./x.jsonl}
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: to-archive
+    to: [archive]
+  - name: to-ops
+    to: [ops]
+)yaml";
+  Start(kFileAndHttp);
+  Fake("archive").HoldTeardown(true);
+  Reload(kFileAndHttp);  // every sink is rebuilt: the old archive sink closes
+  ASSERT_TRUE(Eventually([&] { return Fake("archive").teardowns() >= 1; }));
+  Add("to-ops", "ops");
+  EXPECT_TRUE(WaitCalls("ops", 1)) << "the dispatcher waited for the file sink to close";
+  dispatcher_->ReopenFiles();
+  Add("to-ops", "ops");
+  EXPECT_TRUE(WaitCalls("ops", 2)) << "the dispatcher waited for the file sink to reopen";
+  Fake("archive").HoldTeardown(false);
 }
 
 TEST_F(DispatcherTest, StopLeavesAttemptsStillRunningPendingInTheQueue) {
