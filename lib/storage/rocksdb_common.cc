@@ -108,6 +108,10 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   db_opts.max_background_jobs = 2;
   db_opts.max_open_files = 512;  // bounded: systemd's default soft NOFILE limit is 1024
   db_opts.paranoid_checks = true;
+  // RocksDB's own LOG (stats every 10 min, each flush and compaction: MBs a day) rolls at
+  // 16 MiB and keeps 5 old ones; without a size it grew in one file until the next restart,
+  // outside max_disk_bytes, toward min_free_bytes.
+  db_opts.max_log_file_size = 16u << 20;
   db_opts.keep_log_file_num = 5;
   // Obsolete WAL and table files are deleted by a background job, not by the writer thread that
   // happens to finish a memtable switch (an unlink of a large file takes milliseconds).

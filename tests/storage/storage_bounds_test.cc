@@ -103,6 +103,24 @@ TEST_F(StorageBoundsTest, MaxDiskBytesZeroIsUnlimited) {
   }
 }
 
+// RocksDB's info LOG had no size limit: one file growing (stats every 10 minutes, every flush
+// and compaction) until the next restart, outside max_disk_bytes. The options RocksDB persists
+// with the store show the roll size.
+TEST_F(StorageBoundsTest, RocksDbsOwnLogRollsAtABoundedSize) {
+  auto opened = OpenStore(Options(0), clock_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  opened.value()->Close();
+  std::string options_text;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.path() + "/store/db")) {
+    if (f.path().filename().string().starts_with("OPTIONS-")) {
+      options_text = switchyard::testing::ReadFile(f.path().string());
+    }
+  }
+  ASSERT_FALSE(options_text.empty()) << "no OPTIONS file in the store";
+  EXPECT_NE(options_text.find("max_log_file_size=16777216"), std::string::npos);
+  EXPECT_NE(options_text.find("keep_log_file_num=5"), std::string::npos);
+}
+
 // Without CURRENT, RocksDB's create_if_missing would start an empty database and delete the old
 // files as obsolete. The store refuses to open instead, and leaves every file in place.
 TEST_F(StorageBoundsTest, StoreWithoutCurrentFileIsRefusedNotReset) {
