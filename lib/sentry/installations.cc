@@ -97,6 +97,12 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
   // Exchanges /setup (unauthenticated) has running: capped, so that anyone who can reach the
   // listener cannot make the daemon call Sentry's token endpoint in a loop.
   std::atomic<int> setup_in_flight{0};
+  // ...and started at most kMaxSetupExchanges at a time plus one every kSetupRefill: a loop of
+  // bogus links otherwise ran 8 exchanges back to back (40-80 a second, each logged three
+  // times). A token bucket on the monotonic clock. GUARDED_BY(setup_mu)
+  std::mutex setup_mu;
+  double setup_tokens = InstallationManager::kMaxSetupExchanges;
+  std::chrono::steady_clock::time_point setup_refilled{};
   // Entries whose record the store refused (e.g. the disk at its free-space floor): written
   // again every refresher round, as the record may hold the only valid pair. GUARDED_BY(mu)
   std::set<std::string> unsaved;
@@ -1057,6 +1063,20 @@ void InstallationManager::Stop(std::chrono::milliseconds drain) {
 void InstallationManager::Setup(const std::string& source, const std::string& uuid,
                                 const std::string& code, const std::string& org,
                                 std::function<void(Status)> done) {
+  {
+    std::lock_guard lock(impl_->setup_mu);
+    const auto now = impl_->clock.SteadyNow();
+    if (impl_->setup_refilled != std::chrono::steady_clock::time_point{}) {
+      const double earned = std::chrono::duration<double>(now - impl_->setup_refilled) /
+                            std::chrono::duration<double>(kSetupRefill);
+      impl_->setup_tokens = std::min<double>(kMaxSetupExchanges, impl_->setup_tokens + earned);
+    }
+    impl_->setup_refilled = now;
+    if (impl_->setup_tokens < 1) {
+      return done(ResourceExhausted("too many installations started in the last minute"));
+    }
+    impl_->setup_tokens -= 1;
+  }
   if (impl_->setup_in_flight.fetch_add(1) >= kMaxSetupExchanges) {
     --impl_->setup_in_flight;
     return done(ResourceExhausted("too many installations in progress"));

@@ -87,9 +87,11 @@ class InstallationManager : public ingest::Installer {
   // Idempotent.
   void Stop(std::chrono::milliseconds drain = std::chrono::milliseconds(0));
 
-  // ingest::Installer. Setup runs at most kMaxSetupExchanges at once (it is unauthenticated);
-  // past that it answers kResourceExhausted at once.
+  // ingest::Installer. Setup (unauthenticated) runs at most kMaxSetupExchanges at once, and
+  // starts at most that many in a burst plus one every kSetupRefill (10 a minute); past either
+  // it answers kResourceExhausted at once.
   static constexpr int kMaxSetupExchanges = 8;
+  static constexpr std::chrono::seconds kSetupRefill{6};
   void Setup(const std::string& source, const std::string& uuid, const std::string& code,
              const std::string& org, std::function<void(Status)> done) override;
   void OnInstallationEvent(ingest::InstallationEvent event) override;

@@ -326,6 +326,28 @@ TEST_F(SentryIntegrationTest, SetupRunsAtMostEightExchangesAtOnce) {
   EXPECT_EQ(redirected, 8) << ::testing::PrintToString(statuses);
 }
 
+// /setup is unauthenticated: a loop of bogus links ran 8 exchanges back to back (40-80 a
+// second against Sentry's token endpoint with the app's secret, each logged three times). It
+// starts 8 in a burst, then one every 6 s.
+TEST_F(SentryIntegrationTest, SetupStartsAtMostEightExchangesInABurstThenTenAMinute) {
+  Start();
+  constexpr int kRequests = 12;
+  std::vector<int> statuses;
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = Setup("0123456789abcdef0123456789abcdef");  // never issued: Sentry refuses
+    ASSERT_TRUE(r);
+    statuses.push_back(r->status);
+    if (r->status == 503) EXPECT_FALSE(r->Header("Retry-After").empty());
+  }
+  const int refused_by_sentry = static_cast<int>(std::count(statuses.begin(), statuses.end(), 502));
+  const int refused_here = static_cast<int>(std::count(statuses.begin(), statuses.end(), 503));
+  // One more may have been earned if the loop took over 6 s (a slow sanitizer build).
+  EXPECT_GE(refused_by_sentry, 8) << ::testing::PrintToString(statuses);
+  EXPECT_LE(refused_by_sentry, 9) << ::testing::PrintToString(statuses);
+  EXPECT_EQ(refused_by_sentry + refused_here, kRequests) << ::testing::PrintToString(statuses);
+  EXPECT_EQ(sentry_.stats().exchanges_refused, refused_by_sentry);
+}
+
 TEST_F(SentryIntegrationTest, WithoutVerifyInstallNoStatusPutIsSent) {
   Start({.verify_install = false});
   InstallViaSetup();
