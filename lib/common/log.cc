@@ -1,6 +1,7 @@
 #include "common/log.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -130,7 +131,10 @@ struct Output {
   dev_t dev = 0;
   ino_t ino = 0;
   bool known = false;
-  enum class Kind { kPlain, kSocket, kPipe } kind = Kind::kPlain;
+  // kPipe: our own non-blocking description; kPolledPipe: fd 2 itself, blocking, written only
+  // when poll says there is room and at most PIPE_BUF at a time (a pipe another user created,
+  // 0600, cannot be reopened: a container's stdio pipe made by root, the daemon as user 10001).
+  enum class Kind { kPlain, kSocket, kPipe, kPolledPipe } kind = Kind::kPlain;
   int fd = STDERR_FILENO;   // own non-blocking description for a pipe
   bool stalled = false;     // the last write dropped bytes
   bool mid_line = false;    // bytes of a line were dropped after its start was written
@@ -139,31 +143,49 @@ struct Output {
 Output g_out;  // GUARDED_BY(g_out_mu)
 
 // With g_out_mu held: (re)learns what fd 2 is when it changed (tests point it elsewhere).
+std::atomic<bool> g_no_pipe_reopen{false};  // tests: take the kPolledPipe path
+
 void LearnOutput() {
   struct stat st;
-  if (fstat(STDERR_FILENO, &st) != 0) {
-    g_out.known = false;
-    return;
-  }
-  if (g_out.known && st.st_dev == g_out.dev && st.st_ino == g_out.ino) return;
+  const bool ok = fstat(STDERR_FILENO, &st) == 0;
+  if (ok && g_out.known && st.st_dev == g_out.dev && st.st_ino == g_out.ino) return;
   if (g_out.fd != STDERR_FILENO) ::close(g_out.fd);
+  const Output old = g_out;
   g_out = Output{};
+  // What was lost is still to be reported, whatever stderr now is.
+  g_out.unreported = old.unreported;
+  g_out.mid_line = old.mid_line;
+  if (!ok) return;  // closed: writes fail and are dropped
   g_out.known = true;
   g_out.dev = st.st_dev;
   g_out.ino = st.st_ino;
   if (S_ISSOCK(st.st_mode)) {
     g_out.kind = Output::Kind::kSocket;
   } else if (S_ISFIFO(st.st_mode)) {
-    const int fd = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    const int fd =
+        g_no_pipe_reopen ? -1 : ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd >= 0) {
       g_out.kind = Output::Kind::kPipe;
       g_out.fd = fd;
+    } else {
+      g_out.kind = Output::Kind::kPolledPipe;
     }
   }
 }
 
 // With g_out_mu held: one attempt; >= 0 bytes written, or -1 (EAGAIN: no room; other: gone).
 ssize_t WriteSome(const char* p, size_t n, bool* no_room) {
+  if (g_out.kind == Output::Kind::kPolledPipe) {
+    // A pipe polls writable when a whole buffer slot (a page) is free: a write of at most
+    // PIPE_BUF bytes then completes without blocking (our writers are serialized by g_out_mu).
+    struct pollfd pfd = {g_out.fd, POLLOUT, 0};
+    if (::poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT)) {
+      *no_room = !(pfd.revents & (POLLERR | POLLHUP));
+      errno = EAGAIN;
+      return -1;
+    }
+    n = std::min<size_t>(n, PIPE_BUF);
+  }
   for (;;) {
     ssize_t w = g_out.kind == Output::Kind::kSocket
                     ? ::send(g_out.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
@@ -309,5 +331,11 @@ void Write(Level level, std::string_view msg, std::initializer_list<Field> field
 }
 
 uint64_t DroppedLines() { return g_dropped_lines.load(std::memory_order_relaxed); }
+
+void DisablePipeReopenForTest(bool disable) {
+  std::lock_guard lock(g_out_mu);
+  g_no_pipe_reopen = disable;
+  g_out.known = false;  // learn fd 2 again
+}
 
 }  // namespace switchyard::log

@@ -47,6 +47,9 @@ uint64_t CoroutineFailures();
 // How many lines were dropped because stderr was not read in time
 // (switchyard_log_lines_dropped_total).
 uint64_t DroppedLines();
+// Tests: treat a pipe on stderr as one that cannot be reopened (what a non-root daemon meets
+// on a container runtime's pipe), to exercise the polled path.
+void DisablePipeReopenForTest(bool disable);
 
 inline void Debug(std::string_view m, std::initializer_list<Field> f = {}) {
   if (Enabled(Level::kDebug)) Write(Level::kDebug, m, f);

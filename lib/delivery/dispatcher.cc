@@ -729,13 +729,16 @@ struct Dispatcher::Impl {
     }
   }
 
-  void DeadLetter(storage::DeliveryRecord d) {
+  // `log_each`: false where the caller logs one line for a batch (a removed sink's backlog).
+  void DeadLetter(storage::DeliveryRecord d, bool log_each = true) {
     metrics.Delivery(d.sink, "dead");
-    log::Warn("delivery dead-lettered", {{"id", d.id},
-                                         {"sink", d.sink},
-                                         {"route", d.route},
-                                         {"attempts", std::to_string(d.attempts)},
-                                         {"error", d.last_error}});
+    if (log_each) {
+      log::Warn("delivery dead-lettered", {{"id", d.id},
+                                           {"sink", d.sink},
+                                           {"route", d.route},
+                                           {"attempts", std::to_string(d.attempts)},
+                                           {"error", d.last_error}});
+    }
     if (Status s = store.DeadLetter(d); !s.ok()) {
       Unrecord({Unrecorded::Kind::kDeadLetter, std::move(d), 0}, s);
     }
@@ -868,12 +871,19 @@ struct Dispatcher::Impl {
         // sink is configured again) rather than keep them pending forever.
         auto due = store.Due(name, INT64_MAX, options.max_scan, {});
         if (due.ok()) {
+          size_t dead = 0;
           for (storage::DeliveryRecord& d : due.value()) {
             d.last_error = "sink \"" + name + "\" is not configured";
             // Counted once: a refused write is kept and written again (RetryUnrecorded), and
-            // this scan waits until it is.
-            DeadLetter(std::move(d));
+            // this scan waits until it is. One line per scan, not per delivery: a backlog
+            // of 100k would otherwise be 100k lines.
+            DeadLetter(std::move(d), /*log_each=*/false);
+            ++dead;
             if (!unrecorded.empty()) break;
+          }
+          if (dead > 0) {
+            log::Warn("deliveries of a removed sink dead-lettered",
+                      {{"sink", name}, {"count", std::to_string(dead)}});
           }
         }
       }

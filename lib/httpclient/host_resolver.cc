@@ -1,6 +1,5 @@
 #include "httpclient/host_resolver.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -32,15 +31,12 @@ Result<std::vector<std::string>> SystemLookup(const std::string& host) {
     return Unavailable(why);
   }
   std::vector<std::string> addresses;
-  char text[INET6_ADDRSTRLEN];
+  char text[NI_MAXHOST];
   for (const addrinfo* a = list; a != nullptr; a = a->ai_next) {
-    const void* raw = nullptr;
-    if (a->ai_family == AF_INET) {
-      raw = &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr;
-    } else if (a->ai_family == AF_INET6) {
-      raw = &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr;
-    }
-    if (raw != nullptr && ::inet_ntop(a->ai_family, raw, text, sizeof text) != nullptr) {
+    if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+    // getnameinfo, not inet_ntop: a link-local IPv6 answer keeps its scope ("fe80::1%eth0").
+    if (::getnameinfo(a->ai_addr, a->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST) ==
+        0) {
       addresses.emplace_back(text);
     }
   }

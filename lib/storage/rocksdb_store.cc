@@ -490,7 +490,8 @@ class RocksDbStore final : public Store {
   // Runs on the dispatcher's thread once a minute, so it reads only what it may remove: the
   // index is in id order, ids are ULIDs of the creation time, and a delivery dies after it was
   // created, so the scan ends at the first id made at or after the cutoff; the time of death
-  // is the index value (only dead letters indexed before it was kept there are read).
+  // is the index value (only dead letters indexed before it was kept there are read). A wall
+  // clock that ran ahead when ids were made only delays their purge by as much.
   Result<size_t> PurgeDead(int64_t cutoff_ms) override {
     std::vector<std::string> old;
     Status scanned = ForEachDeadId([&](std::string id, int64_t died_ms) {

@@ -132,7 +132,18 @@ TEST_F(LogTest, InvalidUtf8FromAClientBecomesReplacementCharactersInBothFormats)
 // blocked the thread that logged, and the store's writer logs after every group commit, so
 // every webhook waited for journald. Lines are now dropped after a short wait and counted, and
 // the first line that gets through says how many were lost.
-TEST_F(LogTest, AStderrPipeNobodyReadsDropsLinesInsteadOfBlocking) {
+class LogPipeTest : public LogTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void TearDown() override {
+    DisablePipeReopenForTest(false);
+    LogTest::TearDown();
+  }
+};
+
+// Both ways: through a non-blocking description of the pipe of our own, and (a pipe another
+// user created, which cannot be reopened) through fd 2 written only when poll says so.
+TEST_P(LogPipeTest, AStderrPipeNobodyReadsDropsLinesInsteadOfBlocking) {
+  DisablePipeReopenForTest(GetParam());
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   const int saved = dup(STDERR_FILENO);
@@ -172,6 +183,12 @@ TEST_F(LogTest, AStderrPipeNobodyReadsDropsLinesInsteadOfBlocking) {
   EXPECT_TRUE(got.ends_with("msg=\"after\"\n"))
       << got.substr(got.size() > 300 ? got.size() - 300 : 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Ways, LogPipeTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? std::string("PolledFd2")
+                                          : std::string("OwnNonBlockingFd");
+                         });
 
 TEST_F(LogTest, LinesBelowTheLevelAreNotWritten) {
   Configure(Level::kWarn, Format::kText);

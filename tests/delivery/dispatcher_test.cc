@@ -28,6 +28,7 @@
 #include "metrics/metrics.h"
 #include "sinks/sink.h"
 #include "storage/event_store.h"
+#include "support/captured_stderr.h"
 #include "support/metrics_text.h"
 #include "support/temp_dir.h"
 
@@ -1297,6 +1298,7 @@ TEST_F(DispatcherTest, ADeliveryForASinkRemovedByAReloadBecomesADeadLetterNaming
   EXPECT_EQ(Pending("gone"), 2u);
   EXPECT_EQ(Fake("gone").calls(), 0u);
 
+  testing::CapturedStderr log;
   Reload(kOpsWithoutGone);
   auto dead = WaitDeadAdvancing(2);
   ASSERT_EQ(dead.size(), 2u);
@@ -1305,6 +1307,10 @@ TEST_F(DispatcherTest, ADeliveryForASinkRemovedByAReloadBecomesADeadLetterNaming
     EXPECT_THAT(d.last_error, HasSubstr("\"gone\""));
     EXPECT_THAT(d.last_error, HasSubstr("not configured"));
   }
+  // One line for the backlog, not one per delivery (a backlog of 100k was 100k lines).
+  EXPECT_THAT(log.Read(),
+              HasSubstr("deliveries of a removed sink dead-lettered\" sink=gone count=2"));
+  EXPECT_THAT(log.Read(), Not(HasSubstr("msg=\"delivery dead-lettered\"")));
   EXPECT_EQ(Pending("gone"), 0u);
   EXPECT_EQ(Fake("gone").calls(), 0u);
   // The remaining sink keeps working after the reload.
