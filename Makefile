@@ -49,7 +49,8 @@ sanitize: deps
 	@! grep -nE "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:" build-asan/Testing/Temporary/LastTest.log \
 	  || (echo "sanitize: a sanitizer report (above) fails the run even if a retry passed"; exit 1)
 
-# The concurrency-heavy suites under ThreadSanitizer: dispatcher, storage, file sink, HTTP client,
+# The concurrency-heavy suites under ThreadSanitizer: dispatcher, storage, file sink, HTTP client
+# and its resolver, the logger,
 # sink and token-refresher unit tests, and the crash and Sentry-lifecycle end-to-end tests (the
 # daemon they start is the TSan build). A test that fails is run once more (TSan slows timing
 # down ~5-10x); a report fails the run either way.
@@ -57,7 +58,7 @@ sanitize: deps
 # finds by the module name librocksdb.so, so this build links the shared library. Any other
 # report fails the run (halt_on_error; the daemon's reports are in the failing test's daemon log).
 TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer -O1 -Wno-tsan
-TSAN_TESTS ?= ^(DispatcherTest|BackoffDelayTest|StoreTest|StorageBoundsTest|SyncFailureTest|FileSinkTest|HttpClientTest|HttpClientTlsTest|HttpSinkTest|RefresherTest|SentryIntegrationTest)[.]|CrashTest
+TSAN_TESTS ?= ^(DispatcherTest|BackoffDelayTest|StoreTest|StorageBoundsTest|SyncFailureTest|FileSinkTest|HttpClientTest|HttpClientTlsTest|HttpSinkTest|RefresherTest|SentryIntegrationTest|HostResolverTest|LogTest)[.]|CrashTest|LogPipeTest[.]
 tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSWITCHYARD_BUILD_BENCH=OFF -DSWITCHYARD_STATIC_ROCKSDB=OFF "-DCMAKE_CXX_FLAGS=$(TSAN_FLAGS)"
 	cmake --build build-tsan -j $(JOBS) --target switchyard switchyard_unit_tests switchyard_e2e_tests

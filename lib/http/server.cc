@@ -80,6 +80,8 @@ struct HttpServer::Impl {
     Handler* handler;
     std::unique_ptr<tcp::acceptor> acceptor;
     std::atomic<uint32_t> active{0};
+    std::atomic<uint64_t> body_bytes{0};  // charged against body_budget (see ListenerOptions)
+    uint64_t body_budget = 0;
     // Set by Shutdown when this listener stops: no more accepts, and its sessions close after
     // the request in flight.
     std::atomic<bool> closing{false};
@@ -247,6 +249,30 @@ struct HttpServer::Impl {
     co_return !ec2;
   }
 
+  // A request body's share of its listener's body budget, released when it goes.
+  class BodyCharge {
+   public:
+    BodyCharge(Listener& l, uint64_t bytes) : l_(l), bytes_(bytes) {
+      const uint64_t before = l_.body_bytes.fetch_add(bytes_);
+      // One request alone is always admitted (max_body_bytes bounds it already).
+      ok_ = before == 0 || before + bytes_ <= l_.body_budget;
+      if (!ok_) Release();
+    }
+    ~BodyCharge() { Release(); }
+    BodyCharge(const BodyCharge&) = delete;
+    BodyCharge& operator=(const BodyCharge&) = delete;
+    bool ok() const { return ok_; }
+
+   private:
+    void Release() {
+      l_.body_bytes.fetch_sub(bytes_);
+      bytes_ = 0;
+    }
+    Listener& l_;
+    uint64_t bytes_;
+    bool ok_ = false;
+  };
+
   static net::awaitable<void> WriteError(beast::tcp_stream& stream, int status,
                                          std::string_view msg, std::chrono::milliseconds timeout) {
     co_await WriteResponse(stream, Response::Error(status, msg), 11, false, timeout);
@@ -410,6 +436,17 @@ struct HttpServer::Impl {
           break;
         }
       }
+      // The body's bytes are charged to the listener until the handler has answered; a request
+      // that would take it past its budget is refused before its body is read.
+      BodyCharge charge(
+          *l, parser.chunked() ? opt.max_body_bytes : parser.content_length().value_or(0));
+      if (!charge.ok()) {
+        NotifyRefused(l->handler, parser, 503);
+        Response busy = Response::Error(503, "too many request bodies in flight; retry shortly");
+        busy.headers.emplace_back("Retry-After", "1");
+        co_await WriteResponse(stream, busy, 11, false, opt.write_timeout);
+        break;
+      }
       auto started = std::chrono::steady_clock::now();
       // Room for the next read of the rest of the declared body. The parser first moves the
       // buffered body bytes into the body and empties the buffer, so the buffer's whole
@@ -484,6 +521,9 @@ Result<uint16_t> HttpServer::AddListener(const ListenerOptions& options, Handler
   auto l = std::make_unique<Impl::Listener>();
   l->options = options;
   l->handler = handler;
+  l->body_budget = options.max_body_bytes_in_flight > 0
+                       ? options.max_body_bytes_in_flight
+                       : std::max<uint64_t>(uint64_t{64} << 20, 4 * options.max_body_bytes);
   l->acceptor = std::make_unique<tcp::acceptor>(impl_->ioc());
   boost::system::error_code ec;
   l->acceptor->open(endpoint->protocol(), ec);

@@ -32,6 +32,12 @@ struct ListenerOptions {
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds write_timeout{30000};
   uint32_t max_connections = 10000;
+  // The most request-body bytes this listener holds at once, across connections, from the
+  // head (the declared Content-Length; max_body_bytes for a chunked body) until the handler has
+  // answered. Past it a request gets 503 with Retry-After before its body is read. Unauthenticated
+  // bodies times max_connections were bounded by nothing else (10 GiB at the defaults).
+  // 0: max(64 MiB, 4 x max_body_bytes).
+  uint64_t max_body_bytes_in_flight = 0;
   // Keep accepting and serving while the other listeners drain at shutdown, and close last
   // (the admin listener: /readyz answers 503 and /metrics stays scrapable until the end).
   bool serve_while_draining = false;

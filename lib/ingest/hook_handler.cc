@@ -117,7 +117,10 @@ void HookHandler::OnRefused(const http::Request& head, int status) {
   auto cfg = config_.Get();
   const config::SourceConfig* source = cfg->FindSource(path.substr(sizeof(kHooksPrefix) - 1));
   if (!source) return;
-  CountRejected(source->name, head, status, status == 413 ? "too_large" : "malformed");
+  CountRejected(source->name, head, status,
+                status == 413   ? "too_large"
+                : status == 503 ? "unavailable"
+                                : "malformed");
 }
 
 void HookHandler::CountRejected(const std::string& source, const http::Request& request,

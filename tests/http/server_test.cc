@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <ctime>
+#include <memory>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "support/http_client.h"
@@ -100,6 +102,55 @@ TEST(HttpServerTest, AnEndlessChunkExtensionOrTrailerIsRefusedNotBuffered) {
   testing::RawConnection conn(*port);
   ASSERT_TRUE(conn.Send(head + "3;name=value\r\nabc\r\n0\r\nX-Trailer: yes\r\n\r\n"));
   auto r = conn.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  server.Shutdown(std::chrono::seconds(2));
+}
+
+// Request bodies were bounded per connection only: max_connections x max_body_bytes (10 GiB at
+// the defaults) of unauthenticated bytes could be held at once, far past a pod's memory limit.
+// A listener now holds at most max_body_bytes_in_flight; past it, 503 before the body is read.
+TEST(HttpServerTest, RequestBodiesInFlightAreBoundedPerListener) {
+  OkHandler handler;
+  HttpServer server(1);
+  ListenerOptions options;
+  options.name = "test";
+  options.address = "127.0.0.1:0";
+  options.max_body_bytes = 1 << 20;
+  options.max_body_bytes_in_flight = 3 << 20;
+  auto port = server.AddListener(options, &handler);
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  server.Start();
+
+  const std::string head =
+      "POST /hooks/x HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(1 << 20) +
+      "\r\n\r\n";
+  const std::string half((1 << 20) / 2, 'a');
+  std::vector<std::unique_ptr<testing::RawConnection>> conns;
+  for (int i = 0; i < 4; ++i) {
+    conns.push_back(std::make_unique<testing::RawConnection>(*port));
+    ASSERT_TRUE(conns.back()->Send(head + half));
+  }
+  // Three are admitted and wait for the rest of their bodies; one is refused at once.
+  int refused = -1;
+  for (int i = 0; i < 4; ++i) {
+    auto r = conns[i]->Read(std::chrono::milliseconds(1000));
+    if (!r) continue;
+    EXPECT_EQ(refused, -1) << "a second connection was refused";
+    EXPECT_EQ(r->status, 503);
+    EXPECT_EQ(r->Header("retry-after"), "1");
+    refused = i;
+  }
+  ASSERT_NE(refused, -1) << "four bodies of 1 MiB were admitted against a 3 MiB budget";
+  // An admitted one completes; then its share is free for a new request.
+  const int admitted = refused == 0 ? 1 : 0;
+  ASSERT_TRUE(conns[admitted]->Send(half));
+  auto done = conns[admitted]->Read();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, 200);
+  testing::RawConnection again(*port);
+  ASSERT_TRUE(again.Send(head + half + half));
+  auto r = again.Read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   server.Shutdown(std::chrono::seconds(2));
