@@ -25,21 +25,28 @@ class ThrowingHandler : public Handler {
   }
 };
 
+// Adds one listener on 127.0.0.1:0 with `options` to `server` and starts it; returns the port
+// (0 after a failed ASSERT-style expectation).
+uint16_t StartOne(HttpServer& server, Handler& handler, ListenerOptions options = {}) {
+  options.name = "test";
+  options.address = "127.0.0.1:0";
+  auto port = server.AddListener(options, &handler);
+  EXPECT_TRUE(port.ok()) << port.status().ToString();
+  server.Start();
+  return port.ok() ? *port : 0;
+}
+
 // A handler runs inside Asio's initiation, outside any co_spawn's try: an exception from it used
 // to leave io_context::run() and end the process. It is answered 500 (or keeps the answer the
 // handler gave), logged and counted, and the server goes on serving on the same connection.
 TEST(HttpServerTest, AThrowingHandlerGets500AndTheServerKeepsServing) {
   ThrowingHandler handler;
   HttpServer server(1);
-  ListenerOptions options;
-  options.name = "test";
-  options.address = "127.0.0.1:0";
-  auto port = server.AddListener(options, &handler);
-  ASSERT_TRUE(port.ok()) << port.status().ToString();
-  server.Start();
+  const uint16_t port = StartOne(server, handler);
+  ASSERT_NE(port, 0);
   const uint64_t failures_before = log::CoroutineFailures();
 
-  testing::RawConnection conn(*port);
+  testing::RawConnection conn(port);
   ASSERT_TRUE(conn.Send(testing::BuildRequest("GET", "/throw", {}, "")));
   auto r = conn.Read();
   ASSERT_TRUE(r);
@@ -73,19 +80,16 @@ TEST(HttpServerTest, AnEndlessChunkExtensionOrTrailerIsRefusedNotBuffered) {
   OkHandler handler;
   HttpServer server(1);
   ListenerOptions options;
-  options.name = "test";
-  options.address = "127.0.0.1:0";
   options.max_header_bytes = 16384;
   options.body_timeout = std::chrono::seconds(60);
-  auto port = server.AddListener(options, &handler);
-  ASSERT_TRUE(port.ok()) << port.status().ToString();
-  server.Start();
+  const uint16_t port = StartOne(server, handler, options);
+  ASSERT_NE(port, 0);
 
   const std::string head =
       "POST /hooks/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (const std::string& start : {std::string("1;"), std::string("1\r\na\r\n0\r\nX-T: ")}) {
     SCOPED_TRACE(start);
-    testing::RawConnection conn(*port);
+    testing::RawConnection conn(port);
     ASSERT_TRUE(conn.Send(head + start));
     // 1 MiB without a line end: far past any bound, far short of what a client can stream.
     const std::string filler(64 * 1024, 'a');
@@ -99,7 +103,7 @@ TEST(HttpServerTest, AnEndlessChunkExtensionOrTrailerIsRefusedNotBuffered) {
     EXPECT_NE(r->body.find("chunk extension or trailer"), std::string::npos) << r->body;
   }
   // A chunked body with a modest extension and trailer is still fine.
-  testing::RawConnection conn(*port);
+  testing::RawConnection conn(port);
   ASSERT_TRUE(conn.Send(head + "3;name=value\r\nabc\r\n0\r\nX-Trailer: yes\r\n\r\n"));
   auto r = conn.Read();
   ASSERT_TRUE(r);
@@ -114,13 +118,10 @@ TEST(HttpServerTest, RequestBodiesInFlightAreBoundedPerListener) {
   OkHandler handler;
   HttpServer server(1);
   ListenerOptions options;
-  options.name = "test";
-  options.address = "127.0.0.1:0";
   options.max_body_bytes = 1 << 20;
   options.max_body_bytes_in_flight = 3 << 20;
-  auto port = server.AddListener(options, &handler);
-  ASSERT_TRUE(port.ok()) << port.status().ToString();
-  server.Start();
+  const uint16_t port = StartOne(server, handler, options);
+  ASSERT_NE(port, 0);
 
   const std::string head =
       "POST /hooks/x HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(1 << 20) +
@@ -128,7 +129,7 @@ TEST(HttpServerTest, RequestBodiesInFlightAreBoundedPerListener) {
   const std::string half((1 << 20) / 2, 'a');
   std::vector<std::unique_ptr<testing::RawConnection>> conns;
   for (int i = 0; i < 4; ++i) {
-    conns.push_back(std::make_unique<testing::RawConnection>(*port));
+    conns.push_back(std::make_unique<testing::RawConnection>(port));
     ASSERT_TRUE(conns.back()->Send(head + half));
   }
   // Three are admitted and wait for the rest of their bodies; one is refused at once.
@@ -148,7 +149,7 @@ TEST(HttpServerTest, RequestBodiesInFlightAreBoundedPerListener) {
   auto done = conns[admitted]->Read();
   ASSERT_TRUE(done);
   EXPECT_EQ(done->status, 200);
-  testing::RawConnection again(*port);
+  testing::RawConnection again(port);
   ASSERT_TRUE(again.Send(head + half + half));
   auto r = again.Read();
   ASSERT_TRUE(r);
@@ -168,13 +169,8 @@ class EchoPathHandler : public Handler {
 class HttpConformanceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ListenerOptions options;
-    options.name = "test";
-    options.address = "127.0.0.1:0";
-    auto port = server_.AddListener(options, &handler_);
-    ASSERT_TRUE(port.ok()) << port.status().ToString();
-    port_ = *port;
-    server_.Start();
+    port_ = StartOne(server_, handler_);
+    ASSERT_NE(port_, 0);
   }
   void TearDown() override { server_.Shutdown(std::chrono::seconds(2)); }
 
