@@ -549,14 +549,47 @@ void HttpServer::Every(std::chrono::milliseconds period, std::function<void()> f
   auto timer = std::make_unique<net::steady_timer>(impl_->ioc());
   net::steady_timer* t = timer.get();
   impl_->timers.push_back(std::move(timer));
+  // Each tick posts a probe to every I/O thread; the next tick calls `fn` only if all of them
+  // ran it. The first tick has nothing to check.
+  struct Probes {
+    std::mutex mu;
+    uint64_t round = 0;     // GUARDED_BY(mu)
+    size_t answered = 0;    // GUARDED_BY(mu): probes of `round` that ran
+    bool reported = false;  // GUARDED_BY(mu): a stuck thread was logged this episode
+  };
+  auto probes = std::make_shared<Probes>();
   net::co_spawn(
       impl_->ioc(),
-      [this, t, period, fn = std::move(fn)]() -> net::awaitable<void> {
+      [this, t, period, fn = std::move(fn), probes]() -> net::awaitable<void> {
+        const size_t threads = impl_->contexts.size();
+        bool first = true;
         while (!impl_->stopping) {
           t->expires_after(period);
           auto [ec] = co_await t->async_wait(kNoThrow);
           if (ec || impl_->stopping) co_return;
-          fn();
+          uint64_t round;
+          {
+            std::lock_guard lock(probes->mu);
+            const bool all = first || probes->answered == threads;
+            if (all) {
+              probes->reported = false;
+            } else if (!probes->reported) {
+              probes->reported = true;
+              log::Error("an I/O thread has not run for a whole period; periodic task held",
+                         {{"answered", std::to_string(probes->answered)},
+                          {"threads", std::to_string(threads)}});
+            }
+            if (all) fn();
+            round = ++probes->round;
+            probes->answered = 0;
+          }
+          first = false;
+          for (auto& ctx : impl_->contexts) {
+            net::post(*ctx, [probes, round] {
+              std::lock_guard lock(probes->mu);
+              if (probes->round == round) ++probes->answered;
+            });
+          }
         }
       },
       [](std::exception_ptr e) { log::CoroutineFailure("periodic task", e); });

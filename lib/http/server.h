@@ -56,8 +56,9 @@ class HttpServer {
   // Calls `on_signal(signo)` on an I/O thread for SIGTERM, SIGINT and SIGHUP (must not block).
   void HandleSignals(std::function<void(int)> on_signal);
 
-  // Runs `fn` every `period` on an I/O thread until shutdown (e.g. the watchdog ping: it only
-  // runs while the event loop is healthy).
+  // Runs `fn` every `period` on an I/O thread until shutdown, but only when every I/O thread
+  // ran a probe posted at the previous tick: one wedged I/O thread holds it (the watchdog ping,
+  // so that systemd restarts a daemon whose connections on any thread hang).
   void Every(std::chrono::milliseconds period, std::function<void()> fn);
 
   // Starts the I/O threads and accepting.

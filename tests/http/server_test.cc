@@ -2,11 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/log.h"
@@ -154,6 +158,86 @@ TEST(HttpServerTest, RequestBodiesInFlightAreBoundedPerListener) {
   auto r = again.Read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+  server.Shutdown(std::chrono::seconds(2));
+}
+
+// Blocks the requests that land on an I/O thread other than `timer_thread` until released;
+// answers the others at once.
+class BlockOffTimerThreadHandler : public Handler {
+ public:
+  void Handle(Request, Respond respond) override {
+    std::unique_lock lock(mu_);
+    if (std::this_thread::get_id() != timer_thread_) {
+      ++blocked_;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return released_; });
+    }
+    lock.unlock();
+    respond(Response::Text(200, "ok", "text/plain"));
+  }
+  void SetTimerThread(std::thread::id id) {
+    std::lock_guard lock(mu_);
+    timer_thread_ = id;
+  }
+  bool blocked() {
+    std::lock_guard lock(mu_);
+    return blocked_ > 0;
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread::id timer_thread_;
+  int blocked_ = 0;
+  bool released_ = false;
+};
+
+// The watchdog ping ran on I/O thread 0 only: a wedged second thread (its connections hang)
+// kept being pinged for. Every() now holds its task while any I/O thread does not run a probe.
+TEST(HttpServerTest, APeriodicTaskIsHeldWhileAnyIoThreadIsWedged) {
+  BlockOffTimerThreadHandler handler;
+  HttpServer server(2);
+  std::atomic<int> ticks{0};
+  std::atomic<bool> timer_thread_known{false};
+  server.Every(std::chrono::milliseconds(20), [&] {
+    if (!timer_thread_known.exchange(true)) handler.SetTimerThread(std::this_thread::get_id());
+    ++ticks;
+  });
+  const uint16_t port = StartOne(server, handler);
+  ASSERT_NE(port, 0);
+  auto wait_for = [](auto cond) {
+    for (int i = 0; i < 1000 && !cond(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling the server
+    }
+    return cond();
+  };
+  ASSERT_TRUE(wait_for([&] { return ticks >= 2; }));
+  // Connections go to the I/O threads in turn: a few requests reach the other thread.
+  std::vector<std::unique_ptr<testing::RawConnection>> conns;
+  for (int i = 0; i < 8 && !handler.blocked(); ++i) {
+    conns.push_back(std::make_unique<testing::RawConnection>(port));
+    ASSERT_TRUE(conns.back()->Send(testing::BuildRequest("GET", "/x", {}, "")));
+    wait_for(
+        [&] { return handler.blocked() || conns.back()->Read(std::chrono::milliseconds(50)); });
+  }
+  ASSERT_TRUE(handler.blocked()) << "no request reached the second I/O thread";
+  // The tick already past its check may still run: wait until five periods pass without one
+  // (never, before the fix), then none may run for fifteen more.
+  for (int i = 0; i < 50; ++i) {
+    const int before = ticks;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (ticks == before) break;
+  }
+  const int held_at = ticks;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // 15 periods: none may run
+  EXPECT_EQ(ticks, held_at) << "the periodic task ran while an I/O thread was wedged";
+  handler.Release();
+  EXPECT_TRUE(wait_for([&] { return ticks > held_at; })) << "it did not resume";
   server.Shutdown(std::chrono::seconds(2));
 }
 
