@@ -31,6 +31,7 @@ class FakeEventStore : public storage::EventStore {
               std::function<void(Result<storage::AppendResult>)> done) override;
   Result<std::shared_ptr<const storage::StoredEvent>> Get(const std::string& id) override;
   Status Health() const override { return Status::Ok(); }
+  Status Accepting() const override { return Status::Ok(); }
   storage::StoreStats Stats() const override { return stats_; }
   void Close() override {}
 
