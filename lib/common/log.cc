@@ -142,9 +142,9 @@ struct Output {
 };
 Output g_out;  // GUARDED_BY(g_out_mu)
 
-// With g_out_mu held: (re)learns what fd 2 is when it changed (tests point it elsewhere).
 std::atomic<bool> g_no_pipe_reopen{false};  // tests: take the kPolledPipe path
 
+// With g_out_mu held: (re)learns what fd 2 is when it changed (tests point it elsewhere).
 void LearnOutput() {
   struct stat st;
   const bool ok = fstat(STDERR_FILENO, &st) == 0;
@@ -221,8 +221,11 @@ size_t WriteLocked(std::string_view data) {
   return size - data.size();
 }
 
-uint64_t Lines(std::string_view s) {
-  return static_cast<uint64_t>(std::count(s.begin(), s.end(), '\n'));
+// With g_out_mu held: the lines in `s` are lost; the next write that gets through says so.
+void Drop(std::string_view s) {
+  const auto lines = static_cast<uint64_t>(std::count(s.begin(), s.end(), '\n'));
+  g_out.unreported += lines;
+  g_dropped_lines.fetch_add(lines, std::memory_order_relaxed);
 }
 
 void WriteAll(const std::string& data) {
@@ -235,27 +238,18 @@ void WriteAll(const std::string& data) {
     AppendLine(note, Level::kWarn, "log lines dropped: stderr was not read in time",
                {{"count", count}});
     const size_t sent = WriteLocked(note);
-    if (sent == note.size()) {
-      g_out.unreported = 0;
-      g_out.mid_line = false;
-    } else {
+    if (sent < note.size()) {  // still not read (or gone): drop this too, without trying
       if (sent > 0) g_out.mid_line = true;
-      if (!g_out.stalled) return;  // stderr is gone
+      Drop(data);
+      return;
     }
-  }
-  if (g_out.stalled && (g_out.unreported > 0 || g_out.mid_line)) {
-    g_out.unreported += Lines(data);  // still not read: drop without trying
-    g_dropped_lines.fetch_add(Lines(data), std::memory_order_relaxed);
-    return;
+    g_out.unreported = 0;
+    g_out.mid_line = false;
   }
   const size_t sent = WriteLocked(data);
   if (sent == data.size()) return;
-  std::string_view rest(data);
-  rest.remove_prefix(sent);
-  const uint64_t lost = Lines(rest);  // the lines not started, and the one cut short
   if (sent > 0 && data[sent - 1] != '\n') g_out.mid_line = true;
-  g_out.unreported += lost;
-  g_dropped_lines.fetch_add(lost, std::memory_order_relaxed);
+  Drop(std::string_view(data).substr(sent));  // the lines not started, and the one cut short
 }
 
 thread_local std::string* t_batch = nullptr;  // set while a ScopedBatch is alive on this thread

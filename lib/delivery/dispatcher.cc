@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/step_aside.h"
 #include "common/thread_name.h"
+#include "common/token_bucket.h"
 #include "json/json_doc.h"
 #include "routing/router.h"
 #include "rules/event_view.h"
@@ -41,26 +42,6 @@ namespace {
 const std::vector<std::vector<std::string>> kTitlePaths = {
     {"data", "issue", "title"},        {"data", "event", "title"},    {"data", "error", "title"},
     {"data", "metric_alert", "title"}, {"data", "description_title"}, {"data", "comment"}};
-
-struct TokenBucket {
-  double tokens = 1;
-  std::chrono::steady_clock::time_point last{};
-  // Refills and reports whether one token is available (does not take it).
-  bool Available(const config::Rate& rate, std::chrono::steady_clock::time_point now) {
-    if (rate.per_second <= 0) return true;
-    if (last.time_since_epoch().count() == 0) {
-      tokens = rate.burst;
-    } else {
-      double elapsed = std::chrono::duration<double>(now - last).count();
-      tokens = std::min(rate.burst, tokens + elapsed * rate.per_second);
-    }
-    last = now;
-    return tokens >= 1;
-  }
-  void Take(const config::Rate& rate) {
-    if (rate.per_second > 0) tokens -= 1;
-  }
-};
 
 struct SinkState {
   std::string name;
@@ -224,11 +205,6 @@ struct Dispatcher::Impl {
       }
       next.emplace(sc.name, std::move(st));
     }
-    for (const auto& [name, st] : sinks) {  // a Pushover sink whose type changed
-      if (auto it = next.find(name); it != next.end() && st.pushover && !it->second.pushover) {
-        metrics.ForgetPushoverQuota(name);
-      }
-    }
     // Sinks that disappeared keep their in-flight bookkeeping until those attempts finish.
     for (auto& [name, st] : sinks) {
       if (next.count(name)) continue;
@@ -254,7 +230,14 @@ struct Dispatcher::Impl {
     // reference; the last one closes it wherever it ends.)
     std::vector<std::shared_ptr<sinks::Sink>> replaced;
     for (auto& [name, st] : sinks) {
-      if (st.sink) replaced.push_back(std::move(st.sink));
+      if (!st.sink) continue;  // a removed sink still in flight, moved into `next` above
+      replaced.push_back(std::move(st.sink));
+      // A Pushover sink rebuilt as another type no longer exports a quota (a removed one was
+      // forgotten above).
+      auto it = next.find(name);
+      if (st.pushover && it != next.end() && !it->second.pushover) {
+        metrics.ForgetPushoverQuota(name);
+      }
     }
     if (!replaced.empty())
       blocking.Post([replaced = std::move(replaced)]() mutable { replaced.clear(); });
@@ -380,11 +363,11 @@ struct Dispatcher::Impl {
             stale = true;
             continue;
           }
-          if (!st.bucket.Available(st.config.rate, steady_now)) {
+          if (!st.bucket.Available(st.config.rate.per_second, st.config.rate.burst, steady_now)) {
             rate_limited = true;
             break;
           }
-          st.bucket.Take(st.config.rate);
+          st.bucket.Take(st.config.rate.per_second);
           if (st.open) {
             st.half_open_probe = true;
             st.probe_id = d.id;

@@ -139,7 +139,6 @@ void HookHandler::CountRejected(const std::string& source, const http::Request& 
       unlogged = r.unlogged;
       r = RejectedLog{now, 0, 0};
     }
-    static_assert(kRejectedLinesPerMinute == 10, "the log line below names the limit");
     if (r.logged >= kRejectedLinesPerMinute) {
       ++r.unlogged;
       return;
@@ -148,10 +147,11 @@ void HookHandler::CountRejected(const std::string& source, const http::Request& 
   }
   if (unlogged > 0) {
     // All are counted in switchyard_webhooks_rejected_total.
+    static const std::string kLimit = std::to_string(kRejectedLinesPerMinute);
     log::Warn("webhook rejections not logged", {{"source", source},
                                                 {"reason", reason},
                                                 {"count", std::to_string(unlogged)},
-                                                {"limit_per_minute", "10"}});
+                                                {"limit_per_minute", kLimit}});
   }
   log::Info("webhook rejected", {{"source", source},
                                  // Unauthenticated: cut as on the accepted path.

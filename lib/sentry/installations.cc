@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "common/time_format.h"
+#include "common/token_bucket.h"
 #include "json/json_doc.h"
 #include "sentry/sentry_api.h"
 
@@ -101,8 +102,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
   // bogus links otherwise ran 8 exchanges back to back (40-80 a second, each logged three
   // times). A token bucket on the monotonic clock. GUARDED_BY(setup_mu)
   std::mutex setup_mu;
-  double setup_tokens = InstallationManager::kMaxSetupExchanges;
-  std::chrono::steady_clock::time_point setup_refilled{};
+  TokenBucket setup_bucket;  // GUARDED_BY(setup_mu)
   // Entries whose record the store refused (e.g. the disk at its free-space floor): written
   // again every refresher round, as the record may hold the only valid pair. GUARDED_BY(mu)
   std::set<std::string> unsaved;
@@ -1065,17 +1065,11 @@ void InstallationManager::Setup(const std::string& source, const std::string& uu
                                 std::function<void(Status)> done) {
   {
     std::lock_guard lock(impl_->setup_mu);
-    const auto now = impl_->clock.SteadyNow();
-    if (impl_->setup_refilled != std::chrono::steady_clock::time_point{}) {
-      const double earned = std::chrono::duration<double>(now - impl_->setup_refilled) /
-                            std::chrono::duration<double>(kSetupRefill);
-      impl_->setup_tokens = std::min<double>(kMaxSetupExchanges, impl_->setup_tokens + earned);
-    }
-    impl_->setup_refilled = now;
-    if (impl_->setup_tokens < 1) {
+    const double per_second = 1.0 / std::chrono::duration<double>(kSetupRefill).count();
+    if (!impl_->setup_bucket.Available(per_second, kMaxSetupExchanges, impl_->clock.SteadyNow())) {
       return done(ResourceExhausted("too many installations started in the last minute"));
     }
-    impl_->setup_tokens -= 1;
+    impl_->setup_bucket.Take(per_second);
   }
   if (impl_->setup_in_flight.fetch_add(1) >= kMaxSetupExchanges) {
     --impl_->setup_in_flight;
