@@ -121,6 +121,13 @@ int RunDaemon(const std::string& config_path) {
     return 1;
   }
   std::shared_ptr<const config::Config> cfg = loaded.config;
+  // Egress through forward proxies, as curl reads them (read once: a change needs a restart).
+  // A bad value is the operator's error, like a bad config: exit 1 before anything starts.
+  auto proxies = httpclient::ProxySettingsFromEnvironment(::getenv);
+  if (!proxies.ok()) {
+    log::Error("invalid proxy setting", {{"error", proxies.status().message()}});
+    return 1;
+  }
   Clock& clock = SystemClock();
   metrics::Metrics metrics;
   std::vector<std::string> source_names;
@@ -174,6 +181,10 @@ int RunDaemon(const std::string& config_path) {
   size_t concurrency = 16;  // the Sentry API's share
   for (const auto& sink : cfg->sinks) concurrency += sink.concurrency;
   client_options.max_idle_per_host = std::clamp<size_t>(concurrency, 256, 4096);
+  client_options.proxies = std::move(proxies).value();
+  if (!client_options.proxies.empty()) {
+    log::Info("outbound requests use a proxy", {{"proxies", client_options.proxies.Describe()}});
+  }
   std::unique_ptr<httpclient::HttpClient> client = httpclient::NewHttpClient(client_options);
   sentry::InstallationManager installations(holder, *tokens, *client, metrics, clock);
   if (Status s = installations.Start(store->get()); !s.ok()) {

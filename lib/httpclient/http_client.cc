@@ -85,6 +85,7 @@ constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 // header_limit nor body_limit. Past it the read fails with buffer_overflow.
 constexpr size_t kMaxBufferedBytes = kMaxHeaderBytes + 64 * 1024;
 constexpr int kMaxInterimResponses = 8;  // 1xx responses skipped before the final one
+constexpr uint32_t kMaxProxyHeaderBytes = 8 * 1024;  // a proxy's answer to CONNECT
 constexpr std::string_view kUserAgent = "switchyard/0.1";
 
 // Beast's HTTP/1 response parser (its grammar, limits, de-chunking and keep-alive rules)
@@ -152,7 +153,10 @@ struct WireRequest {
 
 // Fields in this order: Host, the caller's (as given), User-Agent unless the caller set one,
 // Content-Length when there is a body or the method expects one.
-Result<WireRequest> BuildRequest(ClientRequest& in, const Target& t) {
+// Through a proxy (`proxy`), an http:// request uses the absolute form and carries the proxy's
+// credentials; an https:// one is unchanged (it travels inside the tunnel).
+Result<WireRequest> BuildRequest(ClientRequest& in, const Target& t, const Proxy* proxy) {
+  const bool forward = proxy != nullptr && !t.tls;
   if (!IsHttpToken(in.method)) return InvalidArgument("invalid method");
   WireRequest w;
   const bhttp::verb verb = bhttp::string_to_verb(in.method);
@@ -161,7 +165,11 @@ Result<WireRequest> BuildRequest(ClientRequest& in, const Target& t) {
   for (const auto& [name, value] : in.headers) size += name.size() + value.size() + 4;
   w.head.reserve(size);
   w.head.append(in.method).push_back(' ');
+  if (forward) w.head.append("http://").append(t.host_header);
   w.head.append(t.target).append(" HTTP/1.1\r\nHost: ").append(t.host_header).append("\r\n");
+  if (forward && !proxy->authorization.empty()) {
+    w.head.append("Proxy-Authorization: ").append(proxy->authorization).append("\r\n");
+  }
   bool has_user_agent = false;
   for (const auto& [name, value] : in.headers) {
     if (!IsHttpToken(name)) return InvalidArgument("invalid header name");
@@ -240,6 +248,7 @@ struct Op {
   bool aborted = false;              // shutdown: stop at the next step
   std::unique_ptr<Connection> conn;  // connection in use (so Shutdown can close it)
   net::steady_timer resolve_timer;   // bounds resolve by the deadline
+  std::optional<Proxy> proxy;        // set when the request goes through a forward proxy
 };
 
 // Calls the user's callback once; a throwing callback is logged, never propagated.
@@ -374,7 +383,8 @@ struct ResolveRace {
   bool finished = false;  // touched only on the worker's thread
 };
 
-// Resolves op->target.host through `resolver` (its own threads), bounded by op->deadline (a
+// Resolves `host` (the target's, or its proxy's) through `resolver` (its own threads), bounded by
+// op->deadline (a
 // lookup cannot be interrupted; its late answer is dropped). Completes with the endpoints, or an
 // error code (beast::error::timeout, operation_aborted) or a resolver Status (kUnavailable).
 //
@@ -385,18 +395,18 @@ struct ResolveRace {
 // (the Op was freed while a handler still held it; ASan heap-use-after-free), which clang 14
 // does not do with the same code.
 using ResolveResult = std::tuple<error_code, Status, tcp::resolver::results_type>;
-net::awaitable<ResolveResult> Resolve(Op* op, HostResolver& resolver, net::io_context& ioc) {
+net::awaitable<ResolveResult> Resolve(Op* op, const std::string& host, uint16_t port,
+                                      HostResolver& resolver, net::io_context& ioc) {
   error_code ec;
-  auto address = net::ip::make_address(op->target.host, ec);
+  auto address = net::ip::make_address(host, ec);
   if (!ec) {
-    co_return ResolveResult(
-        error_code{}, Status::Ok(),
-        tcp::resolver::results_type::create(tcp::endpoint(address, op->target.port),
-                                            op->target.host, std::to_string(op->target.port)));
+    co_return ResolveResult(error_code{}, Status::Ok(),
+                            tcp::resolver::results_type::create(tcp::endpoint(address, port), host,
+                                                                std::to_string(port)));
   }
   auto result = co_await net::async_initiate<decltype(kNoThrow),
                                              void(error_code, Status, tcp::resolver::results_type)>(
-      [op, &resolver, &ioc](auto handler) {
+      [op, &resolver, &ioc, &host, port](auto handler) {
         using Race = ResolveRace<decltype(handler)>;
         auto race = std::make_shared<Race>(std::move(handler));
         op->resolve_timer.expires_at(op->deadline);
@@ -409,8 +419,7 @@ net::awaitable<ResolveResult> Resolve(Op* op, HostResolver& resolver, net::io_co
             Status::Ok(), tcp::resolver::results_type{});
         });
         resolver.Resolve(
-            op->target.host, [op, race, &ioc, host = op->target.host,
-                              port = op->target.port](Result<std::vector<std::string>> answer) {
+            host, [op, race, &ioc, host, port](Result<std::vector<std::string>> answer) {
               net::post(ioc, [op, race, host, port, answer = std::move(answer)]() mutable {
                 if (race->finished) return;
                 race->finished = true;
@@ -605,16 +614,18 @@ class Worker {
     }
   }
 
-  // Resolves, connects and (for https) handshakes a new connection into op->conn.
+  // Resolves, connects (to the target or its proxy; through an https proxy, opens the tunnel)
+  // and for https handshakes a new connection into op->conn.
   net::awaitable<Status> Connect(std::shared_ptr<Op> op) {
-    auto [rec, why, endpoints] = co_await Resolve(op.get(), *resolver_, ioc_);
+    const Target& peer = op->proxy ? op->proxy->server : op->target;
+    // Errors name the proxy and what it was asked for, never the proxy's credentials.
+    const std::string via = op->proxy ? " (proxy for " + op->target.origin + ")" : "";
+    auto [rec, why, endpoints] = co_await Resolve(op.get(), peer.host, peer.port, *resolver_, ioc_);
     if (op->aborted) co_return Unavailable("client shutting down");
     if (rec == beast::error::timeout) co_return MapError(rec, "resolve", *op);
-    if (rec) {
-      co_return Unavailable("cannot resolve " + op->target.origin + ": " + rec.message());
-    }
+    if (rec) co_return Unavailable("cannot resolve " + peer.origin + via + ": " + rec.message());
     if (!why.ok()) {
-      co_return Unavailable("cannot resolve " + op->target.origin + ": " + why.message());
+      co_return Unavailable("cannot resolve " + peer.origin + via + ": " + why.message());
     }
     op->conn = std::make_unique<Connection>();
     Connection& conn = *op->conn;
@@ -625,10 +636,16 @@ class Worker {
     }
     conn.lowest().expires_at(op->deadline);
     auto [cec, ep] = co_await conn.lowest().async_connect(endpoints, kNoThrow);
-    if (cec) co_return MapError(cec, "connect to", *op);
+    if (cec) {
+      co_return op->proxy ? ProxyError(cec, "connect to", *op) : MapError(cec, "connect to", *op);
+    }
     error_code ignored;
     conn.lowest().socket().set_option(tcp::no_delay(true), ignored);
     if (!op->target.tls) co_return Status::Ok();
+    if (op->proxy) {
+      Status tunnel = co_await OpenTunnel(conn, *op);
+      if (!tunnel.ok()) co_return tunnel;
+    }
 
     if (op->aborted) co_return Unavailable("client shutting down");
     SSL* ssl_handle = conn.tls->native_handle();
@@ -648,6 +665,56 @@ class Worker {
     auto [hec] = co_await conn.tls->async_handshake(ssl::stream_base::client, kNoThrow);
     if (hec) co_return TlsHandshakeError(hec, conn, *op);
     co_return Status::Ok();
+  }
+
+  // Asks the proxy for a tunnel to op.target (RFC 9110 9.3.6) on the connected `conn`: a CONNECT
+  // request, then its answer's head, read byte-exact (the TLS handshake that follows reads the
+  // socket directly, so nothing past the head may be consumed: the answer is read into a buffer
+  // of its own, and bytes beyond it are an error). Bounded by the op's deadline.
+  net::awaitable<Status> OpenTunnel(Connection& conn, Op& op) {
+    const Target& t = op.target;
+    std::string authority = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
+    authority += ":" + std::to_string(t.port);
+    std::string head = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n";
+    if (!op.proxy->authorization.empty()) {
+      head += "Proxy-Authorization: " + op.proxy->authorization + "\r\n";
+    }
+    head.append("User-Agent: ").append(kUserAgent).append("\r\n\r\n");
+    conn.lowest().expires_at(op.deadline);
+    auto [wec, wn] = co_await net::async_write(conn.lowest(), net::buffer(head), kNoThrow);
+    if (wec) co_return ProxyError(wec, "CONNECT through", op);
+    bhttp::response_parser<bhttp::empty_body> parser;
+    parser.skip(true);  // a 2xx to CONNECT has no body; any other answer fails the request
+    parser.header_limit(kMaxProxyHeaderBytes);
+    beast::flat_buffer buffer(kMaxProxyHeaderBytes);
+    auto [rec, rn] = co_await bhttp::async_read(conn.lowest(), buffer, parser, kNoThrow);
+    if (rec) co_return ProxyError(rec, "CONNECT through", op);
+    const unsigned status = parser.get().result_int();
+    if (status < 200 || status > 299) {
+      std::string why = "proxy " + op.proxy->server.origin + " refused CONNECT to " + t.origin +
+                        ": HTTP " + std::to_string(status);
+      if (status == 407) why += " (proxy authentication required: check the proxy URL's user info)";
+      co_return Unavailable(why);
+    }
+    if (buffer.size() != 0) {
+      co_return Unavailable("proxy " + op.proxy->server.origin + " sent bytes after its CONNECT " +
+                            "answer for " + t.origin);
+    }
+    co_return Status::Ok();
+  }
+
+  // An I/O error while talking to a proxy: names the proxy and the target it was asked for.
+  static Status ProxyError(const error_code& ec, std::string_view step, const Op& op) {
+    const std::string where =
+        std::string(step) + " proxy " + op.proxy->server.origin + " for " + op.target.origin;
+    if (ec == beast::error::timeout) {
+      return {StatusCode::kDeadlineExceeded,
+              "timeout after " + Ms(op.timeout) + " (during " + where + ")"};
+    }
+    if (op.aborted || ec == net::error::operation_aborted) {
+      return Unavailable("client shutting down");
+    }
+    return Unavailable(where + " failed: " + ec.message());
   }
 
   // Pops the most recently used live connection for `origin`, discarding dead or expired ones.
@@ -773,7 +840,8 @@ class ClientImpl final : public HttpClient {
     } else if (request.timeout.count() <= 0) {
       error = InvalidArgument("timeout must be positive");
     } else {
-      Result<WireRequest> wire = BuildRequest(request, *target);
+      const Proxy* proxy = options_.proxies.For(*target);
+      Result<WireRequest> wire = BuildRequest(request, *target, proxy);
       if (!wire.ok()) {
         error = wire.status();
       } else {
@@ -782,6 +850,7 @@ class ClientImpl final : public HttpClient {
                                   request.max_response_bytes, Clock::now() + request.timeout,
                                   request.timeout, std::move(done));
         op->discard_oversized_body = request.discard_oversized_body;
+        if (proxy) op->proxy = *proxy;
       }
     }
     if (!op) {  // bad request: still answered on a client thread

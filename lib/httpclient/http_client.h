@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "httpclient/proxy.h"
 
 namespace switchyard::httpclient {
 
@@ -82,6 +83,11 @@ struct HttpClientOptions {
   std::chrono::milliseconds dns_cache_ttl{30000};
   std::function<Result<std::vector<std::string>>(const std::string& host)> lookup;
   const Clock* clock = nullptr;
+  // Forward proxies (the daemon reads them from HTTP_PROXY, HTTPS_PROXY and NO_PROXY). A request
+  // to an http:// URL goes to its proxy in absolute form; one to an https:// URL through a
+  // CONNECT tunnel, with TLS, SNI and verification end to end with the target. The deadline
+  // covers the proxy's part too. Pooled connections stay per target origin.
+  ProxySettings proxies;
 };
 
 std::unique_ptr<HttpClient> NewHttpClient(const HttpClientOptions& options);

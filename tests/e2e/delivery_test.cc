@@ -1,14 +1,15 @@
 // End-to-end tests of routing and delivery: the real daemon, a fake Pushover implementing its
 // documented contract, a recording HTTP receiver, and the file sink.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <fstream>
 #include <set>
 #include <thread>
 
-#include <gtest/gtest.h>
-
+#include "fakes/fake_proxy.h"
 #include "fakes/fake_pushover.h"
 #include "fakes/recording_receiver.h"
 #include "support/daemon_process.h"
@@ -174,6 +175,37 @@ TEST_F(DeliveryTest, StopEndsRouteEvaluation) {
   ASSERT_TRUE(receiver_.WaitFor(1, kWait));
   ASSERT_TRUE(WaitQueue(0, 0));
   EXPECT_EQ(ReadFile(dir_.path() + "/events.jsonl"), "");
+}
+
+TEST_F(DeliveryTest, BehindAnEgressProxyDeliveriesGoThroughItByteForByte) {
+  FakeProxy proxy;
+  daemon_.Start(Config("  - name: all\n    to: [ops]\n"), {"HTTP_PROXY=" + proxy.url("ops:pw")});
+  EXPECT_TRUE(daemon_.WaitForLog("outbound requests use a proxy"));
+  const std::string body = IssueCreated("x");
+  ASSERT_EQ(Post(body)->status, 202);
+  ASSERT_TRUE(proxy.WaitFor(1, kWait));
+  ASSERT_TRUE(WaitQueue(0, 0));  // the proxy's 200 is the delivery's outcome
+  auto seen = proxy.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].target, receiver_.url("/ingest"));  // absolute form
+  EXPECT_EQ(seen[0].proxy_authorization, "Basic b3BzOnB3");
+  EXPECT_EQ(seen[0].body, body);
+  EXPECT_EQ(receiver_.count(), 0u);  // never reached directly
+  EXPECT_EQ(daemon_.Log().find("ops:pw"), std::string::npos);
+}
+
+TEST_F(DeliveryTest, AnInvalidProxySettingStopsStartUpNamingTheVariableNotItsPassword) {
+  const std::string config = dir_.path() + "/bad-proxy.yaml";
+  {
+    std::ofstream f(config);
+    f << Config("  - name: all\n    to: [ops]\n");
+  }
+  RunResult r = RunCli({"run", "-c", config}, std::chrono::seconds(30),
+                       {"HTTPS_PROXY=socks5://ops:hunter2@proxy:1080"});
+  EXPECT_EQ(r.exit_code, 1);  // the operator's error, as a bad config
+  EXPECT_NE(r.err.find("invalid proxy setting"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("HTTPS_PROXY"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << r.err;
 }
 
 TEST_F(DeliveryTest, MultiByteTitleIsCutToPushoversLimitOnACharacterBoundary) {

@@ -337,7 +337,9 @@ TEST_F(SentryIntegrationTest, SetupStartsAtMostEightExchangesInABurstThenTenAMin
     auto r = Setup("0123456789abcdef0123456789abcdef");  // never issued: Sentry refuses
     ASSERT_TRUE(r);
     statuses.push_back(r->status);
-    if (r->status == 503) EXPECT_FALSE(r->Header("Retry-After").empty());
+    if (r->status == 503) {
+      EXPECT_FALSE(r->Header("Retry-After").empty());
+    }
   }
   const int refused_by_sentry = static_cast<int>(std::count(statuses.begin(), statuses.end(), 502));
   const int refused_here = static_cast<int>(std::count(statuses.begin(), statuses.end(), 503));

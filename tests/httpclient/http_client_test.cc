@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -31,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "fakes/fake_proxy.h"
 #include "support/blocking_lookup.h"
 #include "support/temp_dir.h"
 
@@ -1249,6 +1251,150 @@ TEST_F(HttpClientTlsTest, UnreadableCaFileFailsHttpsRequestsAsUnavailable) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(r.status().message().find("ca_file"), std::string::npos) << r.status().message();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward proxies (HTTP_PROXY, HTTPS_PROXY, NO_PROXY).
+// ------------------------------------------------------------------------------------------------
+
+ProxySettings ProxiesFrom(std::map<std::string, std::string> env) {
+  auto s = ProxySettingsFromEnvironment([&env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? *s : ProxySettings{};
+}
+
+TEST_F(HttpClientTlsTest, HttpsGoesThroughAConnectTunnelWithTlsVerifiedEndToEnd) {
+  testing::FakeProxy proxy;
+  ScriptServer server(Echo, TlsOptions(cert_));
+  HttpClientOptions options;
+  options.ca_file = ca_file_;
+  options.proxies = ProxiesFrom({{"HTTPS_PROXY", proxy.url("jane:s3cret")}});
+  auto client = NewClient(options);
+  const std::string authority = "localhost:" + std::to_string(server.port());
+  for (int i = 0; i < 2; ++i) {
+    ClientRequest req;
+    req.url = "https://" + authority + "/secure";
+    req.body = "through the tunnel " + std::to_string(i);
+    Result<ClientResponse> r = Fetch(*client, req);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->body, "tls:" + req.body);
+  }
+  auto seen = proxy.seen();
+  ASSERT_EQ(seen.size(), 1u);  // one tunnel, kept alive for the second request
+  EXPECT_EQ(seen[0].method, "CONNECT");
+  EXPECT_EQ(seen[0].target, authority);
+  EXPECT_EQ(seen[0].host, authority);
+  EXPECT_EQ(seen[0].proxy_authorization, "Basic amFuZTpzM2NyZXQ=");  // jane:s3cret
+  EXPECT_EQ(server.accepted(), 1);
+  auto at_server = server.requests();
+  ASSERT_EQ(at_server.size(), 2u);
+  EXPECT_EQ(at_server[0].sni, "localhost");                   // TLS with the target, not the proxy
+  EXPECT_EQ(at_server[0].Header("proxy-authorization"), "");  // never inside the tunnel
+}
+
+TEST_F(HttpClientTlsTest, ATunnelledCertificateIsStillVerifiedAgainstTheTargetName) {
+  testing::FakeProxy proxy;
+  ScriptServer server(Echo, TlsOptions(cert_));
+  HttpClientOptions options;  // the system store: nothing vouches for the test certificate
+  options.proxies = ProxiesFrom({{"HTTPS_PROXY", proxy.url()}});
+  auto client = NewClient(options);
+  Result<ClientResponse> r =
+      Fetch(*client, Get("https://localhost:" + std::to_string(server.port()) + "/"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("certificate verification"), std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(server.request_count(), 0u);
+}
+
+TEST_F(HttpClientTest, PlainHttpGoesToTheProxyInAbsoluteFormWithItsCredentials) {
+  testing::FakeProxy proxy;
+  testing::BlockingLookup lookup;  // counts name lookups
+  HttpClientOptions options;
+  options.lookup = lookup.Fn();
+  options.proxies = ProxiesFrom({{"http_proxy", proxy.url("ops:pw")}});
+  auto client = NewClient(options);
+  ClientRequest req;
+  req.url = "http://receiver.example:8080/hooks/x?y=1";
+  req.body = "{\"event\":1}";
+  req.headers = {{"Content-Type", "application/json"}};
+  Result<ClientResponse> r = Fetch(*client, req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->body, "via proxy");
+  auto seen = proxy.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].method, "POST");
+  EXPECT_EQ(seen[0].target, "http://receiver.example:8080/hooks/x?y=1");
+  EXPECT_EQ(seen[0].host, "receiver.example:8080");
+  EXPECT_EQ(seen[0].proxy_authorization, "Basic b3BzOnB3");  // ops:pw
+  EXPECT_EQ(seen[0].body, "{\"event\":1}");
+  EXPECT_EQ(lookup.Count("receiver.example"), 0);  // the proxy resolves it, not switchyard
+}
+
+TEST_F(HttpClientTest, NoProxyHostsAreReachedDirectly) {
+  testing::FakeProxy proxy;
+  ScriptServer server([](const SeenRequest&) { return Reply::Ok("direct"); });
+  HttpClientOptions options;
+  options.proxies = ProxiesFrom({{"HTTP_PROXY", proxy.url()}, {"NO_PROXY", "127.0.0.0/8"}});
+  auto client = NewClient(options);
+  Result<ClientResponse> r = Fetch(*client, Get(server.Url("/x")));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->body, "direct");
+  EXPECT_EQ(proxy.connections(), 0u);
+}
+
+TEST_F(HttpClientTlsTest, AProxyRefusingTheTunnelIsUnavailableNamingTheProxyNotTheCredentials) {
+  testing::FakeProxy proxy;
+  proxy.SetConnectStatus(407);
+  ScriptServer server(Echo, TlsOptions(cert_));
+  HttpClientOptions options;
+  options.ca_file = ca_file_;
+  options.proxies = ProxiesFrom({{"HTTPS_PROXY", proxy.url("jane:s3cret")}});
+  auto client = NewClient(options);
+  Result<ClientResponse> r = Fetch(*client, Get(server.Url()));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  const std::string& m = r.status().message();
+  EXPECT_NE(m.find("HTTP 407"), std::string::npos) << m;
+  EXPECT_NE(m.find("proxy http://127.0.0.1:" + std::to_string(proxy.port())), std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("s3cret"), std::string::npos) << m;
+  EXPECT_EQ(m.find("jane"), std::string::npos) << m;
+  EXPECT_EQ(server.request_count(), 0u);
+}
+
+TEST_F(HttpClientTlsTest, AProxyThatNeverAnswersTheConnectIsDeadlineExceeded) {
+  testing::FakeProxy proxy;
+  proxy.SetSilent(true);
+  ScriptServer server(Echo, TlsOptions(cert_));
+  HttpClientOptions options;
+  options.ca_file = ca_file_;
+  options.proxies = ProxiesFrom({{"HTTPS_PROXY", proxy.url()}});
+  auto client = NewClient(options);
+  Result<ClientResponse> r = Fetch(*client, Get(server.Url(), milliseconds(300)));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("proxy"), std::string::npos) << r.status().message();
+}
+
+TEST_F(HttpClientTest, AProxyThatIsDownIsUnavailableNamingIt) {
+  uint16_t closed_port;
+  {
+    testing::FakeProxy gone;
+    closed_port = gone.port();
+  }
+  HttpClientOptions options;
+  options.proxies =
+      ProxiesFrom({{"HTTP_PROXY", "http://127.0.0.1:" + std::to_string(closed_port)}});
+  auto client = NewClient(options);
+  Result<ClientResponse> r = Fetch(*client, Get("http://receiver.example/hook"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("proxy http://127.0.0.1:" + std::to_string(closed_port)),
+            std::string::npos)
+      << r.status().message();
 }
 
 // ------------------------------------------------------------------------------------------------
