@@ -100,15 +100,15 @@ def request_seeds():
         b"GET /setup/sentry?code=2c1d9e0f&installationId=7a485448-a9e2-4c85-8a3c-4f44175783c9"
         b"&orgSlug=acme HTTP/1.1\r\nHost: x\r\n\r\n")
     seeds["setup-refused"] = bytes([0]) + (
-        b"GET /setup/sentry?code=bad1&installationId=%3Cscript%3Ex&orgSlug=a%26b HTTP/1.1\r\n\r\n")
+        b"GET /setup/sentry?code=bad1&installationId=%3Cscript%3Ex&orgSlug=a%26b HTTP/1.1\r\nHost: x\r\n\r\n")
     seeds["setup-error"] = bytes([0]) + (
-        b"GET /setup/sentry?code=err1&installationId=u-1&orgSlug=%22o%27 HTTP/1.1\r\n\r\n")
+        b"GET /setup/sentry?code=err1&installationId=u-1&orgSlug=%22o%27 HTTP/1.1\r\nHost: x\r\n\r\n")
     seeds["setup-no-installer"] = bytes([FLAG_NO_INSTALLER]) + (
-        b"GET /setup/sentry?code=c&installationId=u-1&orgSlug=o HTTP/1.1\r\n\r\n")
+        b"GET /setup/sentry?code=c&installationId=u-1&orgSlug=o HTTP/1.1\r\nHost: x\r\n\r\n")
     seeds["setup-internal"] = bytes([0]) + (
-        b"HEAD /setup/internal?code=c&installationId=u-1 HTTP/1.1\r\n\r\n")
+        b"HEAD /setup/internal?code=c&installationId=u-1 HTTP/1.1\r\nHost: x\r\n\r\n")
     seeds["setup-incomplete"] = bytes([0]) + b"GET /setup/sentry?code=x HTTP/1.1\r\nHost: x\r\n\r\n"
-    seeds["setup-post"] = bytes([0]) + b"POST /setup/sentry HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    seeds["setup-post"] = bytes([0]) + b"POST /setup/sentry HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
     seeds["root"] = bytes([0]) + b"GET / HTTP/1.0\r\n\r\n"
     seeds["te-gzip-chunked"] = bytes([FLAG_SIGN]) + request(
         issue, "issue", chunked=True).replace(b"Transfer-Encoding: chunked",

@@ -31,9 +31,13 @@ std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system
 }
 
 std::optional<std::pair<int, std::string>> FramingError(const RequestParser& parser) {
+  auto bad = [](std::string why) { return std::pair{400, "malformed request: " + why}; };
+  // RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two, is answered 400 (with two,
+  // something in front of us may have routed by the other one).
+  if (parser.host_fields() > 1) return bad("more than one Host field");
+  if (parser.host_fields() == 0 && parser.version() >= 11) return bad("no Host field");
   const int fields = parser.transfer_encoding_fields();
   if (fields == 0) return std::nullopt;
-  auto bad = [](std::string why) { return std::pair{400, "malformed request: " + why}; };
   if (fields > 1) return bad("more than one Transfer-Encoding field");
   if (parser.content_length_fields() > 0) {
     return bad("both Transfer-Encoding and Content-Length");
@@ -63,6 +67,7 @@ void RequestParser::on_field_impl(bhttp::field name, string_view name_string, st
     transfer_encoding_.assign(value.data(), value.size());
   }
   if (name == bhttp::field::content_length) ++content_lengths_;
+  if (name == bhttp::field::host) ++host_fields_;
   if (name == bhttp::field::expect && !seen_expect_) {
     seen_expect_ = true;
     // RFC 9110 10.1.1: ignored from an HTTP/1.0 client, which would take a 100 for the answer.

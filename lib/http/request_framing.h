@@ -33,6 +33,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   // Transfer-Encoding's value.
   int transfer_encoding_fields() const { return transfer_encodings_; }
   int content_length_fields() const { return content_lengths_; }
+  int host_fields() const { return host_fields_; }
   std::string_view transfer_encoding() const { return transfer_encoding_; }
   // Whether the first Expect field is "100-continue" (case-insensitive), in an HTTP/1.1 request.
   bool expects_continue() const { return expect_continue_; }
@@ -59,6 +60,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   int version_ = 0;
   int transfer_encodings_ = 0;
   int content_lengths_ = 0;
+  int host_fields_ = 0;
   std::string transfer_encoding_;
   bool seen_expect_ = false;
   bool expect_continue_ = false;
@@ -74,6 +76,7 @@ std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system
 // whose final coding is not chunked (Beast would read no body and parse the body as the next
 // request), a Transfer-Encoding next to a Content-Length, more than one Transfer-Encoding field,
 // or one in an HTTP/1.0 request — all 400; codings other than chunked, which we cannot decode, 501.
+// Also RFC 9112 3.2: an HTTP/1.1 request without a Host field, or any request with two — 400.
 // Call once the head is parsed; each answer closes the connection.
 std::optional<std::pair<int, std::string>> FramingError(const RequestParser& parser);
 

@@ -298,6 +298,27 @@ TEST_F(HostileInputTest, BadChunkSizesAre400) {
   ExpectHealthy("bad chunks");
 }
 
+// RFC 9112 3.2: an HTTP/1.1 request must carry exactly one Host. With two, a proxy in front may
+// have routed by one and we would act on the other; both are refused before the body is read.
+TEST_F(HostileInputTest, AnHttpOneOneRequestWithoutHostOrWithTwoIs400) {
+  StartDaemon();
+  const std::string body = "{\"action\":\"created\"}";
+  const std::string rest =
+      "Sentry-Hook-Resource: issue\r\nSentry-Hook-Signature: " + SentrySignature(kSecret, body) +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  auto none = Raw("POST /hooks/sentry HTTP/1.1\r\n" + rest);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 400) << none->body;
+  EXPECT_NE(none->body.find("no Host field"), std::string::npos) << none->body;
+  auto two = Raw("POST /hooks/sentry HTTP/1.1\r\nHost: a\r\nHost: b\r\n" + rest);
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->status, 400) << two->body;
+  auto one = Raw("POST /hooks/sentry HTTP/1.1\r\nHost: a\r\n" + rest);
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->status, 202) << one->body;  // the same request with one Host is stored
+  ExpectHealthy("host fields");
+}
+
 // RFC 9112 §5.2 lets a server replace obs-fold with spaces (Beast does): a folded signature
 // is then a different value and fails (401), never a bypass; a folded harmless header is fine.
 TEST_F(HostileInputTest, ObsFoldIsUnfoldedAndCannotSmuggleASignature) {

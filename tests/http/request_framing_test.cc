@@ -64,7 +64,8 @@ TEST(RequestParser, FillsMethodTargetLowerCasedFieldsInOrderAndTheBody) {
 
 TEST(RequestParser, ABodyArrivingByteByByteIsTheSame) {
   RequestParser p;
-  Parsed r = Parse(p, "POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world", /*step=*/1);
+  Parsed r =
+      Parse(p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", /*step=*/1);
   ASSERT_TRUE(r.complete) << r.ec.message();
   EXPECT_EQ(p.request().body, "hello world");
 }
@@ -72,7 +73,7 @@ TEST(RequestParser, ABodyArrivingByteByByteIsTheSame) {
 TEST(RequestParser, ChunksAreReassembledAndExtensionsDropped) {
   RequestParser p;
   Parsed r = Parse(p,
-                   "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                    "5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n",
                    /*step=*/3);
   ASSERT_TRUE(r.complete) << r.ec.message();
@@ -84,7 +85,7 @@ TEST(RequestParser, BodyOverTheLimitIsRefusedBeforeItIsRead) {
   RequestParser p;
   p.body_limit(4);
   boost::system::error_code ec;
-  std::string bytes = "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+  std::string bytes = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
   ParseBuffered(
       p, boost::asio::buffer(bytes), [](const RequestParser& q) { return q.is_header_done(); },
       ec);
@@ -104,7 +105,7 @@ TEST(RequestParser, HttpOneZeroClosesUnlessAskedToKeepAlive) {
 
 TEST(RequestParser, ConnectionCloseEndsAnHttpOneOneConnection) {
   RequestParser p;
-  ASSERT_TRUE(Parse(p, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n").complete);
+  ASSERT_TRUE(Parse(p, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").complete);
   EXPECT_FALSE(p.keep_alive());
   EXPECT_EQ(p.method(), boost::beast::http::verb::get);
 }
@@ -112,13 +113,14 @@ TEST(RequestParser, ConnectionCloseEndsAnHttpOneOneConnection) {
 TEST(RequestParser, CloseInAnyConnectionFieldEndsTheConnection) {
   RequestParser p;
   ASSERT_TRUE(
-      Parse(p, "GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n").complete);
+      Parse(p, "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
+          .complete);
   EXPECT_FALSE(p.keep_alive());
 }
 
 TEST(RequestParser, StopsAtTheEndOfARequestAndLeavesThePipelinedOneBuffered) {
-  const std::string first = "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\none";
-  const std::string second = "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\ntwo";
+  const std::string first = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none";
+  const std::string second = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo";
   const std::string both = first + second;
   RequestParser p;
   boost::system::error_code ec;
@@ -158,24 +160,34 @@ int FramingStatus(std::string_view head) {
 }
 
 TEST(FramingError, RefusesTransferEncodingsASmugglerCouldUse) {
-  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
-  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                           "Content-Length: 3\r\n\r\n"),
             400);
-  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                           "Transfer-Encoding: chunked\r\n\r\n"),
             400);
   // Beast's own grammar refuses the two above (and a non-chunked coding next to a length);
   // two Transfer-Encoding fields that end with chunked only our field count catches.
-  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
                           "Transfer-Encoding: chunked\r\n\r\n"),
             400);
-  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
                           "Content-Length: 3\r\n\r\n"),
             400);
   EXPECT_EQ(FramingStatus("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
-  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
-  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            400);
+  EXPECT_EQ(FramingStatus("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501);
+}
+
+TEST(FramingError, AnHttpOneOneRequestNeedsExactlyOneHost) {
+  EXPECT_EQ(FramingStatus("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  EXPECT_EQ(FramingStatus("GET /healthz HTTP/1.1\r\n\r\n"), 400);
+  EXPECT_EQ(FramingStatus("GET /healthz HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"), 400);
+  EXPECT_EQ(FramingStatus("GET /healthz HTTP/1.0\r\n\r\n"), 0);  // HTTP/1.0 had no Host
+  EXPECT_EQ(FramingStatus("GET /healthz HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), 400);
 }
 
 }  // namespace
