@@ -86,6 +86,8 @@ constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 constexpr size_t kMaxBufferedBytes = kMaxHeaderBytes + 64 * 1024;
 constexpr int kMaxInterimResponses = 8;  // 1xx responses skipped before the final one
 constexpr uint32_t kMaxProxyHeaderBytes = 8 * 1024;  // a proxy's answer to CONNECT
+constexpr std::string_view kProxyAuthHint =
+    " (proxy authentication required: check the user info of the proxy's URL)";
 constexpr std::string_view kUserAgent = "switchyard/0.1";
 
 // Beast's HTTP/1 response parser (its grammar, limits, de-chunking and keep-alive rules)
@@ -248,7 +250,9 @@ struct Op {
   bool aborted = false;              // shutdown: stop at the next step
   std::unique_ptr<Connection> conn;  // connection in use (so Shutdown can close it)
   net::steady_timer resolve_timer;   // bounds resolve by the deadline
-  std::optional<Proxy> proxy;        // set when the request goes through a forward proxy
+  // Set when the request goes through a forward proxy; points into the client's options, which
+  // outlive every Op.
+  const Proxy* proxy = nullptr;
 };
 
 // Calls the user's callback once; a throwing callback is logged, never propagated.
@@ -592,6 +596,14 @@ class Worker {
       } else {
         a = co_await Transfer(*conn.tcp, conn, *op, reused);
       }
+      if (a.result->ok() && op->proxy && !op->target.tls && (*a.result)->status == 407) {
+        // A forwarded request's 407 is the proxy's own answer (RFC 9110 15.5.8), not the
+        // target's: a connection error to retry, as a tunnel the proxy refuses, rather than a
+        // permanent 4xx from the sink.
+        a.result = Unavailable("proxy " + op->proxy->server.origin + " refused the request for " +
+                               op->target.origin + ": HTTP 407" + std::string(kProxyAuthHint));
+        a.keep_alive = false;
+      }
       if (a.result->ok()) {
         if (a.keep_alive) {
           ReturnIdle(op->target.origin, std::move(op->conn));
@@ -610,6 +622,12 @@ class Worker {
                    {{"origin", op->target.origin}, {"error", a.result->status().message()}});
         continue;
       }
+      if (op->proxy && !op->target.tls &&
+          a.result->status().message().find("proxy ") == std::string::npos) {
+        const Status& e = a.result->status();  // the error may be the proxy's: name it
+        co_return Status(e.code(),
+                         e.message() + " (through proxy " + op->proxy->server.origin + ")");
+      }
       co_return std::move(*a.result);
     }
   }
@@ -622,7 +640,9 @@ class Worker {
     const std::string via = op->proxy ? " (proxy for " + op->target.origin + ")" : "";
     auto [rec, why, endpoints] = co_await Resolve(op.get(), peer.host, peer.port, *resolver_, ioc_);
     if (op->aborted) co_return Unavailable("client shutting down");
-    if (rec == beast::error::timeout) co_return MapError(rec, "resolve", *op);
+    if (rec == beast::error::timeout) {
+      co_return op->proxy ? ProxyError(rec, "resolve", *op) : MapError(rec, "resolve", *op);
+    }
     if (rec) co_return Unavailable("cannot resolve " + peer.origin + via + ": " + rec.message());
     if (!why.ok()) {
       co_return Unavailable("cannot resolve " + peer.origin + via + ": " + why.message());
@@ -693,7 +713,7 @@ class Worker {
     if (status < 200 || status > 299) {
       std::string why = "proxy " + op.proxy->server.origin + " refused CONNECT to " + t.origin +
                         ": HTTP " + std::to_string(status);
-      if (status == 407) why += " (proxy authentication required: check the proxy URL's user info)";
+      if (status == 407) why += kProxyAuthHint;
       co_return Unavailable(why);
     }
     if (buffer.size() != 0) {
@@ -850,7 +870,7 @@ class ClientImpl final : public HttpClient {
                                   request.max_response_bytes, Clock::now() + request.timeout,
                                   request.timeout, std::move(done));
         op->discard_oversized_body = request.discard_oversized_body;
-        if (proxy) op->proxy = *proxy;
+        op->proxy = proxy;
       }
     }
     if (!op) {  // bad request: still answered on a client thread

@@ -86,9 +86,29 @@ bool ParsePort(std::string_view text, uint16_t* port) {
 
 Result<NoProxyRule> ParseNoProxyEntry(std::string_view entry) {
   NoProxyRule rule;
+  std::string_view host = entry;
+  // A CIDR range: "v4/bits", "v6/bits" or "[v6]/bits".
+  if (const size_t slash = host.find('/'); slash != std::string_view::npos) {
+    std::string_view addr = host.substr(0, slash);
+    const std::string_view bits = host.substr(slash + 1);
+    ip::address a;
+    unsigned prefix = 0;
+    if (!ParseAddress(addr, &a) || bits.empty() || bits.size() > 3) {
+      return InvalidArgument("not a CIDR range");
+    }
+    for (char c : bits) {
+      if (c < '0' || c > '9') return InvalidArgument("not a CIDR range");
+      prefix = prefix * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (prefix > (a.is_v6() ? 128u : 32u)) return InvalidArgument("CIDR prefix too long");
+    rule.kind = NoProxyRule::Kind::kNetwork;
+    rule.address = a.to_string();
+    rule.prefix = prefix;
+    rule.v6 = a.is_v6();
+    return rule;
+  }
   // An optional port: "[v6]:port", or "host:port" / "v4:port" (one colon only; more colons are
   // an IPv6 address without brackets).
-  std::string_view host = entry;
   if (host.front() == '[') {
     const size_t close = host.find(']');
     if (close == std::string_view::npos) return InvalidArgument("unbalanced '['");
@@ -103,24 +123,6 @@ Result<NoProxyRule> ParseNoProxyEntry(std::string_view entry) {
     if (!ParsePort(host.substr(colon + 1), &rule.port)) return InvalidArgument("bad port");
     host = host.substr(0, colon);
   }
-  if (const size_t slash = host.find('/'); slash != std::string_view::npos) {
-    ip::address a;
-    unsigned prefix = 0;
-    std::string_view bits = host.substr(slash + 1);
-    if (!ParseAddress(host.substr(0, slash), &a) || bits.empty() || bits.size() > 3) {
-      return InvalidArgument("not a CIDR range");
-    }
-    for (char c : bits) {
-      if (c < '0' || c > '9') return InvalidArgument("not a CIDR range");
-      prefix = prefix * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (prefix > (a.is_v6() ? 128u : 32u)) return InvalidArgument("CIDR prefix too long");
-    rule.kind = NoProxyRule::Kind::kNetwork;
-    rule.address = a.to_string();
-    rule.prefix = prefix;
-    rule.v6 = a.is_v6();
-    return rule;
-  }
   if (ip::address a; ParseAddress(host, &a)) {
     rule.kind = NoProxyRule::Kind::kAddress;
     rule.address = a.to_string();
@@ -129,6 +131,7 @@ Result<NoProxyRule> ParseNoProxyEntry(std::string_view entry) {
   }
   if (host.starts_with("*.")) host.remove_prefix(2);
   while (!host.empty() && host.front() == '.') host.remove_prefix(1);
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);  // a fully qualified name
   if (host.empty()) return InvalidArgument("empty host");
   for (char c : host) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -154,15 +157,18 @@ size_t AddressBytes(const ip::address& a, std::array<unsigned char, 16>* out) {
 
 bool Matches(const NoProxyRule& rule, const Target& t) {
   if (rule.port != 0 && rule.port != t.port) return false;
-  if (rule.kind == NoProxyRule::Kind::kDomain) {
-    const std::string& d = rule.domain;
-    if (t.host == d) return true;
-    return t.host.size() > d.size() && t.host.ends_with(d) &&
-           t.host[t.host.size() - d.size() - 1] == '.';
-  }
   boost::system::error_code ec;
   const ip::address host = ip::make_address(t.host, ec);
-  if (ec || host.is_v6() != rule.v6) return false;
+  const bool is_address = !ec;
+  if (rule.kind == NoProxyRule::Kind::kDomain) {
+    if (is_address) return false;  // names match names; addresses only address rules
+    std::string_view h = t.host;
+    if (!h.empty() && h.back() == '.') h.remove_suffix(1);  // "example.com." is example.com
+    const std::string& d = rule.domain;
+    if (h == d) return true;
+    return h.size() > d.size() && h.ends_with(d) && h[h.size() - d.size() - 1] == '.';
+  }
+  if (!is_address || host.is_v6() != rule.v6) return false;
   const ip::address want = ip::make_address(rule.address, ec);
   if (ec) return false;
   if (rule.kind == NoProxyRule::Kind::kAddress) return host == want;
@@ -216,14 +222,11 @@ Result<ProxySettings> ProxySettingsFromEnvironment(
   std::string_view rest = no_value;
   size_t index = 0;
   while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    std::string_view entry = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t'))
-      entry.remove_prefix(1);
-    while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) entry.remove_suffix(1);
-    ++index;
+    const size_t end = rest.find_first_of(", \t");  // commas or blanks, as curl
+    const std::string_view entry = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
     if (entry.empty()) continue;
+    ++index;
     if (entry == "*") {
       s.no_proxy_all = true;
       continue;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -126,7 +127,11 @@ struct FakeProxy::Impl {
         while (!value.empty() && value.front() == ' ') value.erase(0, 1);
         if (name == "host") s.host = value;
         if (name == "proxy-authorization") s.proxy_authorization = value;
-        if (name == "content-length") content_length = std::stoul(value);
+        if (name == "content-length") {
+          const auto [end, ec] =
+              std::from_chars(value.data(), value.data() + value.size(), content_length);
+          if (ec != std::errc() || end != value.data() + value.size()) return;
+        }
       }
       while (buf.size() < content_length) {
         if (!WaitReadable(fd)) return;
@@ -150,7 +155,7 @@ struct FakeProxy::Impl {
         WaitReadable(stop_pipe[0]);  // until the proxy stops
         return;
       }
-      if (s.method != "CONNECT") {
+      if (s.method != "CONNECT" && status == 200) {
         if (!SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nvia proxy")) return;
         continue;
       }
@@ -170,9 +175,14 @@ struct FakeProxy::Impl {
   void Tunnel(int client, const std::string& target, const std::string& early) {
     const size_t colon = target.rfind(':');
     if (colon == std::string::npos) return;
+    uint16_t port = 0;
+    const std::string_view digits = std::string_view(target).substr(colon + 1);
+    if (std::from_chars(digits.data(), digits.data() + digits.size(), port).ec != std::errc()) {
+      return;
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(std::stoul(target.substr(colon + 1))));
+    addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (up < 0) return;
@@ -252,7 +262,7 @@ std::string FakeProxy::url(const std::string& userinfo) const {
          "127.0.0.1:" + std::to_string(impl_->port);
 }
 
-void FakeProxy::SetConnectStatus(int status) {
+void FakeProxy::SetRefusal(int status) {
   std::lock_guard lock(impl_->mu);
   impl_->connect_status = status;
 }

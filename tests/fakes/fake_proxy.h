@@ -3,7 +3,8 @@
 // name targets freely), answers 200 and relays bytes both ways until either side closes. A
 // request in absolute form (`POST http://host/path`) is recorded and answered by the proxy
 // itself: 200, body "via proxy", keep-alive. Every request head it reads is recorded.
-// SetConnectStatus(n) answers CONNECT with n instead (407 carries Proxy-Authenticate);
+// SetRefusal(n) answers every request (CONNECT or absolute form) with n and closes (407 carries
+// Proxy-Authenticate; 200 restores the normal behaviour);
 // SetSilent(true) makes it read requests and answer nothing. One thread per connection with
 // blocking sockets. Thread-safe; the destructor ends every connection and joins.
 #pragma once
@@ -34,7 +35,7 @@ class FakeProxy {
   uint16_t port() const;
   // http://[userinfo@]127.0.0.1:<port>
   std::string url(const std::string& userinfo = "") const;
-  void SetConnectStatus(int status);
+  void SetRefusal(int status);
   void SetSilent(bool silent);
 
   std::vector<Seen> seen() const;  // in arrival order

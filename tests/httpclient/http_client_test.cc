@@ -1,6 +1,8 @@
 #include "httpclient/http_client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -8,6 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -1257,6 +1260,25 @@ TEST_F(HttpClientTlsTest, UnreadableCaFileFailsHttpsRequestsAsUnavailable) {
 // Forward proxies (HTTP_PROXY, HTTPS_PROXY, NO_PROXY).
 // ------------------------------------------------------------------------------------------------
 
+// A TCP port on 127.0.0.1, bound but not listening: connects to it are refused, and while this
+// lives no other socket can take the port.
+struct BoundPort {
+  BoundPort() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      throw std::runtime_error("cannot bind a port");
+    }
+    port = ntohs(addr.sin_port);
+  }
+  ~BoundPort() { ::close(fd); }
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  uint16_t port = 0;
+};
+
 ProxySettings ProxiesFrom(std::map<std::string, std::string> env) {
   auto s = ProxySettingsFromEnvironment([&env](const char* name) -> const char* {
     auto it = env.find(name);
@@ -1307,6 +1329,7 @@ TEST_F(HttpClientTlsTest, ATunnelledCertificateIsStillVerifiedAgainstTheTargetNa
   EXPECT_NE(r.status().message().find("certificate verification"), std::string::npos)
       << r.status().message();
   EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(proxy.seen().size(), 1u);  // it did go through the tunnel
 }
 
 TEST_F(HttpClientTest, PlainHttpGoesToTheProxyInAbsoluteFormWithItsCredentials) {
@@ -1347,7 +1370,7 @@ TEST_F(HttpClientTest, NoProxyHostsAreReachedDirectly) {
 
 TEST_F(HttpClientTlsTest, AProxyRefusingTheTunnelIsUnavailableNamingTheProxyNotTheCredentials) {
   testing::FakeProxy proxy;
-  proxy.SetConnectStatus(407);
+  proxy.SetRefusal(407);
   ScriptServer server(Echo, TlsOptions(cert_));
   HttpClientOptions options;
   options.ca_file = ca_file_;
@@ -1379,12 +1402,24 @@ TEST_F(HttpClientTlsTest, AProxyThatNeverAnswersTheConnectIsDeadlineExceeded) {
   EXPECT_NE(r.status().message().find("proxy"), std::string::npos) << r.status().message();
 }
 
+TEST_F(HttpClientTest, AForwardedRequestTheProxyRefusesWith407IsUnavailableNotTheSinksAnswer) {
+  testing::FakeProxy proxy;
+  proxy.SetRefusal(407);
+  HttpClientOptions options;
+  options.proxies = ProxiesFrom({{"HTTP_PROXY", proxy.url("jane:s3cret")}});
+  auto client = NewClient(options);
+  Result<ClientResponse> r = Fetch(*client, Get("http://receiver.example/hook"));
+  ASSERT_FALSE(r.ok());  // a connection error (retried), not a permanent 4xx of the receiver
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("HTTP 407"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find(proxy.url()), std::string::npos) << r.status().message();
+  EXPECT_EQ(r.status().message().find("s3cret"), std::string::npos) << r.status().message();
+}
+
 TEST_F(HttpClientTest, AProxyThatIsDownIsUnavailableNamingIt) {
-  uint16_t closed_port;
-  {
-    testing::FakeProxy gone;
-    closed_port = gone.port();
-  }
+  // A port bound but not listening: connects are refused, and no one else can take it.
+  BoundPort refusing;
+  const uint16_t closed_port = refusing.port;
   HttpClientOptions options;
   options.proxies =
       ProxiesFrom({{"HTTP_PROXY", "http://127.0.0.1:" + std::to_string(closed_port)}});
