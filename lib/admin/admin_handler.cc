@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "common/clock.h"
@@ -147,10 +148,41 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
   }
   if (path == "/admin/dlq") {
     if (!get) return respond(MethodNotAllowed("GET"));
-    pool_.Post([this, respond = std::move(respond)] {
-      auto dead = store_.ListDead(kMaxDlqListed);
+    // Pages (additions): ?limit=N (1-10000, default 10000) and ?after=ID (the last id of the
+    // previous page). When more follow, a Link header names the next page (RFC 8288), so a
+    // list cut at the limit says so.
+    size_t limit = kMaxDlqListed;
+    if (const std::string l = request.QueryParam("limit"); !l.empty()) {
+      limit = 0;
+      for (char c : l) {
+        if (c < '0' || c > '9' || limit > kMaxDlqListed) {
+          limit = 0;
+          break;
+        }
+        limit = limit * 10 + static_cast<size_t>(c - '0');
+      }
+      if (limit == 0 || limit > kMaxDlqListed) {
+        return respond(http::Response::Error(400, "limit must be 1 to 10000"));
+      }
+    }
+    std::string after = request.QueryParam("after");
+    if (after.size() > 64 || !std::all_of(after.begin(), after.end(), [](char c) {
+          return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        })) {
+      return respond(http::Response::Error(400, "after must be a dead letter's id"));
+    }
+    pool_.Post([this, limit, after = std::move(after), respond = std::move(respond)] {
+      auto dead = store_.ListDead(limit + 1, after);  // one more: are there more?
       if (!dead.ok()) return respond(http::Response::Error(503, dead.status().message()));
-      respond(http::Response::Json(200, DlqJson(dead.value())));
+      std::vector<storage::DeliveryRecord>& page = dead.value();
+      const bool more = page.size() > limit;
+      if (more) page.resize(limit);
+      http::Response r = http::Response::Json(200, DlqJson(page));
+      if (more) {
+        r.headers.emplace_back("Link", "</admin/dlq?after=" + page.back().id +
+                                           "&limit=" + std::to_string(limit) + ">; rel=\"next\"");
+      }
+      respond(std::move(r));
     });
     return;
   }

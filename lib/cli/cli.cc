@@ -95,6 +95,38 @@ int AdminRequest(const std::string& config_path, const std::string& admin_overri
   return 0;
 }
 
+// `dlq list`: every dead letter, however many, fetched a page at a time (?limit=&after=).
+int ListAllDead(const std::string& config_path, const std::string& admin_override, bool json) {
+  constexpr size_t kPage = 1000;
+  boost::json::array all;
+  std::string after;
+  for (;;) {
+    std::string target = "/admin/dlq?limit=" + std::to_string(kPage);
+    if (!after.empty()) target += "&after=" + after;
+    std::string reply;
+    if (int rc = AdminRequest(config_path, admin_override, "GET", target, "", &reply); rc != 0) {
+      return rc;
+    }
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(reply, ec);
+    if (ec || !v.is_array()) return PrintDlq(reply, json);  // reports the unexpected answer
+    boost::json::array& page = v.get_array();
+    const size_t n = page.size();
+    std::string last;
+    if (n > 0 && page.back().is_object()) {
+      if (const auto* id = page.back().get_object().if_contains("id"); id && id->is_string()) {
+        last = std::string(id->get_string());
+      }
+    }
+    for (auto& e : page) all.push_back(std::move(e));
+    // A short page is the last; so is one larger than asked for (a daemon without pages) or one
+    // that does not move forward.
+    if (n != kPage || last.empty() || last <= after) break;
+    after = std::move(last);
+  }
+  return PrintDlq(boost::json::serialize(all), json);
+}
+
 // Runs one `dlq` subcommand against the admin listener of the config's daemon.
 int RunDlq(const std::string& config_path, const std::string& action,
            const std::vector<std::string>& ids, bool all, bool json,
@@ -121,11 +153,11 @@ int RunDlq(const std::string& config_path, const std::string& action,
     fprintf(stderr, "switchyard: dlq takes list, replay or drop\n");
     return 1;
   }
+  if (action == "list") return ListAllDead(config_path, admin_override, json);
   std::string reply;
   if (int rc = AdminRequest(config_path, admin_override, method, target, body, &reply); rc != 0) {
     return rc;
   }
-  if (action == "list") return PrintDlq(reply, json);
   printf("%s\n", reply.c_str());
   return 0;
 }

@@ -76,7 +76,10 @@ class DeliveryQueue {
   // Permanent failure or out of attempts/age: moves it to the dead letters.
   virtual Status DeadLetter(const DeliveryRecord& d) = 0;
 
-  virtual Result<std::vector<DeliveryRecord>> ListDead(size_t limit) = 0;
+  // Up to `limit` dead letters in id order (oldest first), starting after the id `after`
+  // (empty: from the first), so a caller can page through any number of them.
+  virtual Result<std::vector<DeliveryRecord>> ListDead(size_t limit, const std::string& after) = 0;
+  Result<std::vector<DeliveryRecord>> ListDead(size_t limit) { return ListDead(limit, ""); }
   // Moves dead letters back to pending, due now, attempts reset. Returns how many were replayed.
   virtual Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms) = 0;
   // Deletes dead letters. Returns how many were dropped.

@@ -404,28 +404,38 @@ class RocksDbStore final : public Store {
   // list answered as the list).
   // `died_ms` is when it died, or -1 for a dead letter written before that was kept in the
   // index (read its record instead).
-  Status ForEachDeadId(const std::function<bool(std::string id, int64_t died_ms)>& fn) {
+  // Starts after the id `after` when it is not empty.
+  Status ForEachDeadId(const std::function<bool(std::string id, int64_t died_ms)>& fn,
+                       const std::string& after = "") {
     std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(rocksdb::ReadOptions(), dead_cf_));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (after.empty()) {
+      it->SeekToFirst();
+    } else {
+      it->Seek(after);
+      if (it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
+    }
+    for (; it->Valid(); it->Next()) {
       if (!fn(it->key().ToString(), DecodeDeathTime(it->value()))) break;
     }
     if (!it->status().ok()) return Unavailable("reading dead letters: " + it->status().ToString());
     return Status::Ok();
   }
 
-  Result<std::vector<DeliveryRecord>> ListDead(size_t limit) override {
+  Result<std::vector<DeliveryRecord>> ListDead(size_t limit, const std::string& after) override {
     std::vector<DeliveryRecord> out;
     Status read = Status::Ok();
-    Status scanned = ForEachDeadId([&](std::string id, int64_t) {
-      if (out.size() >= limit) return false;
-      auto d = GetDelivery(id);
-      if (!d.ok()) {
-        read = d.status();
-        return false;
-      }
-      if (d.value() && d.value()->dead) out.push_back(std::move(*d.value()));
-      return true;
-    });
+    Status scanned = ForEachDeadId(
+        [&](std::string id, int64_t) {
+          if (out.size() >= limit) return false;
+          auto d = GetDelivery(id);
+          if (!d.ok()) {
+            read = d.status();
+            return false;
+          }
+          if (d.value() && d.value()->dead) out.push_back(std::move(*d.value()));
+          return true;
+        },
+        after);
     if (!read.ok()) return read;
     if (!scanned.ok()) return scanned;
     return out;

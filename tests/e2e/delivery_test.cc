@@ -321,6 +321,60 @@ TEST_F(DeliveryTest, CliListsReplaysAndDropsDeadLetters) {
   ASSERT_TRUE(WaitQueue(0, 0));
 }
 
+TEST_F(DeliveryTest, AdminDlqPagesWithLimitAndAfterAndLinksTheNextPage) {
+  receiver_.SetDefault(ServerReply{404, {}, "gone"});  // permanent: dead at once
+  daemon_.Start(Config("  - name: to-ops\n    to: [ops]\n"));
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(Post(IssueCreated(std::to_string(i) + "-p"))->status, 202);
+  ASSERT_TRUE(WaitQueue(0, 5));
+  auto whole = Admin("GET", "/admin/dlq");
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->Header("Link"), "");  // nothing cut
+  const boost::json::value whole_list = boost::json::parse(whole->body);
+  const auto& all = whole_list.as_array();
+  ASSERT_EQ(all.size(), 5u);
+
+  std::vector<std::string> paged;
+  std::string target = "/admin/dlq?limit=2";
+  for (int page = 0; page < 5 && !target.empty(); ++page) {
+    auto r = Admin("GET", target);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const boost::json::value listed = boost::json::parse(r->body);
+    for (const auto& e : listed.as_array()) paged.emplace_back(e.at("id").as_string());
+    const std::string link = r->Header("Link");  // </admin/dlq?after=ID&limit=2>; rel="next"
+    const size_t close = link.find('>');
+    target = link.empty() || close == std::string::npos ? "" : link.substr(1, close - 1);
+    if (!link.empty()) {
+      EXPECT_NE(link.find("rel=\"next\""), std::string::npos) << link;
+    }
+  }
+  EXPECT_TRUE(target.empty());  // the last page (one entry) has no Link
+  ASSERT_EQ(paged.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(paged[i], std::string(all[i].at("id").as_string()));
+
+  EXPECT_EQ(Admin("GET", "/admin/dlq?limit=0")->status, 400);
+  EXPECT_EQ(Admin("GET", "/admin/dlq?limit=10001")->status, 400);
+  EXPECT_EQ(Admin("GET", "/admin/dlq?after=%22x%22")->status, 400);
+}
+
+TEST_F(DeliveryTest, CliListsEveryDeadLetterAcrossPages) {
+  receiver_.SetDefault(ServerReply{404, {}, "gone"});
+  std::string routes;  // 60 routes to one sink: a webhook makes 60 dead letters
+  for (int i = 0; i < 60; ++i) routes += "  - name: r" + std::to_string(i) + "\n    to: [ops]\n";
+  daemon_.Start(Config(routes));
+  for (int i = 0; i < 18; ++i) ASSERT_EQ(Post(IssueCreated(std::to_string(i) + "-c"))->status, 202);
+  ASSERT_TRUE(WaitQueue(0, 1080));  // more than the CLI's page of 1,000
+  const std::string admin = "127.0.0.1:" + std::to_string(daemon_.admin_port());
+  auto list = RunCli({"dlq", "list", "-c", daemon_.config_path(), "--json", "--admin", admin});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  const boost::json::value listed = boost::json::parse(list.out);
+  const auto& dead = listed.as_array();
+  EXPECT_EQ(dead.size(), 1080u);
+  std::set<std::string> ids;
+  for (const auto& e : dead) ids.emplace(e.at("id").as_string());
+  EXPECT_EQ(ids.size(), 1080u);  // no entry twice at the page boundary
+}
+
 TEST_F(DeliveryTest, CliReportsAnUnreachableDaemonAsRuntimeFailure) {
   TempDir other;
   other.Write("c.yaml", "server:\n  admin_listen: 127.0.0.1:1\n");

@@ -592,6 +592,31 @@ TEST_F(StoreTest, DeadLetterIsListedWithAttemptsAndError) {
   EXPECT_TRUE(limited->empty());
 }
 
+TEST_F(StoreTest, DeadLettersPageInIdOrderAfterTheGivenId) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    DeliveryRecord d = One("s");
+    ASSERT_TRUE(store_->DeadLetter(d).ok());
+    ids.push_back(d.id);
+  }
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> paged;
+  std::string after;
+  for (int page = 0; page < 10; ++page) {
+    auto got = store_->ListDead(2, after);
+    ASSERT_TRUE(got.ok());
+    for (const auto& d : *got) paged.push_back(d.id);
+    if (got->size() < 2) break;
+    after = got->back().id;
+  }
+  EXPECT_EQ(paged, ids);  // each once, in order
+  // An id that is not a dead letter (dropped since) still marks a place.
+  ASSERT_TRUE(store_->Drop({ids[1]}).ok());
+  auto rest = store_->ListDead(10, ids[1]);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_THAT(Ids(*rest), ElementsAre(ids[2], ids[3], ids[4]));
+}
+
 TEST_F(StoreTest, DeadLetterOfARescheduledDeliveryRemovesItFromTheSchedule) {
   const int64_t t0 = now();
   DeliveryRecord d = One("s");
