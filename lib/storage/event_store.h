@@ -69,8 +69,9 @@ class EventStore {
   virtual Status Health() const = 0;
 
   // OK unless new webhooks would be refused for want of space now: the filesystem has less than
-  // min_free_bytes free (checked at the call, so it recovers without a write; max_disk_bytes is
-  // not checked here). Cheap (one statvfs); any thread, also after Close().
+  // min_free_bytes free, or the store holds more than max_disk_bytes (both checked at the call,
+  // so it recovers without a write). Cheap (one statvfs, two RocksDB properties); any thread,
+  // also after Close().
   virtual Status Accepting() const = 0;
 
   virtual StoreStats Stats() const = 0;

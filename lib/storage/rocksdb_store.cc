@@ -35,6 +35,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -253,7 +254,17 @@ class RocksDbStore final : public Store {
     return health_;
   }
 
-  Status Accepting() const override { return RoomForWrite(0); }
+  Status Accepting() const override {
+    if (Status room = RoomForWrite(0); !room.ok()) return room;
+    if (options_.max_disk_bytes == 0) return Status::Ok();
+    // Read at each call, as the writer's check reads it, so readiness returns as soon as the
+    // backlog shrinks, without a webhook having to try first.
+    std::shared_lock lock(close_mu_);
+    if (!db_ || db_->db() == nullptr) return Status::Ok();  // closed: nothing to measure
+    const uint64_t used = StoreBytes();
+    if (used <= options_.max_disk_bytes) return Status::Ok();
+    return Unavailable("storage holds " + std::to_string(used) + " bytes, over max_disk_bytes");
+  }
 
   StoreStats Stats() const override {
     std::lock_guard lock(health_mu_);
@@ -268,6 +279,7 @@ class RocksDbStore final : public Store {
       cv_.notify_all();
     }
     if (writer_.joinable()) writer_.join();
+    std::unique_lock lock(close_mu_);  // Accepting() may be reading the database's size
     if (db_) db_->Close();
   }
 
@@ -829,14 +841,18 @@ class RocksDbStore final : public Store {
   // are added; while over the bound they are re-read on every check, so recovery (deliveries
   // completing, compaction) is seen at once.
   static constexpr std::chrono::milliseconds kDiskBytesRefresh{250};
+  // The store's size as max_disk_bytes counts it. Only while the database is open.
+  uint64_t StoreBytes() const {
+    uint64_t sst = 0, mem = 0;
+    db_->db()->GetAggregatedIntProperty("rocksdb.total-sst-files-size", &sst);
+    db_->db()->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+    return sst + mem;
+  }
   Status CheckDiskBound(size_t batch_bytes) {
     if (options_.max_disk_bytes == 0) return Status::Ok();
     const auto now = clock_.SteadyNow();
     if (over_disk_bound_ || !disk_bytes_read_ || now - disk_bytes_read_at_ >= kDiskBytesRefresh) {
-      uint64_t sst = 0, mem = 0;
-      db_->db()->GetAggregatedIntProperty("rocksdb.total-sst-files-size", &sst);
-      db_->db()->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
-      disk_bytes_ = sst + mem;
+      disk_bytes_ = StoreBytes();
       disk_bytes_read_ = true;
       disk_bytes_read_at_ = now;
     }
@@ -904,6 +920,9 @@ class RocksDbStore final : public Store {
 
   const StoreOptions options_;
   Clock& clock_;
+  // Held shared by Accepting() (any thread) while it reads the database, exclusively by Close()
+  // while it closes it.
+  mutable std::shared_mutex close_mu_;
   rocksdb::Env* env_;                 // RocksDB's default when null; not owned
   DedupeExpiryFilter dedupe_filter_;  // must outlive db_
   std::unique_ptr<Database> db_;

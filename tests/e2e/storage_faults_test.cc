@@ -375,9 +375,15 @@ TEST_F(StorageFaultsTest, MaxDiskBytesAnswers503WithRetryAfterPastTheBound) {
   EXPECT_LE(accepted * 30000, 2097152);
   EXPECT_NE(daemon_.Log().find("max_disk_bytes"), std::string::npos);
   EXPECT_EQ(Fetch(daemon_.admin_port(), "GET", "/healthz")->status, 200);
+  // Not ready while every webhook would be refused (a Kubernetes Service sends none meanwhile).
+  auto ready = Fetch(daemon_.admin_port(), "GET", "/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_NE(ready->body.find("max_disk_bytes"), std::string::npos) << ready->body;
   // Raising the bound (a restart: storage settings are read at start) accepts again.
   ASSERT_EQ(daemon_.Terminate(), 0);
   daemon_.Start(Config(dir_.path() + "/var", "  max_disk_bytes: 0\n  dedupe_window: 0\n"));
+  EXPECT_EQ(Fetch(daemon_.admin_port(), "GET", "/readyz")->status, 200);
   EXPECT_EQ(Post(Body(9999))->status, 202);
 }
 

@@ -79,12 +79,18 @@ TEST_F(StorageBoundsTest, MaxDiskBytesRefusesAppendsPastTheBoundAndRaisingItAcce
     EXPECT_LE(ids.size() * kBody, kBound);
     // Refused, and still refused: nothing was written meanwhile.
     EXPECT_FALSE(AppendSync(store, RandomBody(rng_, kBody)).ok());
+    // Readiness says so too.
+    const Status accepting = store.Accepting();
+    EXPECT_EQ(accepting.code(), StatusCode::kUnavailable);
+    EXPECT_NE(accepting.message().find("max_disk_bytes"), std::string::npos) << accepting.message();
     store.Close();
+    EXPECT_TRUE(store.Accepting().ok());  // after Close: nothing to measure, and no crash
   }
   // The operator raises the bound: accepted again, and everything stored before is intact.
   auto opened = OpenStore(Options(8 * kBound), clock_);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   auto& store = *opened.value();
+  EXPECT_TRUE(store.Accepting().ok());
   EXPECT_TRUE(AppendSync(store, RandomBody(rng_, kBody)).ok());
   for (const std::string& id : ids) {
     auto e = store.Get(id);
