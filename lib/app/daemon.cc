@@ -297,8 +297,25 @@ int RunDaemon(const std::string& config_path) {
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
     // Pinged from the event loop, so a wedged loop stops the pings and systemd restarts us.
     // At least 1 ms: a WatchdogSec under 2 ms would otherwise make a 0 ms period, a busy loop.
-    server.Every(std::chrono::milliseconds(std::max<uint64_t>(1, watchdog_usec / 2000)),
-                 [] { sd_notify(0, "WATCHDOG=1"); });
+    // Also withheld while the delivery loop is wedged (it goes round at least every 100 ms; a
+    // minute without a pass is no slow disk): the restart resumes every delivery from the queue.
+    const auto period = std::chrono::milliseconds(std::max<uint64_t>(1, watchdog_usec / 2000));
+    const auto wedged_after =
+        std::max<std::chrono::milliseconds>(std::chrono::seconds(60), 4 * period);
+    server.Every(period, [&dispatcher, wedged_after, told = false]() mutable {
+      if (!dispatcher.Alive(wedged_after)) {
+        if (!told) {
+          log::Error(
+              "the delivery loop has not gone round for a minute; withholding the "
+              "watchdog ping so that the service manager restarts switchyard",
+              {{"after_ms", std::to_string(wedged_after.count())}});
+        }
+        told = true;
+        return;
+      }
+      told = false;
+      sd_notify(0, "WATCHDOG=1");
+    });
   }
 
   server.Start();

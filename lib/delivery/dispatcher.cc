@@ -115,6 +115,10 @@ struct Dispatcher::Impl {
   DispatcherOptions options;
 
   std::thread thread;
+  // When the loop last went round (clock.SteadyNow(), ns since its epoch); kNotRunning before
+  // the loop starts and once it has ended. Written by the dispatcher thread, read by Alive().
+  static constexpr int64_t kNotRunning = INT64_MIN;
+  std::atomic<int64_t> last_pass_ns{kNotRunning};
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Completion> completions;              // GUARDED_BY(mu)
@@ -261,8 +265,17 @@ struct Dispatcher::Impl {
     if (st.pushover) metrics.ForgetPushoverQuota(st.name);
   }
 
+  void Beat() {
+    last_pass_ns.store(clock.SteadyNow().time_since_epoch().count(), std::memory_order_relaxed);
+  }
+
   void Loop() {
+    struct Ended {
+      std::atomic<int64_t>& last;
+      ~Ended() { last.store(kNotRunning, std::memory_order_relaxed); }
+    } ended{last_pass_ns};
     for (;;) {
+      Beat();
       std::deque<Completion> done;
       bool rebuild = false, reopen_files = false, stop = false;
       {
@@ -273,6 +286,7 @@ struct Dispatcher::Impl {
         };
         if (!ready()) {
           cv.wait_for(lock, options.poll, ready);
+          Beat();  // an idle wait is not a wedge
           // Most likely by the first completion of the HTTP client's round: let the round finish
           // so that one pass takes it (one schedule scan, one RocksDB write, one batch of new
           // requests).
@@ -922,6 +936,13 @@ Status Dispatcher::Start() {
     impl_->Loop();
   });
   return Status::Ok();
+}
+
+bool Dispatcher::Alive(std::chrono::milliseconds limit) const {
+  const int64_t last = impl_->last_pass_ns.load(std::memory_order_relaxed);
+  if (last == Impl::kNotRunning) return true;
+  const int64_t now = impl_->clock.SteadyNow().time_since_epoch().count();
+  return now - last <= std::chrono::duration_cast<std::chrono::nanoseconds>(limit).count();
 }
 
 void Dispatcher::Wake() {

@@ -71,6 +71,11 @@ class Dispatcher {
   void ConfigChanged();
   // Reopen file sinks (SIGHUP). Any thread.
   void ReopenFiles();
+  // Liveness, for the service watchdog: false only while the delivery loop is running and has
+  // not gone round for `limit` (it goes round at least every `poll`, so only a wedged thread —
+  // a sink or a store call that blocks — misses that). True before Start and once the loop
+  // ended. Any thread; reads one atomic.
+  bool Alive(std::chrono::milliseconds limit) const;
   // Stops starting attempts, waits up to `timeout` for in-flight ones to be recorded, joins.
   // Attempts still running then stay pending in the queue and are retried after a restart.
   void Stop(std::chrono::milliseconds timeout);

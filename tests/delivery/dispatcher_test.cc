@@ -126,8 +126,24 @@ class FakeSink {
     return active_;
   }
 
+  // While blocked, Deliver waits on the dispatcher's thread until unblocked: a wedged
+  // dispatcher (no real sink may block it).
+  void Block(bool block) {
+    std::lock_guard lock(mu_);
+    blocked_ = block;
+    cv_.notify_all();
+  }
+  int blocked_calls() const {
+    std::lock_guard lock(mu_);
+    return blocked_calls_;
+  }
+
   void Deliver(const sinks::Delivery& d, sinks::DeliverCallback done) {
     std::unique_lock lock(mu_);
+    if (blocked_) {
+      ++blocked_calls_;
+      cv_.wait(lock, [this] { return !blocked_; });
+    }
     deliveries_.push_back(d);
     ++in_flight_;
     max_in_flight_ = std::max(max_in_flight_, in_flight_);
@@ -226,6 +242,8 @@ class FakeSink {
   std::condition_variable cv_;
   bool teardown_held_ = false;
   int teardowns_ = 0;
+  bool blocked_ = false;
+  int blocked_calls_ = 0;
 };
 
 // What the dispatcher owns: forwards to the test's FakeSink (which outlives reloads).
@@ -1612,6 +1630,25 @@ TEST(BackoffDelayTest, JitterStaysWithinItsBounds) {
 
 TEST(BackoffDelayTest, ZeroAttemptsIsTreatedAsTheFirst) {
   EXPECT_EQ(BackoffDelay(Retry1s(), 0, 0.5), milliseconds(1000));
+}
+
+TEST_F(DispatcherTest, LivenessFailsWhileTheLoopIsWedgedAndReturnsOnceItGoesRound) {
+  Start("sinks:\n  ops: {type: http, url: 'http://x/'}\nroutes:\n  - {name: r, to: [ops]}\n");
+  EXPECT_TRUE(dispatcher_->Alive(seconds(60)));
+  clock_.Advance(seconds(120));  // idle: the loop still goes round every poll
+  ASSERT_TRUE(Eventually([&] { return dispatcher_->Alive(seconds(60)); }));
+  Fake("ops").Block(true);
+  Add("r", "ops");
+  ASSERT_TRUE(Eventually([&] { return Fake("ops").blocked_calls() == 1; }));
+  EXPECT_TRUE(dispatcher_->Alive(seconds(60)));  // wedged, but not for long yet
+  clock_.Advance(seconds(61));
+  EXPECT_FALSE(dispatcher_->Alive(seconds(60)));
+  EXPECT_FALSE(dispatcher_->Alive(seconds(60)));  // and stays so while wedged
+  Fake("ops").Block(false);
+  EXPECT_TRUE(Eventually([&] { return dispatcher_->Alive(seconds(60)); }));
+  dispatcher_->Stop(seconds(5));
+  clock_.Advance(seconds(600));
+  EXPECT_TRUE(dispatcher_->Alive(seconds(60)));  // a stopped loop is not a wedged one
 }
 
 }  // namespace
