@@ -166,6 +166,9 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
       }
     }
     std::string after = request.QueryParam("after");
+    for (char& c : after) {  // ids are ULIDs, upper-case in the store; ULIDs ignore case
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
     if (after.size() > 64 || !std::all_of(after.begin(), after.end(), [](char c) {
           return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
         })) {

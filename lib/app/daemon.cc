@@ -306,7 +306,7 @@ int RunDaemon(const std::string& config_path) {
       if (!dispatcher.Alive(wedged_after)) {
         if (!told) {
           log::Error(
-              "the delivery loop has not gone round for a minute; withholding the "
+              "the delivery loop is wedged (no pass within after_ms); withholding the "
               "watchdog ping so that the service manager restarts switchyard",
               {{"after_ms", std::to_string(wedged_after.count())}});
         }

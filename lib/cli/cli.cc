@@ -22,40 +22,20 @@ namespace switchyard::cli {
 namespace {
 
 // Prints the dead letters as a table (or the raw JSON).
-int PrintDlq(const std::string& body, bool json) {
-  if (json) {
-    printf("%s\n", body.c_str());
-    return 0;
-  }
-  boost::system::error_code ec;
-  auto v = boost::json::parse(body, ec);
-  if (ec || !v.is_array()) {
-    fprintf(stderr, "switchyard: unexpected answer from the daemon: %s\n", body.c_str());
-    return 2;
-  }
-  if (v.get_array().empty()) {
-    printf("no dead letters\n");
-    return 0;
-  }
-  for (const auto& e : v.get_array()) {
-    if (!e.is_object()) {  // checked first: no partial table before the error
-      fprintf(stderr, "switchyard: unexpected answer from the daemon: %s\n", body.c_str());
-      return 2;
-    }
-  }
+void PrintDlqHeader() {
   printf("%-26s  %-16s  %-24s  %8s  %s\n", "ID", "SINK", "ROUTE", "ATTEMPTS", "LAST ERROR");
-  for (const auto& e : v.get_array()) {
-    const auto& o = e.get_object();
-    auto str = [&](const char* k) -> std::string {
-      auto* x = o.if_contains(k);
-      return x && x->is_string() ? std::string(x->get_string()) : std::string();
-    };
-    auto* attempts = o.if_contains("attempts");
-    printf("%-26s  %-16s  %-24s  %8lld  %s\n", str("id").c_str(), str("sink").c_str(),
-           str("route").c_str(), attempts && attempts->is_int64() ? (long long)attempts->get_int64() : 0LL,
-           str("last_error").c_str());
-  }
-  return 0;
+}
+
+void PrintDlqRow(const boost::json::object& o) {
+  auto str = [&](const char* k) -> std::string {
+    auto* x = o.if_contains(k);
+    return x && x->is_string() ? std::string(x->get_string()) : std::string();
+  };
+  auto* attempts = o.if_contains("attempts");
+  printf("%-26s  %-16s  %-24s  %8lld  %s\n", str("id").c_str(), str("sink").c_str(),
+         str("route").c_str(),
+         attempts && attempts->is_int64() ? (long long)attempts->get_int64() : 0LL,
+         str("last_error").c_str());
 }
 
 // One request to the admin listener of the config's daemon (or `admin_override`). Returns the
@@ -95,36 +75,60 @@ int AdminRequest(const std::string& config_path, const std::string& admin_overri
   return 0;
 }
 
-// `dlq list`: every dead letter, however many, fetched a page at a time (?limit=&after=).
+// `dlq list`: every dead letter, however many, fetched a page at a time (?limit=&after=) and
+// printed as each page arrives (one page in memory); with --json, as one array.
 int ListAllDead(const std::string& config_path, const std::string& admin_override, bool json) {
   constexpr size_t kPage = 1000;
-  boost::json::array all;
   std::string after;
+  size_t printed = 0;
   for (;;) {
     std::string target = "/admin/dlq?limit=" + std::to_string(kPage);
     if (!after.empty()) target += "&after=" + after;
     std::string reply;
     if (int rc = AdminRequest(config_path, admin_override, "GET", target, "", &reply); rc != 0) {
+      if (printed > 0 && json) printf("]\n");
       return rc;
     }
     boost::system::error_code ec;
-    boost::json::value v = boost::json::parse(reply, ec);
-    if (ec || !v.is_array()) return PrintDlq(reply, json);  // reports the unexpected answer
-    boost::json::array& page = v.get_array();
-    const size_t n = page.size();
+    const boost::json::value v = boost::json::parse(reply, ec);
+    bool well_formed = !ec && v.is_array();
+    if (well_formed) {
+      for (const auto& e : v.get_array()) well_formed = well_formed && e.is_object();
+    }
+    if (!well_formed) {  // checked first: no partial page before the error
+      if (printed > 0 && json) printf("]\n");
+      fprintf(stderr, "switchyard: unexpected answer from the daemon: %s\n", reply.c_str());
+      return 2;
+    }
+    const boost::json::array& page = v.get_array();
     std::string last;
-    if (n > 0 && page.back().is_object()) {
+    if (!page.empty()) {
       if (const auto* id = page.back().get_object().if_contains("id"); id && id->is_string()) {
         last = std::string(id->get_string());
       }
     }
-    for (auto& e : page) all.push_back(std::move(e));
-    // A short page is the last; so is one larger than asked for (a daemon without pages) or one
-    // that does not move forward.
-    if (n != kPage || last.empty() || last <= after) break;
+    // A page that does not move forward (a daemon that ignores ?after answers the first page
+    // again) has been printed already.
+    if (!after.empty() && (last.empty() || last <= after)) break;
+    for (const auto& e : page) {
+      if (json) {
+        printf("%s%s", printed == 0 ? "[" : ",", boost::json::serialize(e).c_str());
+      } else {
+        if (printed == 0) PrintDlqHeader();
+        PrintDlqRow(e.get_object());
+      }
+      ++printed;
+    }
+    // A short page is the last; so is one larger than asked for (a daemon without pages).
+    if (page.size() != kPage || last.empty()) break;
     after = std::move(last);
   }
-  return PrintDlq(boost::json::serialize(all), json);
+  if (json) {
+    printf(printed == 0 ? "[]\n" : "]\n");
+  } else if (printed == 0) {
+    printf("no dead letters\n");
+  }
+  return 0;
 }
 
 // Runs one `dlq` subcommand against the admin listener of the config's daemon.

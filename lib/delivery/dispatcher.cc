@@ -265,6 +265,11 @@ struct Dispatcher::Impl {
     if (st.pushover) metrics.ForgetPushoverQuota(st.name);
   }
 
+  bool StopRequested() {
+    std::lock_guard lock(mu);
+    return stopping;
+  }
+
   void Beat() {
     last_pass_ns.store(clock.SteadyNow().time_since_epoch().count(), std::memory_order_relaxed);
   }
@@ -890,12 +895,22 @@ struct Dispatcher::Impl {
     const bool purge = steady_now >= next_purge;
     if (purge) {
       next_purge = steady_now + std::chrono::seconds(60);
-      auto purged = store.PurgeDead(now_ms - cfg->storage.dlq_retention.count());
-      if (!purged.ok()) {
-        log::Error("removing dead letters past dlq_retention failed",
-                   {{"error", purged.status().message()}});
-      } else if (purged.value() > 0) {
-        log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(*purged)}});
+      // In calls of at most kMaxPurgedPerCall, each a beat of the loop: a million expired dead
+      // letters (a retention lowered by a reload) take many seconds, not a wedge.
+      size_t removed = 0;
+      for (;;) {
+        auto purged = store.PurgeDead(now_ms - cfg->storage.dlq_retention.count());
+        if (!purged.ok()) {
+          log::Error("removing dead letters past dlq_retention failed",
+                     {{"error", purged.status().message()}});
+          break;
+        }
+        removed += purged.value();
+        Beat();
+        if (purged.value() < storage::DeliveryQueue::kMaxPurgedPerCall || StopRequested()) break;
+      }
+      if (removed > 0) {
+        log::Info("dead letters past dlq_retention removed", {{"count", std::to_string(removed)}});
       }
     }
     // A burst (thousands of connections each sending a request) leaves freed heap pages that

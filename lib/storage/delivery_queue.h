@@ -84,7 +84,9 @@ class DeliveryQueue {
   virtual Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms) = 0;
   // Deletes dead letters. Returns how many were dropped.
   virtual Result<size_t> Drop(const std::vector<std::string>& ids) = 0;
-  // Removes dead letters that died before `cutoff_ms`. Returns how many.
+  // Removes dead letters that died before `cutoff_ms`, at most kMaxPurgedPerCall of them (the
+  // oldest ids first). Returns how many; a caller that gets kMaxPurgedPerCall calls again.
+  static constexpr size_t kMaxPurgedPerCall = 10000;
   virtual Result<size_t> PurgeDead(int64_t cutoff_ms) = 0;
 
   // Deletes stored events received before `cutoff_ms` (one range tombstone: event ids are

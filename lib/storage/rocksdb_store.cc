@@ -27,6 +27,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -261,9 +262,16 @@ class RocksDbStore final : public Store {
     // backlog shrinks, without a webhook having to try first.
     std::shared_lock lock(close_mu_);
     if (!db_ || db_->db() == nullptr) return Status::Ok();  // closed: nothing to measure
+    // Also while the last batch the writer refused for the bound would still not fit: a store
+    // a few KB under the bound refuses every webhook too.
     const uint64_t used = StoreBytes();
-    if (used <= options_.max_disk_bytes) return Status::Ok();
-    return Unavailable("storage holds " + std::to_string(used) + " bytes, over max_disk_bytes");
+    const uint64_t refused = refused_batch_bytes_.load(std::memory_order_relaxed);
+    if (used <= options_.max_disk_bytes &&
+        (refused == 0 || used + refused <= options_.max_disk_bytes)) {
+      return Status::Ok();
+    }
+    return Unavailable("storage holds " + std::to_string(used) +
+                       " bytes, at or over max_disk_bytes");
   }
 
   StoreStats Stats() const override {
@@ -517,7 +525,7 @@ class RocksDbStore final : public Store {
   Result<size_t> PurgeDead(int64_t cutoff_ms) override {
     std::vector<std::string> old;
     Status scanned = ForEachDeadId([&](std::string id, int64_t died_ms) {
-      if (UlidMillis(id) >= cutoff_ms) return false;
+      if (UlidMillis(id) >= cutoff_ms || old.size() >= kMaxPurgedPerCall) return false;
       if (died_ms < 0) {
         auto d = GetDelivery(id);
         if (!d.ok() || !d.value()) return true;
@@ -858,6 +866,7 @@ class RocksDbStore final : public Store {
     }
     const uint64_t used = disk_bytes_;
     if (used + batch_bytes <= options_.max_disk_bytes) {
+      refused_batch_bytes_.store(0, std::memory_order_relaxed);
       if (over_disk_bound_) {
         log::Info("storage is under max_disk_bytes again", {{"path", options_.path}});
       }
@@ -872,6 +881,7 @@ class RocksDbStore final : public Store {
                   {"max_disk_bytes", std::to_string(options_.max_disk_bytes)}});
     }
     over_disk_bound_ = true;
+    refused_batch_bytes_.store(std::max<uint64_t>(batch_bytes, 1), std::memory_order_relaxed);
     return Unavailable("storage holds " + std::to_string(used) + " bytes, over max_disk_bytes");
   }
 
@@ -923,6 +933,9 @@ class RocksDbStore final : public Store {
   // Held shared by Accepting() (any thread) while it reads the database, exclusively by Close()
   // while it closes it.
   mutable std::shared_mutex close_mu_;
+  // The size of the last batch CheckDiskBound refused, 0 once a batch passes: Accepting() stays
+  // not ready while it would still not fit. Written by the writer thread, read by any.
+  std::atomic<uint64_t> refused_batch_bytes_{0};
   rocksdb::Env* env_;                 // RocksDB's default when null; not owned
   DedupeExpiryFilter dedupe_filter_;  // must outlive db_
   std::unique_ptr<Database> db_;

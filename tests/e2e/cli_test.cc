@@ -110,6 +110,37 @@ TEST(CliTest, DlqListAgainstSomethingElseIsExitTwoNotACrashOrAHang) {
   silent.Stop();
 }
 
+// A daemon from before ?limit/?after answers every page with its whole list: the CLI must print
+// it once, not page forever or print it twice.
+TEST(CliTest, DlqListAgainstADaemonWithoutPagesPrintsEachDeadLetterOnce) {
+  TempDir dir;
+  dir.Write("c.yaml", "server:\n  threads: 1\n");
+  boost::json::array whole;
+  for (int i = 0; i < 1000; ++i) {  // exactly one CLI page
+    char id[32];
+    std::snprintf(id, sizeof id, "01J00000000000000000%06d", i);
+    whole.push_back(boost::json::object{
+        {"id", id}, {"sink", "ops"}, {"route", "r"}, {"attempts", 1}, {"last_error", "HTTP 404"}});
+  }
+  const std::string body = boost::json::serialize(whole);
+  int requests = 0;
+  TestHttpServer old([&](const ReceivedRequest&) {
+    ++requests;  // the server's one I/O thread
+    return ServerReply{200, {{"Content-Type", "application/json"}}, body};
+  });
+  auto r = RunCli({"dlq", "list", "--json", "-c", dir.File("c.yaml"), "--admin",
+                   "127.0.0.1:" + std::to_string(old.port())});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const boost::json::value listed = boost::json::parse(r.out);
+  EXPECT_EQ(listed.as_array().size(), 1000u);
+  auto table = RunCli({"dlq", "list", "-c", dir.File("c.yaml"), "--admin",
+                       "127.0.0.1:" + std::to_string(old.port())});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), 1001);  // header + 1,000
+  old.Stop();
+  EXPECT_EQ(requests, 4);  // two pages each: the second did not move forward
+}
+
 TEST(CliTest, VersionPrintsTheVersion) {
   auto r = RunCli({"version"});
   EXPECT_EQ(r.exit_code, 0);

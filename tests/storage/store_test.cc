@@ -727,6 +727,38 @@ TEST_F(StoreTest, PurgeDeadRemovesOnlyDeadLettersOlderThanTheCutoff) {
   EXPECT_EQ(store_->Counts().dead, 1u);
 }
 
+TEST_F(StoreTest, PurgeDeadRemovesAtMostItsLimitPerCallOldestFirst) {
+  // 101 events x 100 sinks: 10,100 dead letters, just over one call's limit.
+  auto sink = [](int i) {
+    std::string name = "s";
+    name += std::to_string(i);
+    return name;
+  };
+  std::vector<NewDelivery> nd;
+  for (int i = 0; i < 100; ++i) nd.push_back({"r", sink(i), false});
+  for (int e = 0; e < 101; ++e) {
+    ASSERT_TRUE(AppendSync(MakeEvent("{\"e\":" + std::to_string(e) + "}"), nd).ok());
+  }
+  size_t dead = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto due = store_->Due(sink(i), LLONG_MAX - 1, 1000, {});
+    ASSERT_TRUE(due.ok());
+    for (const auto& d : due.value()) {
+      ASSERT_TRUE(store_->DeadLetter(d).ok());
+      ++dead;
+    }
+  }
+  ASSERT_EQ(dead, 10100u);
+  clock_.Advance(milliseconds(1000));
+  auto first = store_->PurgeDead(now());
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first.value(), DeliveryQueue::kMaxPurgedPerCall);
+  auto second = store_->PurgeDead(now());
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second.value(), 100u);
+  EXPECT_EQ(store_->Counts().dead, 0u);
+}
+
 TEST_F(StoreTest, CountsPerSinkFollowEveryTransition) {
   auto expect_totals = [&](uint64_t pending, uint64_t dead) {
     QueueCounts c = store_->Counts();
