@@ -36,7 +36,9 @@ for t in "${targets[@]}"; do
     -print_final_stats=1 "$work/$t" >"$log" 2>&1 || status=$?
   runs=$(awk '/stat::number_of_executed_units:/{print $2}' "$log" | tail -1)
   rate=$(awk '/stat::average_exec_per_sec:/{print $2}' "$log" | tail -1)
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  # `|| true`: a fuzzer that stopped before its first line (a bad dictionary) must reach the
+  # FAILED report below, not end this script silently under `set -e -o pipefail`.
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
   corpus=$(find "$work/$t" -type f | wc -l)
   if [[ $status -ne 0 ]]; then
     failed+=("$t")
