@@ -805,6 +805,9 @@ TEST_F(SentryIntegrationTest, UninstallForgetsTheInstallation) {
 TEST_F(SentryIntegrationTest, ARetriedUninstallWebhookThatIsADuplicateStillForgets) {
   Start();
   ASSERT_EQ(Post(InstallationDeleted(kUuid), "installation")->status, 202);
+  // The uninstall is acted on after its 202: wait for it, or the install below races it (an
+  // exchange the uninstall overtakes is discarded, as it should be; one CI run met that).
+  ASSERT_TRUE(daemon_.WaitForLog("msg=\"installation deleted\"")) << daemon_.Log();
   InstallViaSetup();
   ASSERT_EQ(StatusOf(), "installed");
   auto retried = Post(InstallationDeleted(kUuid), "installation");
