@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <charconv>
 
+#include "common/ascii.h"
 #include "common/clock.h"
 #include "common/json_escape.h"
 #include "common/time_format.h"
@@ -153,24 +155,16 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
     // list cut at the limit says so.
     size_t limit = kMaxDlqListed;
     if (const std::string l = request.QueryParam("limit"); !l.empty()) {
-      limit = 0;
-      for (char c : l) {
-        if (c < '0' || c > '9' || limit > kMaxDlqListed) {
-          limit = 0;
-          break;
-        }
-        limit = limit * 10 + static_cast<size_t>(c - '0');
-      }
-      if (limit == 0 || limit > kMaxDlqListed) {
+      const auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
+      if (ec != std::errc() || end != l.data() + l.size() || limit == 0 || limit > kMaxDlqListed) {
         return respond(http::Response::Error(400, "limit must be 1 to 10000"));
       }
     }
+    // Ids are ULIDs, upper-case in the store; ULIDs ignore case.
     std::string after = request.QueryParam("after");
-    for (char& c : after) {  // ids are ULIDs, upper-case in the store; ULIDs ignore case
-      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    }
+    AsciiUpperInPlace(after);
     if (after.size() > 64 || !std::all_of(after.begin(), after.end(), [](char c) {
-          return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+          return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
         })) {
       return respond(http::Response::Error(400, "after must be a dead letter's id"));
     }

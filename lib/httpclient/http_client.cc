@@ -85,7 +85,6 @@ constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 // header_limit nor body_limit. Past it the read fails with buffer_overflow.
 constexpr size_t kMaxBufferedBytes = kMaxHeaderBytes + 64 * 1024;
 constexpr int kMaxInterimResponses = 8;  // 1xx responses skipped before the final one
-constexpr uint32_t kMaxProxyHeaderBytes = 8 * 1024;  // a proxy's answer to CONNECT
 constexpr std::string_view kProxyAuthHint =
     " (proxy authentication required: check the user info of the proxy's URL)";
 constexpr std::string_view kUserAgent = "switchyard/0.1";
@@ -272,34 +271,41 @@ void Complete(Op& op, Result<ClientResponse> result) {
 std::string Ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
 // Maps an I/O error during `step` ("connect", "write", ...) to the documented status codes.
+// What the client talks to for `op`: the target, or the proxy on its behalf (an error there may
+// be the proxy's). Origins only: never a proxy's credentials.
+std::string Peer(const Op& op) {
+  if (op.proxy == nullptr) return op.target.origin;
+  return "proxy " + op.proxy->server.origin + " for " + op.target.origin;
+}
+
 Status MapError(const error_code& ec, std::string_view step, const Op& op) {
-  const std::string where = std::string(step) + " " + op.target.origin;
+  const std::string peer = Peer(op);
+  const std::string where = std::string(step) + " " + peer;
   if (ec == beast::error::timeout) {
-    return {StatusCode::kDeadlineExceeded, "timeout after " + Ms(op.timeout) + " (during " +
-                                               std::string(step) + " " + op.target.origin + ")"};
+    return {StatusCode::kDeadlineExceeded,
+            "timeout after " + Ms(op.timeout) + " (during " + where + ")"};
   }
   if (op.aborted || ec == net::error::operation_aborted) {
     return Unavailable("client shutting down");
   }
   if (ec == bhttp::error::body_limit) {
-    return ResourceExhausted("response body from " + op.target.origin + " over " +
+    return ResourceExhausted("response body from " + peer + " over " +
                              std::to_string(op.max_response_bytes) + " bytes");
   }
   if (ec == bhttp::error::header_limit) {
-    return ResourceExhausted("response head from " + op.target.origin + " over " +
+    return ResourceExhausted("response head from " + peer + " over " +
                              std::to_string(kMaxHeaderBytes) + " bytes");
   }
   if (ec == bhttp::error::buffer_overflow) {
-    return ResourceExhausted("chunk extension or trailer from " + op.target.origin +
-                             " longer than the " + std::to_string(kMaxBufferedBytes) +
-                             "-byte read buffer");
+    return ResourceExhausted("chunk extension or trailer from " + peer + " longer than the " +
+                             std::to_string(kMaxBufferedBytes) + "-byte read buffer");
   }
   if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
       ec == net::error::eof || ec == ssl::error::stream_truncated) {
     return Unavailable(where + ": peer closed the connection early");
   }
   if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
-    return Internal("malformed response from " + op.target.origin + ": " + ec.message());
+    return Internal("malformed response from " + peer + ": " + ec.message());
   }
   return Unavailable(where + " failed: " + ec.message());
 }
@@ -367,7 +373,7 @@ net::awaitable<Attempt> Transfer(Stream& stream, Connection& conn, Op& op, bool 
     }
     if (status >= 100 && status < 200 && status != 101) {
       if (interim + 1 >= kMaxInterimResponses) {
-        a.result = Internal("too many interim responses from " + op.target.origin);
+        a.result = Internal("too many interim responses from " + Peer(op));
         co_return a;
       }
       continue;
@@ -622,12 +628,6 @@ class Worker {
                    {{"origin", op->target.origin}, {"error", a.result->status().message()}});
         continue;
       }
-      if (op->proxy && !op->target.tls &&
-          a.result->status().message().find("proxy ") == std::string::npos) {
-        const Status& e = a.result->status();  // the error may be the proxy's: name it
-        co_return Status(e.code(),
-                         e.message() + " (through proxy " + op->proxy->server.origin + ")");
-      }
       co_return std::move(*a.result);
     }
   }
@@ -640,9 +640,7 @@ class Worker {
     const std::string via = op->proxy ? " (proxy for " + op->target.origin + ")" : "";
     auto [rec, why, endpoints] = co_await Resolve(op.get(), peer.host, peer.port, *resolver_, ioc_);
     if (op->aborted) co_return Unavailable("client shutting down");
-    if (rec == beast::error::timeout) {
-      co_return op->proxy ? ProxyError(rec, "resolve", *op) : MapError(rec, "resolve", *op);
-    }
+    if (rec == beast::error::timeout) co_return MapError(rec, "resolve", *op);
     if (rec) co_return Unavailable("cannot resolve " + peer.origin + via + ": " + rec.message());
     if (!why.ok()) {
       co_return Unavailable("cannot resolve " + peer.origin + via + ": " + why.message());
@@ -656,9 +654,7 @@ class Worker {
     }
     conn.lowest().expires_at(op->deadline);
     auto [cec, ep] = co_await conn.lowest().async_connect(endpoints, kNoThrow);
-    if (cec) {
-      co_return op->proxy ? ProxyError(cec, "connect to", *op) : MapError(cec, "connect to", *op);
-    }
+    if (cec) co_return MapError(cec, "connect to", *op);
     error_code ignored;
     conn.lowest().socket().set_option(tcp::no_delay(true), ignored);
     if (!op->target.tls) co_return Status::Ok();
@@ -702,13 +698,13 @@ class Worker {
     head.append("User-Agent: ").append(kUserAgent).append("\r\n\r\n");
     conn.lowest().expires_at(op.deadline);
     auto [wec, wn] = co_await net::async_write(conn.lowest(), net::buffer(head), kNoThrow);
-    if (wec) co_return ProxyError(wec, "CONNECT through", op);
+    if (wec) co_return MapError(wec, "CONNECT through", op);
     bhttp::response_parser<bhttp::empty_body> parser;
     parser.skip(true);  // a 2xx to CONNECT has no body; any other answer fails the request
-    parser.header_limit(kMaxProxyHeaderBytes);
-    beast::flat_buffer buffer(kMaxProxyHeaderBytes);
+    parser.header_limit(kMaxHeaderBytes);  // the limit of every response head
+    beast::flat_buffer buffer(kMaxHeaderBytes);
     auto [rec, rn] = co_await bhttp::async_read(conn.lowest(), buffer, parser, kNoThrow);
-    if (rec) co_return ProxyError(rec, "CONNECT through", op);
+    if (rec) co_return MapError(rec, "CONNECT through", op);
     const unsigned status = parser.get().result_int();
     if (status < 200 || status > 299) {
       std::string why = "proxy " + op.proxy->server.origin + " refused CONNECT to " + t.origin +
@@ -721,20 +717,6 @@ class Worker {
                             "answer for " + t.origin);
     }
     co_return Status::Ok();
-  }
-
-  // An I/O error while talking to a proxy: names the proxy and the target it was asked for.
-  static Status ProxyError(const error_code& ec, std::string_view step, const Op& op) {
-    const std::string where =
-        std::string(step) + " proxy " + op.proxy->server.origin + " for " + op.target.origin;
-    if (ec == beast::error::timeout) {
-      return {StatusCode::kDeadlineExceeded,
-              "timeout after " + Ms(op.timeout) + " (during " + where + ")"};
-    }
-    if (op.aborted || ec == net::error::operation_aborted) {
-      return Unavailable("client shutting down");
-    }
-    return Unavailable(where + " failed: " + ec.message());
   }
 
   // Pops the most recently used live connection for `origin`, discarding dead or expired ones.

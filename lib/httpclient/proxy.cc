@@ -7,7 +7,6 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
-#include <cstring>
 
 #include "common/ascii.h"
 
@@ -72,6 +71,27 @@ bool ParseAddress(std::string_view text, ip::address* out) {
   return !ec;
 }
 
+// The address's bytes, IPv4 in the first 4.
+std::array<unsigned char, 16> AddressBytes(const ip::address& a) {
+  std::array<unsigned char, 16> out{};
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), out.begin());
+  } else {
+    out = a.to_v6().to_bytes();
+  }
+  return out;
+}
+
+// A range rule for `a` with `prefix` leading bits.
+NoProxyRule RangeRule(const ip::address& a, unsigned prefix) {
+  NoProxyRule rule;
+  rule.bytes = AddressBytes(a);
+  rule.v6 = a.is_v6();
+  rule.prefix = prefix;
+  return rule;
+}
+
 bool ParsePort(std::string_view text, uint16_t* port) {
   if (text.empty() || text.size() > 5) return false;
   unsigned v = 0;
@@ -101,11 +121,7 @@ Result<NoProxyRule> ParseNoProxyEntry(std::string_view entry) {
       prefix = prefix * 10 + static_cast<unsigned>(c - '0');
     }
     if (prefix > (a.is_v6() ? 128u : 32u)) return InvalidArgument("CIDR prefix too long");
-    rule.kind = NoProxyRule::Kind::kNetwork;
-    rule.address = a.to_string();
-    rule.prefix = prefix;
-    rule.v6 = a.is_v6();
-    return rule;
+    return RangeRule(a, prefix);
   }
   // An optional port: "[v6]:port", or "host:port" / "v4:port" (one colon only; more colons are
   // an IPv6 address without brackets).
@@ -124,9 +140,9 @@ Result<NoProxyRule> ParseNoProxyEntry(std::string_view entry) {
     host = host.substr(0, colon);
   }
   if (ip::address a; ParseAddress(host, &a)) {
-    rule.kind = NoProxyRule::Kind::kAddress;
-    rule.address = a.to_string();
-    rule.v6 = a.is_v6();
+    const uint16_t port = rule.port;
+    rule = RangeRule(a, a.is_v6() ? 128 : 32);
+    rule.port = port;
     return rule;
   }
   if (host.starts_with("*.")) host.remove_prefix(2);
@@ -138,47 +154,27 @@ Result<NoProxyRule> ParseNoProxyEntry(std::string_view entry) {
                     c == '-' || c == '.' || c == '_';
     if (!ok) return InvalidArgument("not a host name, an address or a CIDR range");
   }
-  rule.kind = NoProxyRule::Kind::kDomain;
   rule.domain = AsciiLower(host);
   return rule;
 }
 
-// The address bytes of a v4 or v6 address, and how many there are.
-size_t AddressBytes(const ip::address& a, std::array<unsigned char, 16>* out) {
-  if (a.is_v4()) {
-    const auto b = a.to_v4().to_bytes();
-    std::memcpy(out->data(), b.data(), b.size());
-    return b.size();
-  }
-  const auto b = a.to_v6().to_bytes();
-  std::memcpy(out->data(), b.data(), b.size());
-  return b.size();
-}
-
-bool Matches(const NoProxyRule& rule, const Target& t) {
+// `address` is the target's host parsed as an address, when it is one.
+bool Matches(const NoProxyRule& rule, const Target& t, const std::optional<ip::address>& address) {
   if (rule.port != 0 && rule.port != t.port) return false;
-  boost::system::error_code ec;
-  const ip::address host = ip::make_address(t.host, ec);
-  const bool is_address = !ec;
-  if (rule.kind == NoProxyRule::Kind::kDomain) {
-    if (is_address) return false;  // names match names; addresses only address rules
+  if (!rule.domain.empty()) {
+    if (address) return false;  // names match names; addresses only address rules
     std::string_view h = t.host;
     if (!h.empty() && h.back() == '.') h.remove_suffix(1);  // "example.com." is example.com
     const std::string& d = rule.domain;
     if (h == d) return true;
     return h.size() > d.size() && h.ends_with(d) && h[h.size() - d.size() - 1] == '.';
   }
-  if (!is_address || host.is_v6() != rule.v6) return false;
-  const ip::address want = ip::make_address(rule.address, ec);
-  if (ec) return false;
-  if (rule.kind == NoProxyRule::Kind::kAddress) return host == want;
-  std::array<unsigned char, 16> a{}, b{};
-  AddressBytes(host, &a);
-  AddressBytes(want, &b);
+  if (!address || address->is_v6() != rule.v6) return false;
+  const std::array<unsigned char, 16> a = AddressBytes(*address);
   unsigned bits = rule.prefix;
   for (size_t i = 0; bits > 0; ++i, bits = bits >= 8 ? bits - 8 : 0) {
     const unsigned char mask = bits >= 8 ? 0xff : static_cast<unsigned char>(0xff << (8 - bits));
-    if ((a[i] & mask) != (b[i] & mask)) return false;
+    if ((a[i] & mask) != (rule.bytes[i] & mask)) return false;
   }
   return true;
 }
@@ -188,8 +184,12 @@ bool Matches(const NoProxyRule& rule, const Target& t) {
 const Proxy* ProxySettings::For(const Target& t) const {
   const std::optional<Proxy>& p = t.tls ? https : http;
   if (!p || no_proxy_all) return nullptr;
+  if (no_proxy.empty()) return &*p;
+  std::optional<ip::address> address;  // parsed once per request, not once per rule
+  boost::system::error_code ec;
+  if (ip::address a = ip::make_address(t.host, ec); !ec) address = a;
   for (const NoProxyRule& rule : no_proxy) {
-    if (Matches(rule, t)) return nullptr;
+    if (Matches(rule, t, address)) return nullptr;
   }
   return &*p;
 }

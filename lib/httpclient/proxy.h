@@ -5,6 +5,7 @@
 // name wins when both are set. Internal to lib/httpclient and the daemon's start-up.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -23,14 +24,13 @@ struct Proxy {
   std::string authorization;
 };
 
-// One NO_PROXY entry: a domain (matches itself and its subdomains), an IP address, or a CIDR
-// range; `port` (0: any) limits it to one port.
+// One NO_PROXY entry: a domain (matches itself and its subdomains), or an address range (a
+// CIDR range; an IP address is one of full length); `port` (0: any) limits it to one port.
 struct NoProxyRule {
-  enum class Kind { kDomain, kAddress, kNetwork } kind = Kind::kDomain;
-  std::string domain;   // kDomain: lower-case, no leading dot
-  std::string address;  // kAddress / kNetwork: the address in canonical text form
-  unsigned prefix = 0;  // kNetwork: prefix length
-  bool v6 = false;      // kAddress / kNetwork
+  std::string domain;                     // lower-case, no leading dot; empty for a range
+  std::array<unsigned char, 16> bytes{};  // a range: its address (IPv4 in the first 4)
+  bool v6 = false;
+  unsigned prefix = 0;  // a range: how many leading bits must match
   uint16_t port = 0;
 };
 

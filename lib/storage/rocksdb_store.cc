@@ -265,9 +265,7 @@ class RocksDbStore final : public Store {
     // Also while the last batch the writer refused for the bound would still not fit: a store
     // a few KB under the bound refuses every webhook too.
     const uint64_t used = StoreBytes();
-    const uint64_t refused = refused_batch_bytes_.load(std::memory_order_relaxed);
-    if (used <= options_.max_disk_bytes &&
-        (refused == 0 || used + refused <= options_.max_disk_bytes)) {
+    if (used + refused_batch_bytes_.load(std::memory_order_relaxed) <= options_.max_disk_bytes) {
       return Status::Ok();
     }
     return Unavailable("storage holds " + std::to_string(used) +
