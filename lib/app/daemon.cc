@@ -31,6 +31,7 @@
 #include "sentry/issue_enricher.h"
 #include "sentry/token_store.h"
 #include "sinks/sink.h"
+#include "storage/crc32c.h"
 #include "storage/event_store.h"
 
 namespace switchyard::app {
@@ -326,7 +327,8 @@ int RunDaemon(const std::string& config_path) {
                                    {"threads", std::to_string(threads)},
                                    {"storage", cfg->storage.path},
                                    {"sync", cfg->storage.sync ? "true" : "false"},
-                                   {"allocator", AllocatorName()}});
+                                   {"allocator", AllocatorName()},
+                                   {"crc32c", storage::crc32c::Implementation()}});
 
   while (!events.Wait()) {
     reload().status().IgnoreError();  // logged; a rejected config keeps the running one

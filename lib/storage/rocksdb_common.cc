@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/log.h"
+#include "storage/crc32c.h"
 
 namespace switchyard::storage {
 
@@ -139,6 +140,8 @@ Result<std::unique_ptr<Database>> OpenDatabase(
     }
   }
 
+  // Names our CRC32C (crc32c.h), which also makes the linker take its override of RocksDB's.
+  (void)crc32c::Implementation();
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_opts, path + "/db", descs, &handles, &raw);
