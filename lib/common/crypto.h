@@ -28,6 +28,10 @@ bool HexDigestEquals(std::string_view received_hex, const Sha256Digest& expected
 bool VerifyHmacSha256Hex(std::string_view key, std::string_view data,
                          std::string_view received_hex);
 
+// Base64 (RFC 4648 §4, padded) and base64url (§5, unpadded, as JWTs use) of `in`.
+std::string Base64(std::string_view in);
+std::string Base64Url(std::string_view in);
+
 // Fills `out` with cryptographically secure random bytes. Returns false on failure.
 bool RandomBytes(uint8_t* out, size_t n);
 

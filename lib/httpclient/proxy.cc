@@ -1,7 +1,5 @@
 #include "httpclient/proxy.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <array>
 #include <boost/asio/ip/address.hpp>
@@ -9,20 +7,12 @@
 #include <boost/url/url.hpp>
 
 #include "common/ascii.h"
+#include "common/crypto.h"
 
 namespace switchyard::httpclient {
 namespace {
 
 namespace ip = boost::asio::ip;
-
-std::string Base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(n < 0 ? 0 : static_cast<size_t>(n));
-  return out;
-}
 
 // The value of the lower-case variable, else of the upper-case one; empty when neither is set.
 std::pair<std::string, std::string> Lookup(const std::function<const char*(const char*)>& get,
@@ -52,7 +42,7 @@ Result<std::optional<Proxy>> ParseProxy(const std::string& name, std::string val
     std::string credentials = u.user();
     credentials += ':';
     credentials += u.password();
-    p.authorization = "Basic " + Base64(credentials);
+    p.authorization = "Basic " + crypto::Base64(credentials);
     u.remove_userinfo();
   }
   Result<Target> server = ParseUrl(u.buffer());

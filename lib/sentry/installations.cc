@@ -642,16 +642,57 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         return self->FinishRefresh(key, Unavailable("refresh postponed: " + room.message()),
                                    std::nullopt, scheduled);
       }
+      auto finish = [self, key, scheduled](Result<TokenGrant> grant,
+                                           std::optional<std::chrono::milliseconds> ra) {
+        auto g = std::make_shared<Result<TokenGrant>>(std::move(grant));
+        self->Complete([self, key, g, ra, scheduled] {
+          self->FinishRefresh(key, std::move(*g), ra, scheduled);
+          self->TokenRequestDone();
+        });
+      };
       self->api.Refresh(source, uuid, refresh,
-                        [self, key, scheduled](Result<TokenGrant> grant,
-                                               std::optional<std::chrono::milliseconds> ra) {
-                          auto g = std::make_shared<Result<TokenGrant>>(std::move(grant));
-                          self->Complete([self, key, g, ra, scheduled] {
-                            self->FinishRefresh(key, std::move(*g), ra, scheduled);
-                            self->TokenRequestDone();
-                          });
+                        [self, source, uuid, finish](Result<TokenGrant> grant,
+                                                     std::optional<std::chrono::milliseconds> ra) {
+                          if (grant.ok() || !PairRefused(grant.status())) {
+                            return finish(std::move(grant), ra);
+                          }
+                          self->RecoverRefusedPair(source, uuid, grant.status(), finish);
                         });
     });
+  }
+
+  // Sentry refused the stored refresh token: most likely its answer to our last refresh was
+  // lost in transit after Sentry had rotated the pair. A manual refresh (a JWT signed with the
+  // client secret) gets a new pair without a re-installation where the organization allows it.
+  // `finish` gets the new pair; else the refusal (needs_reinstall) when Sentry refused the
+  // manual refresh too, or a transient error (the pair is kept and the refresh retried, which
+  // comes back here) when it could not be asked. Client thread.
+  void RecoverRefusedPair(
+      const config::SourceConfig& source, const std::string& uuid, const Status& refused,
+      std::function<void(Result<TokenGrant>, std::optional<std::chrono::milliseconds>)> finish) {
+    {
+      std::lock_guard lock(mu);
+      if (stopping) return finish(Unavailable("switchyard is stopping"), std::nullopt);
+    }
+    api.ManualRefresh(
+        source, uuid,
+        [source_name = source.name, uuid, refused, finish = std::move(finish)](
+            Result<TokenGrant> manual, std::optional<std::chrono::milliseconds> ra) {
+          if (manual.ok()) {
+            log::Warn(
+                "refresh token refused by Sentry; a manual refresh issued a new pair",
+                {{"source", source_name}, {"installation", uuid}, {"refused", refused.message()}});
+            return finish(std::move(manual), ra);
+          }
+          if (Definitive(manual.status())) {
+            return finish(
+                NotFound(refused.message() + "; manual refresh: " + manual.status().message()),
+                std::nullopt);
+          }
+          finish(Unavailable(refused.message() +
+                             "; manual refresh failed: " + manual.status().message()),
+                 ra);
+        });
   }
 
   // A refresh that was never sent (stopping): the entry is idle again, its waiters fail.

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <memory>
 
+#include "common/crypto.h"
 #include "common/time_format.h"
 #include "sinks/sink.h"
 
@@ -118,13 +119,14 @@ void SentryApi::Send(const config::SourceConfig& source, std::string_view what,
 }
 
 void SentryApi::TokenRequest(const config::SourceConfig& source, const std::string& uuid,
-                             std::string body, std::string_view what,
+                             std::string body, std::string authorization, std::string_view what,
                              ApiCallback<TokenGrant> done) {
   if (!ValidUuid(uuid)) return done(InvalidArgument("invalid installation uuid"), std::nullopt);
   httpclient::ClientRequest req;
   req.method = "POST";
   req.url = BaseUrl(source) + "/api/0/sentry-app-installations/" + uuid + "/authorizations/";
   req.headers.emplace_back("Content-Type", "application/json");
+  if (!authorization.empty()) req.headers.emplace_back("Authorization", std::move(authorization));
   req.body = std::move(body);
   req.max_response_bytes = 64 * 1024;
   Send(source, what, std::move(req),
@@ -165,13 +167,13 @@ static std::string TokenBody(const config::SourceConfig& source, std::string_vie
 
 void SentryApi::ExchangeGrant(const config::SourceConfig& source, const std::string& uuid,
                               const std::string& code, ApiCallback<TokenGrant> done) {
-  TokenRequest(source, uuid, TokenBody(source, "authorization_code", "code", code), "exchange",
+  TokenRequest(source, uuid, TokenBody(source, "authorization_code", "code", code), "", "exchange",
                std::move(done));
 }
 
 void SentryApi::Refresh(const config::SourceConfig& source, const std::string& uuid,
                         const std::string& refresh_token, ApiCallback<TokenGrant> done) {
-  TokenRequest(source, uuid, TokenBody(source, "refresh_token", "refresh_token", refresh_token),
+  TokenRequest(source, uuid, TokenBody(source, "refresh_token", "refresh_token", refresh_token), "",
                "refresh",
                [done = std::move(done)](Result<TokenGrant> grant,
                                         std::optional<std::chrono::milliseconds> retry_after) {
@@ -187,6 +189,35 @@ void SentryApi::Refresh(const config::SourceConfig& source, const std::string& u
                  }
                  done(std::move(grant), retry_after);
                });
+}
+
+std::string ClientSecretJwt(std::string_view client_id, std::string_view client_secret,
+                            int64_t now_s) {
+  uint8_t nonce[16];
+  if (!crypto::RandomBytes(nonce, sizeof nonce)) return "";
+  boost::json::object claims;
+  claims["iss"] = client_id;
+  claims["sub"] = client_id;
+  claims["iat"] = now_s;
+  claims["exp"] = now_s + 60;
+  claims["jti"] = crypto::HexLower(nonce, sizeof nonce);
+  std::string jwt = crypto::Base64Url(R"({"alg":"HS256","typ":"JWT"})") + "." +
+                    crypto::Base64Url(boost::json::serialize(claims));
+  crypto::Sha256Digest mac;
+  if (!crypto::HmacSha256(client_secret, jwt, &mac)) return "";
+  return jwt + "." +
+         crypto::Base64Url(std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()));
+}
+
+void SentryApi::ManualRefresh(const config::SourceConfig& source, const std::string& uuid,
+                              ApiCallback<TokenGrant> done) {
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  std::string jwt = ClientSecretJwt(source.client_id, source.client_secret, now_s);
+  if (jwt.empty()) return done(Internal("cannot sign the manual refresh's JWT"), std::nullopt);
+  TokenRequest(source, uuid, R"({"grant_type":"urn:sentry:params:oauth:grant-type:jwt-bearer"})",
+               "Bearer " + jwt, "manual_refresh", std::move(done));
 }
 
 void SentryApi::VerifyInstall(const config::SourceConfig& source, const std::string& uuid,

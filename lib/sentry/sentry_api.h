@@ -11,6 +11,8 @@
 //   kUnavailable        429, 5xx, connection errors (retryable), with retry_after from 429/503;
 //   kDeadlineExceeded   timeout (retryable);
 //   kInternal           a 2xx whose body is not what the protocol says.
+// ManualRefresh only: 403 "Manual token refresh is not enabled for this organization" (Sentry's
+// feature flag) maps like any 403, to kFailedPrecondition.
 // Refresh only: a refusal of the refresh token itself (401 "Given refresh token does not exist",
 // 400 "Token does not belong to the application") or of the installation (404) is kNotFound:
 // the pair is dead. Sentry's other refusals (401 "Invalid Client ID / Secret pair" or "Invalid
@@ -53,6 +55,11 @@ bool ValidUuid(std::string_view s);       // hex digits and '-', 1..64
 bool ValidOrgSlug(std::string_view s);    // [A-Za-z0-9_.-], 1..100
 bool ValidIssueId(std::string_view s);    // digits, 1..20
 
+// The bearer JWT of a manual refresh (sentry-protocol.md §3): HS256 under the client secret,
+// claims iss = sub = client_id, iat = now_s, exp = now_s + 60, and a random jti.
+std::string ClientSecretJwt(std::string_view client_id, std::string_view client_secret,
+                            int64_t now_s);
+
 class SentryApi {
  public:
   SentryApi(httpclient::HttpClient& client, metrics::Metrics& metrics,
@@ -66,6 +73,13 @@ class SentryApi {
   // kNotFound means Sentry refused the pair itself (see the mapping above).
   void Refresh(const config::SourceConfig& source, const std::string& uuid,
                const std::string& refresh_token, ApiCallback<TokenGrant> done);
+  // POST …/authorizations/ grant_type=urn:sentry:params:oauth:grant-type:jwt-bearer, authorized
+  // by ClientSecretJwt: Sentry deletes the installation's current pair, whatever it is, and
+  // issues a new one. The way back from a pair lost in transit (a refresh Sentry answered but
+  // whose answer never arrived); Sentry allows it only for organizations with the
+  // "sentry-app-manual-token-refresh" feature.
+  void ManualRefresh(const config::SourceConfig& source, const std::string& uuid,
+                     ApiCallback<TokenGrant> done);
   // PUT …/sentry-app-installations/<uuid>/ {"status":"installed"}.
   void VerifyInstall(const config::SourceConfig& source, const std::string& uuid,
                      const std::string& access_token, ApiCallback<bool> done);
@@ -77,8 +91,8 @@ class SentryApi {
  private:
   void Send(const config::SourceConfig& source, std::string_view what,
             httpclient::ClientRequest request, ApiCallback<ApiReply> done);
-  void TokenRequest(const config::SourceConfig& source, const std::string& uuid,
-                    std::string body, std::string_view what, ApiCallback<TokenGrant> done);
+  void TokenRequest(const config::SourceConfig& source, const std::string& uuid, std::string body,
+                    std::string authorization, std::string_view what, ApiCallback<TokenGrant> done);
 
   httpclient::HttpClient& client_;
   metrics::Metrics& metrics_;

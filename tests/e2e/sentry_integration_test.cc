@@ -668,6 +668,34 @@ TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinst
             std::string::npos)
       << "refresh outcomes are the contract's: success, failure";
   EXPECT_TRUE(daemon_.WaitForLog("must be re-installed"));
+  // A manual refresh was tried first; this organization does not have Sentry's feature for it.
+  EXPECT_EQ(sentry_.stats().manual_refreshes_refused, 1);
+  EXPECT_TRUE(daemon_.WaitForLog("Manual token refresh is not enabled for this organization"));
+}
+
+// Sentry deletes the old pair when it answers a refresh: if that answer is lost on the way, the
+// stored refresh token is dead. Where the organization allows it, a manual refresh (a JWT signed
+// with the client secret) gets a new pair and the installation keeps working.
+TEST_F(SentryIntegrationTest, ARefreshTokenSentryNoLongerKnowsIsReplacedByAManualRefresh) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  sentry_.SetManualRefresh(true);
+  sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "After manual refresh"));
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  sentry_.RevokeTokens(kUuid);  // Sentry's state after a refresh whose answer never arrived
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().manual_refreshes_ok >= 1; }))
+      << daemon_.Log();
+  EXPECT_GE(sentry_.stats().refreshes_refused, 1);
+  EXPECT_EQ(sentry_.stats().manual_refreshes_refused, 0);
+  EXPECT_TRUE(daemon_.WaitForLog("a manual refresh issued a new pair"));
+  const boost::json::value claims = boost::json::parse(sentry_.LastJwtClaims());
+  EXPECT_EQ(claims.at("iss").as_string(), sentry_.options().client_id);
+  EXPECT_EQ(claims.at("sub").as_string(), sentry_.options().client_id);
+  EXPECT_EQ(StatusOf(), "installed");
+  ASSERT_EQ(Post(EventAlert(), "event_alert")->status, 202);
+  ASSERT_TRUE(pushover_.WaitFor(1, kWait)) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().unauthorized, 0);
+  EXPECT_EQ(daemon_.Log().find(sentry_.options().client_secret), std::string::npos);
 }
 
 TEST_F(SentryIntegrationTest,
@@ -709,6 +737,26 @@ TEST_F(SentryIntegrationTest,
   EXPECT_NE(
       Metrics().find("switchyard_token_refreshes_total{outcome=\"failure\",source=\"sentry\"} 3"),
       std::string::npos);
+}
+
+// A manual refresh that could not be made (Sentry answered 503) proves nothing about the pair: the
+// installation is not marked for re-installation, and the next attempt recovers it.
+TEST_F(SentryIntegrationTest, AManualRefreshThatFailsTransientlyIsRetriedNotGivenUp) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  sentry_.SetManualRefresh(true);
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  sentry_.RevokeTokens(kUuid);
+  sentry_.FailNext({.method = "POST",
+                    .path_part = "/authorizations/",
+                    .status = 401,
+                    .body = R"({"detail":"Given refresh token does not exist"})"});
+  sentry_.FailNext({.method = "POST", .path_part = "/authorizations/", .status = 503});
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().manual_refreshes_ok == 1; }))
+      << daemon_.Log();
+  EXPECT_TRUE(daemon_.WaitForLog("manual refresh failed"));
+  EXPECT_EQ(daemon_.Log().find("must be re-installed"), std::string::npos);
+  EXPECT_EQ(StatusOf(), "installed");
 }
 
 // Sentry answers a refresh for a deleted installation 404 "Could not find given sentry app

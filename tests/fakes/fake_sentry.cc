@@ -1,5 +1,8 @@
 #include "fakes/fake_sentry.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <boost/json.hpp>
 #include <cstdio>
 #include <ctime>
@@ -48,6 +51,43 @@ ServerReply Json(int status, std::string body) {
   r.headers = {{"Content-Type", "application/json"}};
   r.body = std::move(body);
   return r;
+}
+
+std::string Base64UrlDecode(std::string_view in) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const size_t v = kAlphabet.find(c);
+    if (v == std::string_view::npos) return "";
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+std::string Base64UrlEncode(const unsigned char* data, size_t n) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    acc = (acc << 8) | data[i];
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
+  return out;
 }
 
 std::string Bearer(const ReceivedRequest& request) {
@@ -110,6 +150,20 @@ void FakeSentry::ExpireAccessToken(const std::string& uuid) {
 
 void FakeSentry::RevokeTokens(const std::string& uuid) {
   std::lock_guard lock(mu_);
+  DeletePairsLocked(uuid);
+}
+
+void FakeSentry::SetManualRefresh(bool enabled) {
+  std::lock_guard lock(mu_);
+  manual_refresh_ = enabled;
+}
+
+std::string FakeSentry::LastJwtClaims() const {
+  std::lock_guard lock(mu_);
+  return last_jwt_claims_;
+}
+
+void FakeSentry::DeletePairsLocked(const std::string& uuid) {
   for (auto it = access_.begin(); it != access_.end();) {
     if (it->second.uuid == uuid) {
       refresh_.erase(it->second.refresh);
@@ -275,6 +329,20 @@ ServerReply FakeSentry::Authorizations(const std::string& uuid, const ReceivedRe
     const boost::json::value* f = o.if_contains(name);
     return f && f->is_string() ? std::string(f->get_string()) : std::string();
   };
+  if (str("grant_type") == "urn:sentry:params:oauth:grant-type:jwt-bearer") {
+    // Authenticated by the JWT alone (JWTClientSecretAuthentication), then the feature flag.
+    if (auto refused = RefuseManualRefresh(request)) {
+      ++stats_.manual_refreshes_refused;
+      return *refused;
+    }
+    if (!manual_refresh_) {
+      ++stats_.manual_refreshes_refused;
+      return Detail(403, "Manual token refresh is not enabled for this organization");
+    }
+    DeletePairsLocked(uuid);
+    ++stats_.manual_refreshes_ok;
+    return NewPairLocked(uuid);
+  }
   if (str("client_id") != options_.client_id || str("client_secret") != options_.client_secret) {
     return Detail(401, "Invalid Client ID / Secret pair");
   }
@@ -313,6 +381,54 @@ ServerReply FakeSentry::Authorizations(const std::string& uuid, const ReceivedRe
   } else {
     return Detail(403, "Invalid grant_type");
   }
+  return NewPairLocked(uuid);
+}
+
+std::optional<ServerReply> FakeSentry::RefuseManualRefresh(const ReceivedRequest& request) {
+  const std::string auth = request.Header("Authorization");
+  if (auth.empty()) return Detail(401, "Header is in invalid form");
+  if (auth.rfind("Bearer ", 0) != 0) return Detail(401, "Bearer not present in token");
+  const std::string jwt = auth.substr(7);
+  const size_t dot1 = jwt.find('.');
+  const size_t dot2 = dot1 == std::string::npos ? dot1 : jwt.find('.', dot1 + 1);
+  if (dot2 == std::string::npos) {
+    return Detail(401, "Could not validate JWT, got error: Not enough segments");
+  }
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha256(), options_.client_secret.data(), static_cast<int>(options_.client_secret.size()),
+       reinterpret_cast<const unsigned char*>(jwt.data()), dot2, mac, &mac_len);
+  if (jwt.substr(dot2 + 1) != Base64UrlEncode(mac, mac_len)) {
+    return Detail(401, "Could not validate JWT, got error: Signature verification failed");
+  }
+  boost::system::error_code ec;
+  const boost::json::value header = boost::json::parse(Base64UrlDecode(jwt.substr(0, dot1)), ec);
+  if (ec || !header.is_object() || !header.as_object().contains("alg") ||
+      header.as_object().at("alg") != "HS256") {
+    return Detail(401, "Could not validate JWT, got error: The specified alg value is not allowed");
+  }
+  const std::string claims_text = Base64UrlDecode(jwt.substr(dot1 + 1, dot2 - dot1 - 1));
+  const boost::json::value claims = boost::json::parse(claims_text, ec);
+  if (ec || !claims.is_object()) {
+    return Detail(401, "Could not validate JWT, got error: Invalid payload string");
+  }
+  const boost::json::object& c = claims.as_object();
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  if (const boost::json::value* exp = c.if_contains("exp");
+      exp && exp->is_int64() && exp->as_int64() <= now) {
+    return Detail(401, "Could not validate JWT, got error: Signature has expired");
+  }
+  const boost::json::value* iss = c.if_contains("iss");
+  if (!iss || !iss->is_string() || iss->get_string() != options_.client_id) {
+    return Detail(401, "JWT is not valid for this application");
+  }
+  last_jwt_claims_ = claims_text;
+  return std::nullopt;
+}
+
+ServerReply FakeSentry::NewPairLocked(const std::string& uuid) {
   const std::string token = RandomHex(32);
   const std::string refresh = RandomHex(32);
   access_[token] = {uuid, refresh, std::chrono::steady_clock::now() + token_lifetime_};

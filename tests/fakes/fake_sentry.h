@@ -10,6 +10,13 @@
 //   - grant_type=refresh_token: the refresh token must be the installation's current one (401
 //     "Given refresh token does not exist"); success deletes the old pair (old access and refresh
 //     tokens stop working at once) and issues a new one.
+//   - grant_type=urn:sentry:params:oauth:grant-type:jwt-bearer (manual refresh), authorized by
+//     "Authorization: Bearer <JWT>" alone (no client_id/secret in the body): the JWT must be
+//     HS256 under the client secret (401 "Could not validate JWT, got error: ..."), unexpired,
+//     with iss = client_id (401 "JWT is not valid for this application"). Then, unless
+//     SetManualRefresh(true), 403 "Manual token refresh is not enabled for this organization"
+//     (Sentry's feature flag); else the installation's current pair is deleted and a new one
+//     issued.
 //   - other grant types: 403 {"detail":"Invalid grant_type"}.
 //   - success: 201 {"id","token","refreshToken","expiresAt","dateCreated","state":null,
 //     "application":null}; tokens expire after the configured token lifetime (8 h by default).
@@ -29,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -86,12 +94,16 @@ class FakeSentry {
   // Scripted faults not yet consumed by a request.
   size_t PendingFaults() const;
   void SetTokenLifetime(std::chrono::milliseconds lifetime);
+  // Sentry's "organizations:sentry-app-manual-token-refresh" feature (off by default, as there).
+  void SetManualRefresh(bool enabled);
 
   struct Stats {
     int exchanges_ok = 0;
     int exchanges_refused = 0;
     int refreshes_ok = 0;
     int refreshes_refused = 0;
+    int manual_refreshes_ok = 0;
+    int manual_refreshes_refused = 0;
     int verifies = 0;
     int issue_gets = 0;     // answered 200
     int unauthorized = 0;   // API calls answered 401 (bad or expired token)
@@ -102,6 +114,8 @@ class FakeSentry {
   // The installation's current access token ("" if none).
   std::string CurrentAccessToken(const std::string& uuid) const;
   bool Verified(const std::string& uuid) const;
+  // The claims (JSON) of the last JWT a manual refresh accepted.
+  std::string LastJwtClaims() const;
   // The Authorization headers of the issue GETs, in order.
   std::vector<std::string> IssueAuthorizations() const;
   // Times (steady clock) at which issue GETs arrived, in order (answered or not).
@@ -112,6 +126,10 @@ class FakeSentry {
   ServerReply Route(const ReceivedRequest& request, const std::vector<std::string>& seg,
                     bool issue_get);
   ServerReply Authorizations(const std::string& uuid, const ReceivedRequest& request);
+  // Checks a manual refresh's JWT; an error reply, or nullopt when it may proceed.
+  std::optional<ServerReply> RefuseManualRefresh(const ReceivedRequest& request);
+  void DeletePairsLocked(const std::string& uuid);
+  ServerReply NewPairLocked(const std::string& uuid);  // 201 with a new pair for `uuid`
 
   struct Grant {
     std::string uuid;
@@ -127,6 +145,8 @@ class FakeSentry {
   const FakeSentryOptions options_;
   mutable std::mutex mu_;
   std::chrono::milliseconds token_lifetime_;           // GUARDED_BY(mu_)
+  bool manual_refresh_ = false;
+  std::string last_jwt_claims_;
   std::map<std::string, Grant> grants_;                // code -> grant
   std::map<std::string, Pair> access_;                 // access token -> pair
   std::map<std::string, std::string> refresh_;         // refresh token -> access token
