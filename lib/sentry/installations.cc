@@ -52,6 +52,9 @@ bool Definitive(const Status& s) {
 // retried with backoff, so fixing the config (a reload) recovers every installation.
 bool PairRefused(const Status& s) { return s.code() == StatusCode::kNotFound; }
 
+// How soon after a manual refresh issued a pair a refused refresh is not met with another.
+constexpr std::chrono::milliseconds kManualRefreshInterval = std::chrono::hours(1);
+
 std::string ReplaceOrg(std::string path, const std::string& org) {
   const std::string token = "{org}";
   for (size_t pos = path.find(token); pos != std::string::npos; pos = path.find(token)) {
@@ -76,6 +79,10 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     // The last refresh was refused for the app's credentials or the request (not the pair): a
     // config reload retries it at once instead of after the backoff.
     bool credentials_refused = false;
+    // When a manual refresh last issued this installation a pair (steady ms; none in this
+    // process yet). Another refusal soon after means someone else takes the pairs: not fought
+    // over.
+    std::optional<int64_t> manual_refresh_ms;
   };
 
   const config::ConfigHolder& config;
@@ -597,6 +604,12 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- refresh ----
 
+  int64_t SteadyMillis() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               clock.SteadyNow().time_since_epoch())
+        .count();
+  }
+
   // Starts a refresh of `key` unless one is under way (then `waiter` joins it). `scheduled`
   // refreshes count against max_concurrent_refreshes. Call with mu held.
   void RefreshLocked(const std::string& key, Entry& e, std::function<void(Status)> waiter,
@@ -651,12 +664,11 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
         });
       };
       self->api.Refresh(source, uuid, refresh,
-                        [self, source, uuid, finish](Result<TokenGrant> grant,
-                                                     std::optional<std::chrono::milliseconds> ra) {
-                          if (grant.ok() || !PairRefused(grant.status())) {
+                        [self, key, source, uuid, finish](
+                            Result<TokenGrant> grant, std::optional<std::chrono::milliseconds> ra) {
+                          if (grant.ok() || !PairRefused(grant.status()))
                             return finish(std::move(grant), ra);
-                          }
-                          self->RecoverRefusedPair(source, uuid, grant.status(), finish);
+                          self->RecoverRefusedPair(key, source, uuid, grant.status(), finish);
                         });
     });
   }
@@ -666,19 +678,42 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
   // client secret) gets a new pair without a re-installation where the organization allows it.
   // `finish` gets the new pair; else the refusal (needs_reinstall) when Sentry refused the
   // manual refresh too, or a transient error (the pair is kept and the refresh retried, which
-  // comes back here) when it could not be asked. Client thread.
+  // comes back here) when it could not be asked. At most one manual refresh an hour succeeds
+  // per installation: a pair taken again that soon is taken by another switchyard serving the
+  // same installation, and taking it back would start a tug of war over every pair (and spend
+  // the app's refresh rate limit at Sentry). Client thread.
   void RecoverRefusedPair(
-      const config::SourceConfig& source, const std::string& uuid, const Status& refused,
+      const std::string& key, const config::SourceConfig& source, const std::string& uuid,
+      const Status& refused,
       std::function<void(Result<TokenGrant>, std::optional<std::chrono::milliseconds>)> finish) {
+    bool stopping_now, too_soon;
     {
       std::lock_guard lock(mu);
-      if (stopping) return finish(Unavailable("switchyard is stopping"), std::nullopt);
+      stopping_now = stopping;
+      auto it = entries.find(key);
+      too_soon = it != entries.end() && it->second.manual_refresh_ms &&
+                 SteadyMillis() - *it->second.manual_refresh_ms < kManualRefreshInterval.count();
     }
+    // `finish` takes mu: called with it released.
+    if (stopping_now) return finish(Unavailable("switchyard is stopping"), std::nullopt);
+    if (too_soon) {
+      return finish(NotFound(refused.message() +
+                             "; refused again within an hour of a manual refresh: is another "
+                             "switchyard serving this installation?"),
+                    std::nullopt);
+    }
+    auto self = shared_from_this();
     api.ManualRefresh(
         source, uuid,
-        [source_name = source.name, uuid, refused, finish = std::move(finish)](
+        [self, key, source_name = source.name, uuid, refused, finish = std::move(finish)](
             Result<TokenGrant> manual, std::optional<std::chrono::milliseconds> ra) {
           if (manual.ok()) {
+            {
+              std::lock_guard lock(self->mu);
+              if (auto it = self->entries.find(key); it != self->entries.end()) {
+                it->second.manual_refresh_ms = self->SteadyMillis();
+              }
+            }
             log::Warn(
                 "refresh token refused by Sentry; a manual refresh issued a new pair",
                 {{"source", source_name}, {"installation", uuid}, {"refused", refused.message()}});

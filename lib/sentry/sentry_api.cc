@@ -198,7 +198,7 @@ std::string ClientSecretJwt(std::string_view client_id, std::string_view client_
   boost::json::object claims;
   claims["iss"] = client_id;
   claims["sub"] = client_id;
-  claims["iat"] = now_s;
+  claims["iat"] = now_s - 30;
   claims["exp"] = now_s + 60;
   claims["jti"] = crypto::HexLower(nonce, sizeof nonce);
   std::string jwt = crypto::Base64Url(R"({"alg":"HS256","typ":"JWT"})") + "." +
@@ -217,7 +217,17 @@ void SentryApi::ManualRefresh(const config::SourceConfig& source, const std::str
   std::string jwt = ClientSecretJwt(source.client_id, source.client_secret, now_s);
   if (jwt.empty()) return done(Internal("cannot sign the manual refresh's JWT"), std::nullopt);
   TokenRequest(source, uuid, R"({"grant_type":"urn:sentry:params:oauth:grant-type:jwt-bearer"})",
-               "Bearer " + jwt, "manual_refresh", std::move(done));
+               "Bearer " + jwt, "manual_refresh",
+               [done = std::move(done)](Result<TokenGrant> grant,
+                                        std::optional<std::chrono::milliseconds> retry_after) {
+                 const std::string& m = grant.status().message();
+                 if (!grant.ok() && grant.status().code() == StatusCode::kPermissionDenied &&
+                     (m.find("\"Could not validate JWT") != std::string::npos ||
+                      m.find("\"JWT has already been used\"") != std::string::npos)) {
+                   return done(Unavailable(m + " (is this machine's clock right?)"), retry_after);
+                 }
+                 done(std::move(grant), retry_after);
+               });
 }
 
 void SentryApi::VerifyInstall(const config::SourceConfig& source, const std::string& uuid,

@@ -12,7 +12,9 @@
 //   kDeadlineExceeded   timeout (retryable);
 //   kInternal           a 2xx whose body is not what the protocol says.
 // ManualRefresh only: 403 "Manual token refresh is not enabled for this organization" (Sentry's
-// feature flag) maps like any 403, to kFailedPrecondition.
+// feature flag) maps like any 403, to kFailedPrecondition; a 401 from Sentry's check of the JWT
+// itself ("Could not validate JWT, ...": clocks apart; "JWT has already been used": a resent
+// request) is kUnavailable, since a new JWT later may pass.
 // Refresh only: a refusal of the refresh token itself (401 "Given refresh token does not exist",
 // 400 "Token does not belong to the application") or of the installation (404) is kNotFound:
 // the pair is dead. Sentry's other refusals (401 "Invalid Client ID / Secret pair" or "Invalid
@@ -56,7 +58,8 @@ bool ValidOrgSlug(std::string_view s);    // [A-Za-z0-9_.-], 1..100
 bool ValidIssueId(std::string_view s);    // digits, 1..20
 
 // The bearer JWT of a manual refresh (sentry-protocol.md §3): HS256 under the client secret,
-// claims iss = sub = client_id, iat = now_s, exp = now_s + 60, and a random jti.
+// claims iss = sub = client_id, iat = now_s - 30, exp = now_s + 60, and a random jti. (Sentry's
+// PyJWT refuses an iat ahead of its own clock, with no leeway: 30 s of ours fast is allowed.)
 std::string ClientSecretJwt(std::string_view client_id, std::string_view client_secret,
                             int64_t now_s);
 

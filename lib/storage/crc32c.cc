@@ -39,7 +39,10 @@ __attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const char*
 }
 
 bool HaveSse42() {
-  static const bool have = __builtin_cpu_supports("sse4.2");
+  static const bool have = [] {
+    __builtin_cpu_init();  // may run before the CPU model's own static constructor
+    return __builtin_cpu_supports("sse4.2") != 0;
+  }();
   return have;
 }
 #else
@@ -67,7 +70,13 @@ constexpr std::array<uint32_t, 64> kZeroBytes = MakeZeroBytesTable();
 
 }  // namespace
 
-const char* Implementation() { return HaveSse42() ? "sse4.2" : "table"; }
+const char* Implementation() {
+#if defined(SWITCHYARD_ROCKSDB_CRC32C_OVERRIDE)
+  return HaveSse42() ? "sse4.2" : "table";
+#else
+  return "rocksdb";
+#endif
+}
 
 uint32_t ExtendPortable(uint32_t crc, const char* data, size_t n) {
   uint32_t c = ~crc;
@@ -93,12 +102,11 @@ uint32_t Combine(uint32_t crc1, uint32_t crc2, size_t len2) {
 }  // namespace switchyard::storage::crc32c
 
 // The override of RocksDB's util/crc32c.cc (see crc32c.h). Same signatures as RocksDB 7.8.
-// Elsewhere RocksDB's own may use the CPU's CRC instruction (arm64), so it is kept there.
-#if defined(__x86_64__)
+#if defined(SWITCHYARD_ROCKSDB_CRC32C_OVERRIDE)
 namespace rocksdb::crc32c {
 std::string IsFastCrc32Supported() {
-  return std::string("Supported on x86 (switchyard, ") +
-         switchyard::storage::crc32c::Implementation() + ")";
+  return std::string(switchyard::storage::crc32c::HaveSse42() ? "Supported" : "Not supported") +
+         " on x86 (switchyard, " + switchyard::storage::crc32c::Implementation() + ")";
 }
 uint32_t Extend(uint32_t crc, const char* data, size_t n) {
   return switchyard::storage::crc32c::Extend(crc, data, n);

@@ -1,11 +1,13 @@
 // CRC32C (Castagnoli) for RocksDB's WAL and block checksums, with the CPU's crc32 instruction.
 //
 // Debian builds RocksDB portable, so its crc32c::Extend is a byte-table loop: ~5 % of a durable
-// webhook's CPU went to checksumming the WAL (bench/RESULTS.md, session 21). crc32c.cc defines
-// the three functions of RocksDB's crc32c.cc.o (Extend, Crc32cCombine, IsFastCrc32Supported);
-// with RocksDB linked statically, the linker then never takes that archive member, and RocksDB
-// calls these. The checksums are the same bits: only the speed differs. Should a later RocksDB
-// need anything else from that member, the link fails with a duplicate symbol (loud, not wrong).
+// webhook's CPU went to checksumming the WAL (bench/RESULTS.md, session 21). With RocksDB linked
+// statically on x86-64 (SWITCHYARD_ROCKSDB_CRC32C_OVERRIDE, set by CMake), crc32c.cc defines the
+// three functions of RocksDB's crc32c.cc.o (Extend, Crc32cCombine, IsFastCrc32Supported); the
+// linker then never takes that archive member, and RocksDB calls these. The checksums are the
+// same bits: only the speed differs. Should a later RocksDB need anything else from that member,
+// the link fails with a duplicate symbol (loud, not wrong). RocksDB's info LOG names the
+// implementation at open ("Fast CRC32 supported: ... (switchyard, sse4.2)").
 //
 // Thread-safe; no state after the first call's CPU probe.
 #pragma once
@@ -15,7 +17,8 @@
 
 namespace switchyard::storage::crc32c {
 
-// "sse4.2" when the crc32 instruction is used, "table" otherwise. Calling it from the store also
+// What RocksDB checksums with: "sse4.2" (the crc32 instruction) or "table" when this file's
+// override is linked, "rocksdb" (RocksDB's own) when it is not. Calling it from the store also
 // makes the linker take this file's object (and with it the override) out of our archive.
 const char* Implementation();
 

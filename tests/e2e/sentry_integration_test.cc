@@ -682,7 +682,7 @@ TEST_F(SentryIntegrationTest, ARefreshTokenSentryNoLongerKnowsIsReplacedByAManua
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "After manual refresh"));
   Start({.refresh_before = "2s"});
   InstallViaSetup();
-  sentry_.RevokeTokens(kUuid);  // Sentry's state after a refresh whose answer never arrived
+  sentry_.RotateTokens(kUuid);  // Sentry's state after a refresh whose answer never arrived
   ASSERT_TRUE(Eventually([&] { return sentry_.stats().manual_refreshes_ok >= 1; }))
       << daemon_.Log();
   EXPECT_GE(sentry_.stats().refreshes_refused, 1);
@@ -739,6 +739,40 @@ TEST_F(SentryIntegrationTest,
       std::string::npos);
 }
 
+// A pair revoked in Sentry's UI is gone for good: a manual refresh needs a current pair to
+// replace, and Sentry refuses it (401 "Installation does not have a token").
+TEST_F(SentryIntegrationTest, ARevokedPairIsNotRecoveredByAManualRefresh) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  sentry_.SetManualRefresh(true);
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  sentry_.RevokeTokens(kUuid);
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().manual_refreshes_refused, 1);
+  EXPECT_EQ(sentry_.stats().manual_refreshes_ok, 0);
+  EXPECT_TRUE(daemon_.WaitForLog("Installation does not have a token"));
+}
+
+// Two switchyards serving one installation take each other's pairs. The first manual refresh
+// takes it back; a pair taken again within the hour is left to the other (needs_reinstall, and
+// the log says why) instead of a tug of war that also spends the app's refresh rate limit.
+TEST_F(SentryIntegrationTest, APairTakenAgainSoonAfterAManualRefreshIsNotTakenBack) {
+  sentry_.SetTokenLifetime(std::chrono::seconds(3));
+  sentry_.SetManualRefresh(true);
+  Start({.refresh_before = "2s"});
+  InstallViaSetup();
+  sentry_.RotateTokens(kUuid);
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().manual_refreshes_ok == 1; }))
+      << daemon_.Log();
+  EXPECT_EQ(StatusOf(), "installed");
+  // A regular refresh with the recovered pair, then the pair is taken again.
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 1; })) << daemon_.Log();
+  sentry_.RotateTokens(kUuid);
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().manual_refreshes_ok, 1);
+  EXPECT_TRUE(daemon_.WaitForLog("is another switchyard serving this installation?"));
+}
+
 // A manual refresh that could not be made (Sentry answered 503) proves nothing about the pair: the
 // installation is not marked for re-installation, and the next attempt recovers it.
 TEST_F(SentryIntegrationTest, AManualRefreshThatFailsTransientlyIsRetriedNotGivenUp) {
@@ -746,7 +780,7 @@ TEST_F(SentryIntegrationTest, AManualRefreshThatFailsTransientlyIsRetriedNotGive
   sentry_.SetManualRefresh(true);
   Start({.refresh_before = "2s"});
   InstallViaSetup();
-  sentry_.RevokeTokens(kUuid);
+  sentry_.RotateTokens(kUuid);
   sentry_.FailNext({.method = "POST",
                     .path_part = "/authorizations/",
                     .status = 401,

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "fakes/recording_receiver.h"
@@ -349,6 +350,31 @@ TEST_F(StorageFaultsTest, TornWalTailIsRecoveredWithEveryAcknowledgedWebhook) {
   std::set<std::string> delivered;
   for (const auto& req : receiver_.requests()) delivered.insert(req.body);
   EXPECT_EQ(delivered.size(), 100u);
+}
+
+// The daemon's RocksDB checksums its WAL and tables with the CRC32C of lib/storage/crc32c.cc (the
+// CPU's instruction) where that replaces Debian's portable byte table; RocksDB's own LOG says
+// which, as does the daemon's start line. (The torn-WAL test above reads those checksums back.)
+TEST_F(StorageFaultsTest, TheDaemonsRocksDbChecksumsWithTheCrc32cItNames) {
+  const std::string store = dir_.path() + "/var";
+  daemon_.Start(Config(store));
+  ASSERT_TRUE(daemon_.WaitForLog("switchyard started"));
+  std::string log_line;
+  {
+    std::istringstream in(ReadFile(store + "/db/LOG"));
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("Fast CRC32 supported:") != std::string::npos) log_line = line;
+    }
+  }
+  ASSERT_FALSE(log_line.empty()) << "RocksDB's LOG names no CRC32C";
+#if defined(SWITCHYARD_ROCKSDB_CRC32C_OVERRIDE)
+  const std::string used = __builtin_cpu_supports("sse4.2") ? "sse4.2" : "table";
+  EXPECT_NE(log_line.find("(switchyard, " + used + ")"), std::string::npos) << log_line;
+#else
+  const std::string used = "rocksdb";
+  EXPECT_EQ(log_line.find("switchyard"), std::string::npos) << log_line;
+#endif
+  EXPECT_NE(daemon_.Log().find(" crc32c=" + used), std::string::npos) << daemon_.Log();
 }
 
 // storage.max_disk_bytes: past the bound, 503 + Retry-After; the daemon stays up.

@@ -153,6 +153,12 @@ void FakeSentry::RevokeTokens(const std::string& uuid) {
   DeletePairsLocked(uuid);
 }
 
+void FakeSentry::RotateTokens(const std::string& uuid) {
+  std::lock_guard lock(mu_);
+  DeletePairsLocked(uuid);
+  NewPairLocked(uuid);
+}
+
 void FakeSentry::SetManualRefresh(bool enabled) {
   std::lock_guard lock(mu_);
   manual_refresh_ = enabled;
@@ -339,6 +345,12 @@ ServerReply FakeSentry::Authorizations(const std::string& uuid, const ReceivedRe
       ++stats_.manual_refreshes_refused;
       return Detail(403, "Manual token refresh is not enabled for this organization");
     }
+    bool has_pair = false;
+    for (const auto& [token, pair] : access_) has_pair = has_pair || pair.uuid == uuid;
+    if (!has_pair) {
+      ++stats_.manual_refreshes_refused;
+      return Detail(401, "Installation does not have a token");
+    }
     DeletePairsLocked(uuid);
     ++stats_.manual_refreshes_ok;
     return NewPairLocked(uuid);
@@ -419,6 +431,15 @@ std::optional<ServerReply> FakeSentry::RefuseManualRefresh(const ReceivedRequest
   if (const boost::json::value* exp = c.if_contains("exp");
       exp && exp->is_int64() && exp->as_int64() <= now) {
     return Detail(401, "Could not validate JWT, got error: Signature has expired");
+  }
+  if (const boost::json::value* iat = c.if_contains("iat");
+      iat && (!iat->is_int64() || iat->as_int64() > now)) {
+    return Detail(401, "Could not validate JWT, got error: The token is not yet valid (iat)");
+  }
+  if (const boost::json::value* jti = c.if_contains("jti"); jti && jti->is_string()) {
+    if (!used_jtis_.insert(std::string(jti->get_string())).second) {
+      return Detail(401, "JWT has already been used");
+    }
   }
   const boost::json::value* iss = c.if_contains("iss");
   if (!iss || !iss->is_string() || iss->get_string() != options_.client_id) {

@@ -13,9 +13,11 @@
 //   - grant_type=urn:sentry:params:oauth:grant-type:jwt-bearer (manual refresh), authorized by
 //     "Authorization: Bearer <JWT>" alone (no client_id/secret in the body): the JWT must be
 //     HS256 under the client secret (401 "Could not validate JWT, got error: ..."), unexpired,
-//     with iss = client_id (401 "JWT is not valid for this application"). Then, unless
-//     SetManualRefresh(true), 403 "Manual token refresh is not enabled for this organization"
-//     (Sentry's feature flag); else the installation's current pair is deleted and a new one
+//     not issued in the future (401 "...The token is not yet valid (iat)"), not used before
+//     (401 "JWT has already been used"), with iss = client_id (401 "JWT is not valid for this
+//     application"). Then, unless SetManualRefresh(true), 403 "Manual token refresh is not
+//     enabled for this organization" (Sentry's feature flag); an installation without a current
+//     pair gets 401 "Installation does not have a token"; else that pair is deleted and a new one
 //     issued.
 //   - other grant types: 403 {"detail":"Invalid grant_type"}.
 //   - success: 201 {"id","token","refreshToken","expiresAt","dateCreated","state":null,
@@ -86,6 +88,9 @@ class FakeSentry {
   void ExpireAccessToken(const std::string& uuid);
   // Deletes the installation's current pair (as a revoke in Sentry's UI would).
   void RevokeTokens(const std::string& uuid);
+  // Replaces the installation's pair by one switchyard never sees: Sentry's state after it
+  // answered a refresh whose answer was lost on the way.
+  void RotateTokens(const std::string& uuid);
   // Deletes the installation (an uninstall in Sentry's UI): every request under
   // /api/0/sentry-app-installations/<uuid>/ answers 404 "Could not find given sentry app
   // installation", as Sentry's installation endpoints do.
@@ -147,6 +152,7 @@ class FakeSentry {
   std::chrono::milliseconds token_lifetime_;           // GUARDED_BY(mu_)
   bool manual_refresh_ = false;
   std::string last_jwt_claims_;
+  std::set<std::string> used_jtis_;
   std::map<std::string, Grant> grants_;                // code -> grant
   std::map<std::string, Pair> access_;                 // access token -> pair
   std::map<std::string, std::string> refresh_;         // refresh token -> access token
