@@ -303,13 +303,20 @@ int RunDaemon(const std::string& config_path) {
     const auto period = std::chrono::milliseconds(std::max<uint64_t>(1, watchdog_usec / 2000));
     const auto wedged_after =
         std::max<std::chrono::milliseconds>(std::chrono::seconds(60), 4 * period);
-    server.Every(period, [&dispatcher, wedged_after, told = false]() mutable {
-      if (!dispatcher.Alive(wedged_after)) {
+    // The store's writer likewise: webhooks waiting a minute for a group commit get no answer.
+    storage::EventStore& events_store = **store;
+    server.Every(period, [&dispatcher, &events_store, wedged_after, told = false]() mutable {
+      const bool delivery_alive = dispatcher.Alive(wedged_after);
+      const bool writer_alive = events_store.WriterAlive(wedged_after);
+      if (!delivery_alive || !writer_alive) {
         if (!told) {
-          log::Error(
-              "the delivery loop is wedged (no pass within after_ms); withholding the "
-              "watchdog ping so that the service manager restarts switchyard",
-              {{"after_ms", std::to_string(wedged_after.count())}});
+          log::Error(!delivery_alive
+                         ? "the delivery loop is wedged (no pass within after_ms); withholding "
+                           "the watchdog ping so that the service manager restarts switchyard"
+                         : "the store's writer is wedged (webhooks waited after_ms for a group "
+                           "commit); withholding the watchdog ping so that the service manager "
+                           "restarts switchyard",
+                     {{"after_ms", std::to_string(wedged_after.count())}});
         }
         told = true;
         return;

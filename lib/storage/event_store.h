@@ -76,6 +76,15 @@ class EventStore {
 
   virtual StoreStats Stats() const = 0;
 
+  // False once appends have waited `limit` without the writer finishing a group (a write or sync
+  // stalled behind a hung disk, or a bug that blocks the writer thread); true while it is idle or
+  // progressing. For the service manager's watchdog: call it periodically (each call samples
+  // progress) from one thread. Cheap; any thread.
+  virtual bool WriterAlive(std::chrono::milliseconds limit) const {
+    (void)limit;
+    return true;
+  }
+
   // Stops accepting appends, completes the queued ones, and flushes. Idempotent. Blocking.
   virtual void Close() = 0;
 };

@@ -198,6 +198,23 @@ class RocksDbStore final : public Store {
     return Status::Ok();
   }
 
+  bool WriterAlive(std::chrono::milliseconds limit) const override {
+    const uint64_t done = groups_done_.load(std::memory_order_acquire);
+    bool working;
+    {
+      std::lock_guard lock(mu_);
+      working = !queue_.empty() || groups_taken_ != done;
+    }
+    const auto now = clock_.SteadyNow();
+    std::lock_guard lock(watch_mu_);
+    if (!working || done != watched_groups_ || !watched_since_) {
+      watched_groups_ = done;
+      watched_since_ = now;  // idle, or a group finished since the last call (or the first)
+      return true;
+    }
+    return now - *watched_since_ < limit;
+  }
+
   void Append(StoredEvent event, std::vector<NewDelivery> deliveries,
               std::function<void(Result<AppendResult>)> done) override {
     bool closing, accepted = false, wake_writer = false;
@@ -676,9 +693,11 @@ class RocksDbStore final : public Store {
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
+        ++groups_taken_;
       }
       CommitBatch(batch);
       batch.clear();
+      groups_done_.fetch_add(1, std::memory_order_release);
     }
   }
 
@@ -949,9 +968,15 @@ class RocksDbStore final : public Store {
   std::map<std::string, int64_t> watermark_;  // GUARDED_BY(counts_mu_)
   uint64_t watermark_epoch_ = 0;              // GUARDED_BY(counts_mu_)
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<PendingAppend> queue_;  // GUARDED_BY(mu_)
+  uint64_t groups_taken_ = 0;        // GUARDED_BY(mu_): groups the writer took from queue_
+  std::atomic<uint64_t> groups_done_{0};  // groups the writer finished (written or failed)
+  // WriterAlive's last sample: the groups done then, and since when no group finished.
+  mutable std::mutex watch_mu_;
+  mutable uint64_t watched_groups_ = 0;  // GUARDED_BY(watch_mu_)
+  mutable std::optional<std::chrono::steady_clock::time_point> watched_since_;  // ditto
   bool closing_ = false;             // GUARDED_BY(mu_)
   std::thread writer_;
   bool needs_resume_ = false;  // writer thread only

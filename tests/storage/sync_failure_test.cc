@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -142,6 +143,12 @@ class SyncFailureTest : public ::testing::Test {
       : fs_(std::make_shared<WalSyncTrackingFs>()), env_(rocksdb::NewCompositeEnv(fs_)) {
     fs_->before_wal_sync = [this] {
       if (watching_) answered_before_a_sync_ = answered_before_a_sync_ || answered_;
+      std::unique_lock lock(hang_mu_);
+      if (hang_) {
+        syncs_hanging_ = true;
+        hang_cv_.notify_all();
+        hang_cv_.wait(lock, [this] { return !hang_; });
+      }
     };
   }
 
@@ -195,7 +202,47 @@ class SyncFailureTest : public ::testing::Test {
   std::atomic<bool> watching_{false};  // record answers given when a WAL sync starts
   std::atomic<bool> answered_{false};
   std::atomic<bool> answered_before_a_sync_{false};
+  // While hang_, a WAL sync blocks (a hung disk); syncs_hanging_ says one has started to.
+  std::mutex hang_mu_;
+  std::condition_variable hang_cv_;
+  bool hang_ = false;           // GUARDED_BY(hang_mu_)
+  bool syncs_hanging_ = false;  // GUARDED_BY(hang_mu_)
 };
+
+// A group commit stuck in its sync (a hung disk) is reported wedged once appends have waited the
+// limit, and alive again once the sync returns; an idle writer is alive however long it idles.
+TEST_F(SyncFailureTest, TheWriterIsWedgedWhileASyncHangsAndAliveWhenItReturns) {
+  using std::chrono::milliseconds;
+  EXPECT_TRUE(store_->WriterAlive(milliseconds(1000)));
+  clock_.Advance(milliseconds(5000));
+  EXPECT_TRUE(store_->WriterAlive(milliseconds(1000))) << "idle is not wedged";
+
+  {
+    std::lock_guard lock(hang_mu_);
+    hang_ = true;
+  }
+  std::promise<Result<AppendResult>> answer;
+  store_->Append(MakeEvent("stuck"), {{"route", "sink", false}},
+                 [&answer](Result<AppendResult> r) { answer.set_value(std::move(r)); });
+  {
+    std::unique_lock lock(hang_mu_);
+    hang_cv_.wait(lock, [this] { return syncs_hanging_; });
+  }
+  EXPECT_TRUE(store_->WriterAlive(milliseconds(1000)));  // the first sample of the stall
+  clock_.Advance(milliseconds(999));
+  EXPECT_TRUE(store_->WriterAlive(milliseconds(1000)));
+  clock_.Advance(milliseconds(2));
+  EXPECT_FALSE(store_->WriterAlive(milliseconds(1000)));
+
+  {
+    std::lock_guard lock(hang_mu_);
+    hang_ = false;
+  }
+  hang_cv_.notify_all();
+  auto r = answer.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(store_->WriterAlive(milliseconds(1000)));
+}
 
 TEST_F(SyncFailureTest, AnAcknowledgedEventSurvivesAPowerLoss) {
   const int syncs_before = fs_->wal_syncs();
