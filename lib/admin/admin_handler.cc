@@ -193,11 +193,21 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
     const bool replay = path == "/admin/dlq/replay";
     if (!replay && all) return respond(http::Response::Error(400, "drop takes \"ids\" only"));
     pool_.Post([this, replay, ids = std::move(ids), all, respond = std::move(respond)] {
-      auto n = replay ? store_.Replay(ids, all, SystemClock().NowMillis()) : store_.Drop(ids);
+      std::vector<std::string> skipped;
+      auto n = replay ? store_.Replay(ids, all, SystemClock().NowMillis(), &skipped)
+                      : store_.Drop(ids, &skipped);
       if (!n.ok()) return respond(http::Response::Error(503, n.status().message()));
       if (replay && hooks_.replayed) hooks_.replayed();
-      respond(http::Response::Json(200, std::string(replay ? "{\"replayed\":" : "{\"dropped\":") +
-                                            std::to_string(n.value()) + "}"));
+      // Addition: the given ids that were not dead letters (a typo, or replayed already), so a
+      // caller can tell "nothing to do" from "no such id". Absent when there are none.
+      std::string body =
+          std::string(replay ? "{\"replayed\":" : "{\"dropped\":") + std::to_string(n.value());
+      if (!skipped.empty()) {
+        boost::json::array a;
+        for (std::string& id : skipped) a.emplace_back(std::move(id));
+        body += ",\"skipped\":" + boost::json::serialize(a);
+      }
+      respond(http::Response::Json(200, body + "}"));
     });
     return;
   }

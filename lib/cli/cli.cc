@@ -163,6 +163,21 @@ int RunDlq(const std::string& config_path, const std::string& action,
     return rc;
   }
   printf("%s\n", reply.c_str());
+  // Ids that were not dead letters: the others were acted on, but a typo is the user's error.
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(reply, ec);
+  const boost::json::value* skipped =
+      !ec && v.is_object() ? v.as_object().if_contains("skipped") : nullptr;
+  if (skipped && skipped->is_array() && !skipped->as_array().empty()) {
+    std::string names;
+    for (const boost::json::value& id : skipped->as_array()) {
+      if (!names.empty()) names += ", ";
+      names += id.is_string() ? std::string(id.get_string()) : boost::json::serialize(id);
+    }
+    fprintf(stderr, "switchyard: not dead letters (unknown, pending, or already %s): %s\n",
+            action == "replay" ? "replayed or dropped" : "dropped", names.c_str());
+    return 1;
+  }
   return 0;
 }
 

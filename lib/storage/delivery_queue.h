@@ -80,10 +80,18 @@ class DeliveryQueue {
   // (empty: from the first), so a caller can page through any number of them.
   virtual Result<std::vector<DeliveryRecord>> ListDead(size_t limit, const std::string& after) = 0;
   Result<std::vector<DeliveryRecord>> ListDead(size_t limit) { return ListDead(limit, ""); }
-  // Moves dead letters back to pending, due now, attempts reset. Returns how many were replayed.
-  virtual Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms) = 0;
-  // Deletes dead letters. Returns how many were dropped.
-  virtual Result<size_t> Drop(const std::vector<std::string>& ids) = 0;
+  // Moves dead letters back to pending, due now, attempts reset. Returns how many were replayed;
+  // the given ids that are not dead letters (unknown, pending, already replayed or dropped) are
+  // appended to *skipped when it is not null.
+  virtual Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms,
+                                std::vector<std::string>* skipped) = 0;
+  Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms) {
+    return Replay(ids, all, now_ms, nullptr);
+  }
+  // Deletes dead letters. Returns how many were dropped; *skipped as for Replay.
+  virtual Result<size_t> Drop(const std::vector<std::string>& ids,
+                              std::vector<std::string>* skipped) = 0;
+  Result<size_t> Drop(const std::vector<std::string>& ids) { return Drop(ids, nullptr); }
   // Removes dead letters that died before `cutoff_ms`, at most kMaxPurgedPerCall of them (the
   // oldest ids first). Returns how many; a caller that gets kMaxPurgedPerCall calls again.
   static constexpr size_t kMaxPurgedPerCall = 10000;

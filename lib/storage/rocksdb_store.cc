@@ -476,7 +476,8 @@ class RocksDbStore final : public Store {
     return out;
   }
 
-  Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms) override {
+  Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms,
+                        std::vector<std::string>* skipped) override {
     std::vector<std::string> targets = ids;
     if (all) {
       targets.clear();
@@ -490,7 +491,10 @@ class RocksDbStore final : public Store {
     for (const std::string& id : targets) {
       auto d = GetDelivery(id);
       if (!d.ok()) return d.status();
-      if (!d.value() || !d.value()->dead) continue;
+      if (!d.value() || !d.value()->dead) {
+        if (skipped) skipped->push_back(id);
+        continue;
+      }
       DeliveryRecord r = std::move(*d.value());
       r.dead = false;
       r.attempts = 0;
@@ -516,12 +520,16 @@ class RocksDbStore final : public Store {
     return replayed;
   }
 
-  Result<size_t> Drop(const std::vector<std::string>& ids) override {
+  Result<size_t> Drop(const std::vector<std::string>& ids,
+                      std::vector<std::string>* skipped) override {
     size_t dropped = 0;
     for (const std::string& id : ids) {
       auto d = GetDelivery(id);
       if (!d.ok()) return d.status();
-      if (!d.value() || !d.value()->dead) continue;
+      if (!d.value() || !d.value()->dead) {
+        if (skipped) skipped->push_back(id);
+        continue;
+      }
       rocksdb::WriteBatch wb;
       wb.Delete(dead_cf_, id);
       wb.Delete(deliveries_cf_, id);
@@ -550,7 +558,7 @@ class RocksDbStore final : public Store {
       return true;
     });
     if (!scanned.ok()) return scanned;
-    return Drop(old);
+    return Drop(old, nullptr);
   }
 
   Status PurgeEventsBefore(int64_t cutoff_ms) override {

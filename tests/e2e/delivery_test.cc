@@ -319,6 +319,18 @@ TEST_F(DeliveryTest, CliListsReplaysAndDropsDeadLetters) {
   EXPECT_NE(replay.out.find("\"replayed\":1"), std::string::npos);
   ASSERT_TRUE(receiver_.WaitFor(3, kWait));
   ASSERT_TRUE(WaitQueue(0, 0));
+
+  // Ids that are not dead letters (a typo; one replayed already) are named, and exit 1.
+  auto typo = RunCli({"dlq", "replay", first, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--admin", admin, "-c",
+                      daemon_.config_path()});
+  EXPECT_EQ(typo.exit_code, 1);
+  EXPECT_NE(typo.out.find("\"replayed\":0"), std::string::npos) << typo.out;
+  EXPECT_NE(typo.err.find("not dead letters"), std::string::npos) << typo.err;
+  EXPECT_NE(typo.err.find("01ARZ3NDEKTSV4RRFFQ69G5FAV"), std::string::npos) << typo.err;
+  EXPECT_NE(typo.err.find(first), std::string::npos) << typo.err;
+  auto gone = RunCli({"dlq", "drop", second, "--admin", admin, "-c", daemon_.config_path()});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_NE(gone.out.find("\"skipped\":[\"" + second + "\"]"), std::string::npos) << gone.out;
 }
 
 TEST_F(DeliveryTest, AdminDlqPagesWithLimitAndAfterAndLinksTheNextPage) {

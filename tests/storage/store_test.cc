@@ -659,9 +659,11 @@ TEST_F(StoreTest, ReplayByIdPutsADeadLetterBackDueNowWithAttemptsReset) {
   EXPECT_THAT(Ids(*due), ElementsAre(d.id));
 
   // Replaying it again (it is pending now) or an unknown id does nothing.
-  auto again = store_->Replay({d.id, "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, false, t1);
+  std::vector<std::string> skipped;
+  auto again = store_->Replay({d.id, "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, false, t1, &skipped);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again.value(), 0u);
+  EXPECT_THAT(skipped, ElementsAre(d.id, "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
   ExpectCounts("s", 1, 0);
 }
 
@@ -690,9 +692,11 @@ TEST_F(StoreTest, ReplayAllPutsEveryDeadLetterBack) {
 TEST_F(StoreTest, DropDeletesDeadLettersOnly) {
   DeliveryRecord a = One("s"), b = One("s");
   ASSERT_TRUE(store_->DeadLetter(a).ok());
-  auto dropped = store_->Drop({a.id, b.id /* pending: not dropped */, "nope"});
+  std::vector<std::string> skipped;
+  auto dropped = store_->Drop({a.id, b.id /* pending: not dropped */, "nope"}, &skipped);
   ASSERT_TRUE(dropped.ok());
   EXPECT_EQ(dropped.value(), 1u);
+  EXPECT_THAT(skipped, ElementsAre(b.id, "nope"));
   auto gone = store_->GetDelivery(a.id);
   ASSERT_TRUE(gone.ok());
   EXPECT_FALSE(gone.value().has_value());

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -241,6 +242,11 @@ TEST_F(SyncFailureTest, TheWriterIsWedgedWhileASyncHangsAndAliveWhenItReturns) {
   hang_cv_.notify_all();
   auto r = answer.get_future().get();
   ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // The answer runs inside the group; the writer counts the group done just after it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!store_->WriterAlive(milliseconds(1000)) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
   EXPECT_TRUE(store_->WriterAlive(milliseconds(1000)));
 }
 
