@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
+#include <set>
 
 #include "common/ascii.h"
 #include "common/clock.h"
@@ -75,9 +76,19 @@ std::string ParseIds(const std::string& body, std::vector<std::string>* ids, boo
   }
   if (auto* list = o.if_contains("ids")) {
     if (!list->is_array()) return "\"ids\" must be an array of strings";
+    std::set<std::string> seen;
     for (const auto& id : list->get_array()) {
       if (!id.is_string()) return "\"ids\" must be an array of strings";
-      ids->emplace_back(id.get_string());
+      // Delivery ids are ULIDs, upper-case in the store; ULIDs ignore case. A repeated id is
+      // acted on once (its second mention would find it replayed, and be reported skipped).
+      std::string s(id.get_string());
+      AsciiUpperInPlace(s);
+      if (s.empty() || s.size() > 64 || !std::all_of(s.begin(), s.end(), [](char c) {
+            return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+          })) {
+        return "\"ids\" must be delivery ids (letters and digits, at most 64)";
+      }
+      if (seen.insert(s).second) ids->push_back(std::move(s));
     }
   }
   if (!*all && ids->empty()) return "give \"ids\" (non-empty) or \"all\": true";
@@ -194,7 +205,9 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
     if (!replay && all) return respond(http::Response::Error(400, "drop takes \"ids\" only"));
     pool_.Post([this, replay, ids = std::move(ids), all, respond = std::move(respond)] {
       std::vector<std::string> skipped;
-      auto n = replay ? store_.Replay(ids, all, SystemClock().NowMillis(), &skipped)
+      // With "all", a dead letter purged between the store's scan and its replay is no caller's
+      // mistake: nothing is reported skipped.
+      auto n = replay ? store_.Replay(ids, all, SystemClock().NowMillis(), all ? nullptr : &skipped)
                       : store_.Drop(ids, &skipped);
       if (!n.ok()) return respond(http::Response::Error(503, n.status().message()));
       if (replay && hooks_.replayed) hooks_.replayed();

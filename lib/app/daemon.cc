@@ -304,24 +304,29 @@ int RunDaemon(const std::string& config_path) {
     const auto wedged_after =
         std::max<std::chrono::milliseconds>(std::chrono::seconds(60), 4 * period);
     // The store's writer likewise: webhooks waiting a minute for a group commit get no answer.
+    // Each part is logged once when it wedges (both may).
     storage::EventStore& events_store = **store;
-    server.Every(period, [&dispatcher, &events_store, wedged_after, told = false]() mutable {
+    server.Every(period, [&dispatcher, &events_store, wedged_after, delivery_told = false,
+                          writer_told = false]() mutable {
       const bool delivery_alive = dispatcher.Alive(wedged_after);
       const bool writer_alive = events_store.WriterAlive(wedged_after);
-      if (!delivery_alive || !writer_alive) {
-        if (!told) {
-          log::Error(!delivery_alive
-                         ? "the delivery loop is wedged (no pass within after_ms); withholding "
-                           "the watchdog ping so that the service manager restarts switchyard"
-                         : "the store's writer is wedged (webhooks waited after_ms for a group "
-                           "commit); withholding the watchdog ping so that the service manager "
-                           "restarts switchyard",
-                     {{"after_ms", std::to_string(wedged_after.count())}});
-        }
-        told = true;
-        return;
+      const std::string after_ms = std::to_string(wedged_after.count());
+      if (!delivery_alive && !delivery_told) {
+        log::Error(
+            "the delivery loop is wedged (no pass within after_ms); withholding the watchdog "
+            "ping so that the service manager restarts switchyard",
+            {{"after_ms", after_ms}});
       }
-      told = false;
+      if (!writer_alive && !writer_told) {
+        log::Error(
+            "the store's writer is wedged (webhooks waited after_ms for a group commit: a hung "
+            "disk, or RocksDB stopping writes); withholding the watchdog ping so that the "
+            "service manager restarts switchyard",
+            {{"after_ms", after_ms}});
+      }
+      delivery_told = !delivery_alive;
+      writer_told = !writer_alive;
+      if (!delivery_alive || !writer_alive) return;
       sd_notify(0, "WATCHDOG=1");
     });
   }

@@ -76,10 +76,10 @@ class EventStore {
 
   virtual StoreStats Stats() const = 0;
 
-  // False once appends have waited `limit` without the writer finishing a group (a write or sync
-  // stalled behind a hung disk, or a bug that blocks the writer thread); true while it is idle or
-  // progressing. For the service manager's watchdog: call it periodically (each call samples
-  // progress) from one thread. Cheap; any thread.
+  // False once appends have waited more than `limit` without the writer finishing a group (a
+  // write or sync stalled behind a hung disk, a RocksDB write stop, or a bug that blocks the
+  // writer thread); true while it is idle or progressing. For the service manager's watchdog.
+  // Cheap (one lock); any thread.
   virtual bool WriterAlive(std::chrono::milliseconds limit) const {
     (void)limit;
     return true;

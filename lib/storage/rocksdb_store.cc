@@ -199,20 +199,12 @@ class RocksDbStore final : public Store {
   }
 
   bool WriterAlive(std::chrono::milliseconds limit) const override {
-    const uint64_t done = groups_done_.load(std::memory_order_acquire);
-    bool working;
+    std::optional<std::chrono::steady_clock::time_point> since;
     {
       std::lock_guard lock(mu_);
-      working = !queue_.empty() || groups_taken_ != done;
+      since = waiting_since_;
     }
-    const auto now = clock_.SteadyNow();
-    std::lock_guard lock(watch_mu_);
-    if (!working || done != watched_groups_ || !watched_since_) {
-      watched_groups_ = done;
-      watched_since_ = now;  // idle, or a group finished since the last call (or the first)
-      return true;
-    }
-    return now - *watched_since_ < limit;
+    return !since || clock_.SteadyNow() - *since <= limit;
   }
 
   void Append(StoredEvent event, std::vector<NewDelivery> deliveries,
@@ -225,6 +217,8 @@ class RocksDbStore final : public Store {
         // Only an append to an empty queue can find the writer waiting; the others would pay
         // a futex call for nothing.
         wake_writer = queue_.empty();
+        // The first append the writer has to take up: its wait starts (once per group).
+        if (!waiting_since_) waiting_since_ = clock_.SteadyNow();
         queue_.push_back({std::move(event), std::move(deliveries), std::move(done)});
         accepted = true;
       }
@@ -476,6 +470,8 @@ class RocksDbStore final : public Store {
     return out;
   }
 
+  using DeliveryQueue::Drop;  // the overloads without a skipped list
+  using DeliveryQueue::Replay;
   Result<size_t> Replay(const std::vector<std::string>& ids, bool all, int64_t now_ms,
                         std::vector<std::string>* skipped) override {
     std::vector<std::string> targets = ids;
@@ -701,11 +697,18 @@ class RocksDbStore final : public Store {
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
-        ++groups_taken_;
       }
       CommitBatch(batch);
       batch.clear();
-      groups_done_.fetch_add(1, std::memory_order_release);
+      {
+        // The group is done (its answers given): what is left has waited since now at most.
+        std::lock_guard lock(mu_);
+        if (queue_.empty()) {
+          waiting_since_.reset();
+        } else {
+          waiting_since_ = clock_.SteadyNow();
+        }
+      }
     }
   }
 
@@ -979,12 +982,10 @@ class RocksDbStore final : public Store {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<PendingAppend> queue_;  // GUARDED_BY(mu_)
-  uint64_t groups_taken_ = 0;        // GUARDED_BY(mu_): groups the writer took from queue_
-  std::atomic<uint64_t> groups_done_{0};  // groups the writer finished (written or failed)
-  // WriterAlive's last sample: the groups done then, and since when no group finished.
-  mutable std::mutex watch_mu_;
-  mutable uint64_t watched_groups_ = 0;  // GUARDED_BY(watch_mu_)
-  mutable std::optional<std::chrono::steady_clock::time_point> watched_since_;  // ditto
+  // For WriterAlive, GUARDED_BY(mu_): since when appends have waited for the writer to finish a
+  // group (the first append while it was idle, or the end of its last group when appends were
+  // left); empty while it has nothing to do.
+  std::optional<std::chrono::steady_clock::time_point> waiting_since_;
   bool closing_ = false;             // GUARDED_BY(mu_)
   std::thread writer_;
   bool needs_resume_ = false;  // writer thread only

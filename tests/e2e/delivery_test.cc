@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -320,14 +321,22 @@ TEST_F(DeliveryTest, CliListsReplaysAndDropsDeadLetters) {
   ASSERT_TRUE(receiver_.WaitFor(3, kWait));
   ASSERT_TRUE(WaitQueue(0, 0));
 
-  // Ids that are not dead letters (a typo; one replayed already) are named, and exit 1.
-  auto typo = RunCli({"dlq", "replay", first, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--admin", admin, "-c",
-                      daemon_.config_path()});
+  // Ids that are not dead letters (a typo; one replayed already, here also given in lower case,
+  // which names the same ULID) are named once each, and exit 1.
+  std::string lower = first;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto typo = RunCli({"dlq", "replay", lower, first, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--admin", admin,
+                      "-c", daemon_.config_path()});
   EXPECT_EQ(typo.exit_code, 1);
-  EXPECT_NE(typo.out.find("\"replayed\":0"), std::string::npos) << typo.out;
+  EXPECT_NE(typo.out.find("{\"replayed\":0,\"skipped\":[\"" + first +
+                          "\",\"01ARZ3NDEKTSV4RRFFQ69G5FAV\"]}"),
+            std::string::npos)
+      << typo.out;
   EXPECT_NE(typo.err.find("not dead letters"), std::string::npos) << typo.err;
   EXPECT_NE(typo.err.find("01ARZ3NDEKTSV4RRFFQ69G5FAV"), std::string::npos) << typo.err;
-  EXPECT_NE(typo.err.find(first), std::string::npos) << typo.err;
+  auto bad = Admin("POST", "/admin/dlq/replay", R"({"ids":["../../etc"]})");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400) << bad->body;
   auto gone = RunCli({"dlq", "drop", second, "--admin", admin, "-c", daemon_.config_path()});
   EXPECT_EQ(gone.exit_code, 1);
   EXPECT_NE(gone.out.find("\"skipped\":[\"" + second + "\"]"), std::string::npos) << gone.out;
