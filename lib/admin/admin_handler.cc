@@ -65,6 +65,15 @@ std::string DlqJson(const std::vector<storage::DeliveryRecord>& dead) {
 }
 
 // Parses {"ids":[...]} and/or {"all":true}. Returns an error message, or "" on success.
+// Delivery ids are ULIDs, upper-case in the store; ULIDs ignore case. Upper-cases `id` and checks
+// it is letters and digits, at most 64 (what may name a key; the store says whether it exists).
+bool NormalizeDeliveryId(std::string& id) {
+  AsciiUpperInPlace(id);
+  return id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+         });
+}
+
 std::string ParseIds(const std::string& body, std::vector<std::string>* ids, bool* all) {
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(body, ec);
@@ -79,13 +88,10 @@ std::string ParseIds(const std::string& body, std::vector<std::string>* ids, boo
     std::set<std::string> seen;
     for (const auto& id : list->get_array()) {
       if (!id.is_string()) return "\"ids\" must be an array of strings";
-      // Delivery ids are ULIDs, upper-case in the store; ULIDs ignore case. A repeated id is
-      // acted on once (its second mention would find it replayed, and be reported skipped).
+      // A repeated id is acted on once (its second mention would find it replayed, and be
+      // reported skipped).
       std::string s(id.get_string());
-      AsciiUpperInPlace(s);
-      if (s.empty() || s.size() > 64 || !std::all_of(s.begin(), s.end(), [](char c) {
-            return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
-          })) {
+      if (s.empty() || !NormalizeDeliveryId(s)) {
         return "\"ids\" must be delivery ids (letters and digits, at most 64)";
       }
       if (seen.insert(s).second) ids->push_back(std::move(s));
@@ -171,12 +177,8 @@ void AdminHandler::HandleAdmin(const std::string& path, http::Request request,
         return respond(http::Response::Error(400, "limit must be 1 to 10000"));
       }
     }
-    // Ids are ULIDs, upper-case in the store; ULIDs ignore case.
-    std::string after = request.QueryParam("after");
-    AsciiUpperInPlace(after);
-    if (after.size() > 64 || !std::all_of(after.begin(), after.end(), [](char c) {
-          return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
-        })) {
+    std::string after = request.QueryParam("after");  // empty: from the first
+    if (!NormalizeDeliveryId(after)) {
       return respond(http::Response::Error(400, "after must be a dead letter's id"));
     }
     pool_.Post([this, limit, after = std::move(after), respond = std::move(respond)] {

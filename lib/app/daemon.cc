@@ -308,26 +308,24 @@ int RunDaemon(const std::string& config_path) {
     storage::EventStore& events_store = **store;
     server.Every(period, [&dispatcher, &events_store, wedged_after, delivery_told = false,
                           writer_told = false]() mutable {
-      const bool delivery_alive = dispatcher.Alive(wedged_after);
-      const bool writer_alive = events_store.WriterAlive(wedged_after);
-      const std::string after_ms = std::to_string(wedged_after.count());
-      if (!delivery_alive && !delivery_told) {
-        log::Error(
-            "the delivery loop is wedged (no pass within after_ms); withholding the watchdog "
-            "ping so that the service manager restarts switchyard",
-            {{"after_ms", after_ms}});
-      }
-      if (!writer_alive && !writer_told) {
-        log::Error(
-            "the store's writer is wedged (webhooks waited after_ms for a group commit: a hung "
-            "disk, or RocksDB stopping writes); withholding the watchdog ping so that the "
-            "service manager restarts switchyard",
-            {{"after_ms", after_ms}});
-      }
-      delivery_told = !delivery_alive;
-      writer_told = !writer_alive;
-      if (!delivery_alive || !writer_alive) return;
-      sd_notify(0, "WATCHDOG=1");
+      // Logs a part once when it wedges; true while it is alive.
+      auto check = [&wedged_after](bool alive, bool& told, const char* what) {
+        if (!alive && !told) {
+          log::Error(std::string(what) +
+                         "; withholding the watchdog ping so that the service manager restarts "
+                         "switchyard",
+                     {{"after_ms", std::to_string(wedged_after.count())}});
+        }
+        told = !alive;
+        return alive;
+      };
+      const bool delivery_alive = check(dispatcher.Alive(wedged_after), delivery_told,
+                                        "the delivery loop is wedged (no pass within after_ms)");
+      const bool writer_alive = check(events_store.WriterAlive(wedged_after), writer_told,
+                                      "the store's writer is wedged (webhooks waited after_ms "
+                                      "for a group commit: a hung disk, or RocksDB stopping "
+                                      "writes)");
+      if (delivery_alive && writer_alive) sd_notify(0, "WATCHDOG=1");
     });
   }
 

@@ -79,10 +79,9 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
     // The last refresh was refused for the app's credentials or the request (not the pair): a
     // config reload retries it at once instead of after the backoff.
     bool credentials_refused = false;
-    // When a manual refresh last issued this installation a pair (steady ms; none in this
-    // process yet). Another refusal soon after means someone else takes the pairs: not fought
-    // over.
-    std::optional<int64_t> manual_refresh_ms;
+    // When a manual refresh last issued this installation a pair (none in this process yet).
+    // Another refusal soon after means someone else takes the pairs: not fought over.
+    std::optional<std::chrono::steady_clock::time_point> manual_refresh_at;
   };
 
   const config::ConfigHolder& config;
@@ -604,12 +603,6 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- refresh ----
 
-  int64_t SteadyMillis() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               clock.SteadyNow().time_since_epoch())
-        .count();
-  }
-
   // Starts a refresh of `key` unless one is under way (then `waiter` joins it). `scheduled`
   // refreshes count against max_concurrent_refreshes. Call with mu held.
   void RefreshLocked(const std::string& key, Entry& e, std::function<void(Status)> waiter,
@@ -691,8 +684,8 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       std::lock_guard lock(mu);
       stopping_now = stopping;
       auto it = entries.find(key);
-      too_soon = it != entries.end() && it->second.manual_refresh_ms &&
-                 SteadyMillis() - *it->second.manual_refresh_ms < kManualRefreshInterval.count();
+      too_soon = it != entries.end() && it->second.manual_refresh_at &&
+                 clock.SteadyNow() - *it->second.manual_refresh_at < kManualRefreshInterval;
     }
     // `finish` takes mu: called with it released.
     if (stopping_now) return finish(Unavailable("switchyard is stopping"), std::nullopt);
@@ -711,7 +704,7 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
             {
               std::lock_guard lock(self->mu);
               if (auto it = self->entries.find(key); it != self->entries.end()) {
-                it->second.manual_refresh_ms = self->SteadyMillis();
+                it->second.manual_refresh_at = self->clock.SteadyNow();
               }
             }
             log::Warn(

@@ -679,9 +679,14 @@ class RocksDbStore final : public Store {
 
   void WriterLoop() {
     std::vector<PendingAppend> batch;
-    for (;;) {
+    for (bool group_done = false;; group_done = true) {
       {
         std::unique_lock lock(mu_);
+        if (group_done) {
+          // The last group is done (its answers given): what is left has waited since now.
+          waiting_since_.reset();
+          if (!queue_.empty()) waiting_since_ = clock_.SteadyNow();
+        }
         if (queue_.empty() && !closing_) {
           cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
           // Woken by the first append of an I/O thread's round of ready requests: let the round
@@ -700,15 +705,6 @@ class RocksDbStore final : public Store {
       }
       CommitBatch(batch);
       batch.clear();
-      {
-        // The group is done (its answers given): what is left has waited since now at most.
-        std::lock_guard lock(mu_);
-        if (queue_.empty()) {
-          waiting_since_.reset();
-        } else {
-          waiting_since_ = clock_.SteadyNow();
-        }
-      }
     }
   }
 

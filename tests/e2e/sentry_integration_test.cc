@@ -167,6 +167,14 @@ class SentryIntegrationTest : public ::testing::Test {
     return r ? r->body : "";
   }
 
+  // Starts with tokens that live 3 s and are refreshed 2 s before they expire (after half their
+  // life, so every 1.5 s), and installs kUuid.
+  void InstallWithShortLivedTokens() {
+    sentry_.SetTokenLifetime(std::chrono::seconds(3));
+    Start({.refresh_before = "2s"});
+    InstallViaSetup();
+  }
+
   void InstallViaSetup(const std::string& uuid = kUuid) {
     auto r = Setup(sentry_.IssueGrant(uuid), uuid);
     ASSERT_TRUE(r);
@@ -651,9 +659,7 @@ TEST_F(SentryIntegrationTest, RefresherRenewsTokensBeforeTheyExpire) {
 }
 
 TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinstall) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   sentry_.RevokeTokens(kUuid);  // the refresh token no longer exists at Sentry
   ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
   EXPECT_GE(sentry_.stats().refreshes_refused, 1);
@@ -677,11 +683,9 @@ TEST_F(SentryIntegrationTest, RefreshRefusedWith401MarksTheInstallationForReinst
 // stored refresh token is dead. Where the organization allows it, a manual refresh (a JWT signed
 // with the client secret) gets a new pair and the installation keeps working.
 TEST_F(SentryIntegrationTest, ARefreshTokenSentryNoLongerKnowsIsReplacedByAManualRefresh) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
   sentry_.SetManualRefresh(true);
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "After manual refresh"));
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   sentry_.RotateTokens(kUuid);  // Sentry's state after a refresh whose answer never arrived
   ASSERT_TRUE(Eventually([&] { return sentry_.stats().manual_refreshes_ok >= 1; }))
       << daemon_.Log();
@@ -742,10 +746,8 @@ TEST_F(SentryIntegrationTest,
 // A pair revoked in Sentry's UI is gone for good: a manual refresh needs a current pair to
 // replace, and Sentry refuses it (401 "Installation does not have a token").
 TEST_F(SentryIntegrationTest, ARevokedPairIsNotRecoveredByAManualRefresh) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
   sentry_.SetManualRefresh(true);
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   sentry_.RevokeTokens(kUuid);
   ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
   EXPECT_EQ(sentry_.stats().manual_refreshes_refused, 1);
@@ -757,10 +759,8 @@ TEST_F(SentryIntegrationTest, ARevokedPairIsNotRecoveredByAManualRefresh) {
 // takes it back; a pair taken again within the hour is left to the other (needs_reinstall, and
 // the log says why) instead of a tug of war that also spends the app's refresh rate limit.
 TEST_F(SentryIntegrationTest, APairTakenAgainSoonAfterAManualRefreshIsNotTakenBack) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
   sentry_.SetManualRefresh(true);
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   sentry_.RotateTokens(kUuid);
   ASSERT_TRUE(Eventually([&] { return sentry_.stats().manual_refreshes_ok == 1; }))
       << daemon_.Log();
@@ -776,10 +776,8 @@ TEST_F(SentryIntegrationTest, APairTakenAgainSoonAfterAManualRefreshIsNotTakenBa
 // A manual refresh that could not be made (Sentry answered 503) proves nothing about the pair: the
 // installation is not marked for re-installation, and the next attempt recovers it.
 TEST_F(SentryIntegrationTest, AManualRefreshThatFailsTransientlyIsRetriedNotGivenUp) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
   sentry_.SetManualRefresh(true);
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   sentry_.RotateTokens(kUuid);
   sentry_.FailNext({.method = "POST",
                     .path_part = "/authorizations/",
@@ -796,9 +794,7 @@ TEST_F(SentryIntegrationTest, AManualRefreshThatFailsTransientlyIsRetriedNotGive
 // Sentry answers a refresh for a deleted installation 404 "Could not find given sentry app
 // installation": the pair is dead.
 TEST_F(SentryIntegrationTest, ARefreshOfAnInstallationSentryDeletedMarksItForReinstall) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   sentry_.Uninstall(kUuid);
   ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
 }
@@ -833,9 +829,7 @@ TEST_F(SentryIntegrationTest, ARefreshAnsweredByAnother404KeepsThePairAndAReload
 }
 
 TEST_F(SentryIntegrationTest, RefreshFailingWith5xxIsRetriedWithBackoff) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   sentry_.FailNext({.method = "POST", .path_part = "/authorizations/", .status = 503});
   ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok >= 1; })) << daemon_.Log();
   EXPECT_EQ(StatusOf(), "installed");
@@ -1013,10 +1007,8 @@ TEST_F(SentryIntegrationTest, TokensNeverReachDiskLogsMetricsOrAdminOutput) {
 }
 
 TEST_F(SentryIntegrationTest, AKillDuringATokenRefreshLosesNoTokenPair) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Still here"));
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   // The next refresh request reaches Sentry and hangs there (Sentry has not answered, so the
   // old pair is still the valid one) while the daemon is killed.
   sentry_.FailNext({.method = "POST",
@@ -1034,10 +1026,8 @@ TEST_F(SentryIntegrationTest, AKillDuringATokenRefreshLosesNoTokenPair) {
 }
 
 TEST_F(SentryIntegrationTest, ATermDuringATokenRefreshStoresTheNewPairSentryIssued) {
-  sentry_.SetTokenLifetime(std::chrono::seconds(3));
   sentry_.AddIssue("test-org", kIssueId, IssueJson("backend", "Rotated"));
-  Start({.refresh_before = "2s"});
-  InstallViaSetup();
+  InstallWithShortLivedTokens();
   // Sentry commits the next refresh (the old pair dies at once) but its answer is slow; SIGTERM
   // arrives while it is on the way.
   sentry_.FailNext({.method = "POST",
