@@ -28,6 +28,14 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, CacheEntry> cache;                       // GUARDED_BY(mu)
   std::map<std::string, std::vector<IssueCallback>> in_flight;  // GUARDED_BY(mu)
 
+  // The cache's time: steady, so a wall clock stepped back (NTP, a VM resumed) cannot keep an
+  // issue past its ttl.
+  int64_t SteadyMillis() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               clock.SteadyNow().time_since_epoch())
+        .count();
+  }
+
   void EvictLocked(int64_t now) {
     if (cache.size() < options.max_entries) return;
     for (auto it = cache.begin(); it != cache.end();) {
@@ -66,7 +74,7 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
     }
     std::string uuid = event.installation_uuid;
     const std::string key = event.source + '\0' + uuid + '\0' + *id;
-    const int64_t now = clock.NowMillis();
+    const int64_t now = SteadyMillis();
     {
       std::unique_lock lock(mu);
       auto hit = cache.find(key);
@@ -98,7 +106,7 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
               self->in_flight.erase(flight);
             }
             if (issue.ok()) {
-              const int64_t now = self->clock.NowMillis();
+              const int64_t now = self->SteadyMillis();
               self->EvictLocked(now);
               self->cache[key] = {now + self->options.ttl.count(), issue.value()};
             }

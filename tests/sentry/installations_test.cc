@@ -6,10 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
-#include <deque>
 #include <boost/json.hpp>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -22,6 +23,7 @@
 #include "common/time_format.h"
 #include "config/config_holder.h"
 #include "metrics/metrics.h"
+#include "sentry/issue_enricher.h"
 
 namespace switchyard::sentry {
 namespace {
@@ -382,6 +384,39 @@ TEST(RefresherTest, APairIssuedAlreadyExpiredIsRefreshedAfterRetryMaxNotInALoopO
     EXPECT_EQ(app.sentry.refresh_times[1], t0 + 5 * 60 * 1000);
     EXPECT_EQ(app.sentry.refresh_times[2], t0 + 10 * 60 * 1000);
   }
+}
+
+// `enrich: [issue]` keeps a fetched issue for its ttl on the steady clock: a wall clock stepped
+// back an hour (NTP, a resumed VM) must not keep serving an hour-old copy.
+TEST(IssueEnricherTest, ACachedIssueExpiresAfterItsTtlEvenWhenTheWallClockStepsBack) {
+  OneInstalledApp app(hours(1), {.max_sleep = milliseconds(5)});
+  IssueEnricher enricher(*app.manager, app.metrics, app.clock, {.ttl = seconds(10)});
+  storage::StoredEvent event;
+  event.source = "sentry";
+  event.installation_uuid = app.in.uuid;
+  event.body = R"({"action":"created","data":{"issue":{"id":"42"}}})";
+  auto fetch = [&] {
+    std::promise<Result<std::string>> got;
+    enricher.FetchIssue(event, "route", [&got](Result<std::string> r, std::optional<milliseconds>) {
+      got.set_value(std::move(r));
+    });
+    auto r = got.get_future().get();
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+  };
+  auto gets = [&] {
+    std::lock_guard lock(app.store.mu);
+    return std::count_if(app.store.events.begin(), app.store.events.end(),
+                         [](const std::string& e) { return e.rfind("GET ", 0) == 0; });
+  };
+  fetch();
+  ASSERT_EQ(gets(), 1);
+  app.clock.Advance(seconds(9));
+  fetch();
+  EXPECT_EQ(gets(), 1) << "within its ttl the issue comes from the cache";
+  app.clock.StepWall(-hours(1));
+  app.clock.Advance(seconds(2));
+  fetch();
+  EXPECT_EQ(gets(), 2) << "11 s after the fetch the copy is stale, whatever the wall clock says";
 }
 
 }  // namespace
