@@ -679,13 +679,21 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
       const std::string& key, const config::SourceConfig& source, const std::string& uuid,
       const Status& refused,
       std::function<void(Result<TokenGrant>, std::optional<std::chrono::milliseconds>)> finish) {
-    bool stopping_now, too_soon;
+    bool stopping_now, too_soon = false;
     {
       std::lock_guard lock(mu);
       stopping_now = stopping;
       auto it = entries.find(key);
-      too_soon = it != entries.end() && it->second.manual_refresh_at &&
-                 clock.SteadyNow() - *it->second.manual_refresh_at < kManualRefreshInterval;
+      if (it != entries.end()) {
+        const Entry& e = it->second;
+        // This process's own (steady) time, or the stored wall time of one before a restart
+        // (ignored if the wall clock now reads earlier than it: a step back proves nothing).
+        const int64_t since_stored = clock.NowMillis() - e.rec.manual_refresh_at_ms;
+        too_soon = (e.manual_refresh_at &&
+                    clock.SteadyNow() - *e.manual_refresh_at < kManualRefreshInterval) ||
+                   (e.rec.manual_refresh_at_ms != 0 && since_stored >= 0 &&
+                    since_stored < kManualRefreshInterval.count());
+      }
     }
     // `finish` takes mu: called with it released.
     if (stopping_now) return finish(Unavailable("switchyard is stopping"), std::nullopt);
@@ -705,6 +713,8 @@ struct InstallationManager::Impl : std::enable_shared_from_this<Impl> {
               std::lock_guard lock(self->mu);
               if (auto it = self->entries.find(key); it != self->entries.end()) {
                 it->second.manual_refresh_at = self->clock.SteadyNow();
+                // Stored with the new pair by `finish`.
+                it->second.rec.manual_refresh_at_ms = self->clock.NowMillis();
               }
             }
             log::Warn(

@@ -82,6 +82,7 @@ class EncryptedTokenStore final : public TokenStore {
     o["expires_at_ms"] = in.expires_at_ms;
     o["status"] = std::string(InstallStatusName(in.status));
     o["updated_at_ms"] = in.updated_at_ms;
+    if (in.manual_refresh_at_ms != 0) o["manual_refresh_at_ms"] = in.manual_refresh_at_ms;
     std::string plain = boost::json::serialize(o);
     const std::string key = RecordKey(in.source, in.uuid);
     std::string sealed;
@@ -131,6 +132,7 @@ class EncryptedTokenStore final : public TokenStore {
       in.refresh_token = str("refresh");
       in.expires_at_ms = num("expires_at_ms");
       in.updated_at_ms = num("updated_at_ms");
+      in.manual_refresh_at_ms = num("manual_refresh_at_ms");
       auto status = ParseStatus(str("status"));
       if (!status) return Corruption("installation " + in.uuid + ": unknown status");
       in.status = *status;

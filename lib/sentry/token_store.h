@@ -38,6 +38,9 @@ struct Installation {
   int64_t expires_at_ms = 0;  // access token expiry (Unix ms); 0 = unknown
   InstallStatus status = InstallStatus::kPending;
   int64_t updated_at_ms = 0;
+  // When a manual refresh (JWT grant) last issued a pair (Unix ms); 0 = never. Kept so that
+  // the one-an-hour limit on taking a pair back holds across restarts.
+  int64_t manual_refresh_at_ms = 0;
 };
 
 class TokenStore {

@@ -773,6 +773,27 @@ TEST_F(SentryIntegrationTest, APairTakenAgainSoonAfterAManualRefreshIsNotTakenBa
   EXPECT_TRUE(daemon_.WaitForLog("is another switchyard serving this installation?"));
 }
 
+// The hour after a manual refresh is kept with the pair: a restart (systemd's, after a crash)
+// does not let two switchyards take the pair from each other once more each.
+TEST_F(SentryIntegrationTest, TheHourAfterAManualRefreshHoldsAcrossARestart) {
+  sentry_.SetManualRefresh(true);
+  InstallWithShortLivedTokens();
+  sentry_.RotateTokens(kUuid);
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().manual_refreshes_ok == 1; }))
+      << daemon_.Log();
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "installed"; })) << daemon_.Log();
+  daemon_.Kill();
+  daemon_.Restart();
+  // The restarted daemon refreshes the recovered pair, then the pair is taken again.
+  const int refreshed = sentry_.stats().refreshes_ok;
+  ASSERT_TRUE(Eventually([&] { return sentry_.stats().refreshes_ok > refreshed; }))
+      << daemon_.Log();
+  sentry_.RotateTokens(kUuid);
+  ASSERT_TRUE(Eventually([&] { return StatusOf() == "needs_reinstall"; })) << daemon_.Log();
+  EXPECT_EQ(sentry_.stats().manual_refreshes_ok, 1);
+  EXPECT_TRUE(daemon_.WaitForLog("is another switchyard serving this installation?"));
+}
+
 // A manual refresh that could not be made (Sentry answered 503) proves nothing about the pair: the
 // installation is not marked for re-installation, and the next attempt recovers it.
 TEST_F(SentryIntegrationTest, AManualRefreshThatFailsTransientlyIsRetriedNotGivenUp) {
