@@ -58,11 +58,21 @@ void RequestParser::on_request_impl(verb method, string_view method_str, string_
   request_.method.assign(method_str.data(), method_str.size());
   request_.target.assign(target.data(), target.size());
   request_.headers.reserve(16);
+  head_.StartLine(method_str.size() + target.size() + 10);  // "M T HTTP/1.1"
   ec = {};
 }
 
 void RequestParser::on_field_impl(bhttp::field name, string_view name_string, string_view value,
                                   error_code& ec) {
+  const bool within = head_.Field(name_string, value);
+  if (head_.in_trailer()) {  // dropped (see header_limit)
+    ec = within ? error_code{} : bhttp::error::buffer_overflow;
+    return;
+  }
+  if (!within) {
+    ec = bhttp::error::header_limit;
+    return;
+  }
   if (name == bhttp::field::transfer_encoding && transfer_encodings_++ == 0) {
     transfer_encoding_.assign(value.data(), value.size());
   }

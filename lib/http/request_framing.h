@@ -12,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "http/head_counter.h"
 #include "http/message.h"
 
 namespace switchyard::http {
@@ -23,6 +24,15 @@ namespace switchyard::http {
 class RequestParser final : public boost::beast::http::basic_parser<true> {
  public:
   using verb = boost::beast::http::verb;
+
+  // Hides basic_parser::header_limit: the head is also counted as parsed (http/head_counter.h)
+  // and fails with header_limit (431) past `n`. The same `n` bounds the trailer of a chunked
+  // body (buffer_overflow, 400); trailer fields are dropped, never merged into the head
+  // (RFC 9110 6.5.1).
+  void header_limit(std::uint32_t n) {
+    basic_parser::header_limit(n);
+    head_.set_limit(n);
+  }
 
   // The request read so far: the head once is_header_done(), the body too once is_done().
   Request& request() { return request_; }
@@ -51,7 +61,9 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
                          error_code& ec) override;
   std::size_t on_body_impl(string_view body, error_code& ec) override;
-  void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
+  void on_chunk_header_impl(std::uint64_t size, string_view, error_code&) override {
+    if (size == 0) head_.StartTrailer();  // the last chunk
+  }
   std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code& ec) override;
   void on_finish_impl(error_code&) override {}
 
@@ -64,6 +76,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   std::string transfer_encoding_;
   bool seen_expect_ = false;
   bool expect_continue_ = false;
+  HeadCounter head_;
 };
 
 // The answer to a failed read of a request (head or body), if it deserves one before closing:

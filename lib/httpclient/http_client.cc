@@ -56,6 +56,7 @@
 #include "common/log.h"
 #include "common/step_aside.h"
 #include "common/thread_name.h"
+#include "http/head_counter.h"
 #include "httpclient/host_resolver.h"
 #include "httpclient/url.h"
 
@@ -97,17 +98,33 @@ constexpr std::string_view kUserAgent = "switchyard/0.1";
 class ResponseParser final : public bhttp::basic_parser<false> {
  public:
   ClientResponse& response() { return response_; }
+  // Hides basic_parser::header_limit: the head is also counted as parsed (http/head_counter.h),
+  // and so is a chunked body's trailer, whose fields are dropped (RFC 9110 6.5.1).
+  void header_limit(std::uint32_t n) {
+    basic_parser::header_limit(n);
+    head_.set_limit(n);
+  }
 
  private:
   using string_view = beast::string_view;
 
   void on_request_impl(bhttp::verb, string_view, string_view, int, error_code&) override {}
-  void on_response_impl(int status, string_view, int, error_code& ec) override {
+  void on_response_impl(int status, string_view reason, int, error_code& ec) override {
     response_.status = status;
     response_.headers.reserve(16);
+    head_.StartLine(reason.size() + 13);  // "HTTP/1.1 200 " and the reason
     ec = {};
   }
   void on_field_impl(bhttp::field, string_view name, string_view value, error_code& ec) override {
+    const bool within = head_.Field(name, value);
+    if (head_.in_trailer()) {
+      ec = within ? error_code{} : bhttp::error::buffer_overflow;
+      return;
+    }
+    if (!within) {
+      ec = bhttp::error::header_limit;
+      return;
+    }
     response_.headers.emplace_back(AsciiLower(name), std::string(value.data(), value.size()));
     ec = {};
   }
@@ -123,13 +140,17 @@ class ResponseParser final : public bhttp::basic_parser<false> {
     ec = {};
     return body.size();
   }
-  void on_chunk_header_impl(std::uint64_t, string_view, error_code& ec) override { ec = {}; }
+  void on_chunk_header_impl(std::uint64_t size, string_view, error_code& ec) override {
+    if (size == 0) head_.StartTrailer();  // the last chunk
+    ec = {};
+  }
   std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code& ec) override {
     return on_body_impl(body, ec);
   }
   void on_finish_impl(error_code& ec) override { ec = {}; }
 
   ClientResponse response_;
+  http::HeadCounter head_;
 };
 
 // (Not find_first_of: libstdc++'s calls memchr over the set once per character.)
@@ -699,13 +720,13 @@ class Worker {
     conn.lowest().expires_at(op.deadline);
     auto [wec, wn] = co_await net::async_write(conn.lowest(), net::buffer(head), kNoThrow);
     if (wec) co_return MapError(wec, "CONNECT through", op);
-    bhttp::response_parser<bhttp::empty_body> parser;
+    ResponseParser parser;  // bounds the head as every response's is bounded
     parser.skip(true);  // a 2xx to CONNECT has no body; any other answer fails the request
-    parser.header_limit(kMaxHeaderBytes);  // the limit of every response head
+    parser.header_limit(kMaxHeaderBytes);
     beast::flat_buffer buffer(kMaxHeaderBytes);
     auto [rec, rn] = co_await bhttp::async_read(conn.lowest(), buffer, parser, kNoThrow);
     if (rec) co_return MapError(rec, "CONNECT through", op);
-    const unsigned status = parser.get().result_int();
+    const int status = parser.response().status;
     if (status < 200 || status > 299) {
       std::string why = "proxy " + op.proxy->server.origin + " refused CONNECT to " + t.origin +
                         ": HTTP " + std::to_string(status);
