@@ -90,6 +90,9 @@ struct Completion {
   sinks::Outcome outcome;
   bool filtered = false;
   std::chrono::steady_clock::time_point started;
+  // The attempt failed before the sink was called (the issue fetch of `enrich`): it counts as an
+  // attempt, but says nothing about the sink's health (its circuit breaker).
+  bool enrichment_failed = false;
 };
 
 // An outcome the store refused to record (the disk at its floor, a failed write). Kept and
@@ -493,7 +496,7 @@ struct Dispatcher::Impl {
                                                 : sinks::Outcome::Kind::kPermanent;
       outcome.error = "enrichment failed: " + issue.status().message();
       outcome.retry_after = retry_after;
-      Complete({std::move(d), std::move(outcome), false, started});
+      Complete({std::move(d), std::move(outcome), false, started, /*enrichment_failed=*/true});
       return;
     }
     std::lock_guard lock(mu);
@@ -668,9 +671,10 @@ struct Dispatcher::Impl {
       }
     }
     // The half-open probe: its outcome decides the breaker. One that says nothing about the
-    // sink's health (filtered, permanent) lets the next probe go.
+    // sink's health (filtered, permanent, a failed issue fetch) lets the next probe go.
     const bool probe = st && st->open && st->half_open_probe && st->probe_id == d.id;
-    if (probe && (c.filtered || c.outcome.kind == sinks::Outcome::Kind::kPermanent)) {
+    if (probe &&
+        (c.filtered || c.enrichment_failed || c.outcome.kind == sinks::Outcome::Kind::kPermanent)) {
       st->half_open_probe = false;
     }
 
@@ -691,14 +695,19 @@ struct Dispatcher::Impl {
       completed.push_back(std::move(d));
       return;
     }
-    d.last_error = o.error.substr(0, 512);
+    // At most 512 bytes, cut on a UTF-8 character boundary.
+    size_t cut = std::min<size_t>(o.error.size(), 512);
+    while (cut > 0 && cut < o.error.size() && (static_cast<uint8_t>(o.error[cut]) & 0xC0) == 0x80) {
+      --cut;
+    }
+    d.last_error = o.error.substr(0, cut);
     const config::RetryConfig retry = st ? st->retry : cfg->retry;
     // Time left before max_age (durations are at most 100 years: this cannot overflow).
     const std::chrono::milliseconds left =
         retry.max_age - std::chrono::milliseconds(std::max<int64_t>(0, now_ms - d.created_ms));
     bool dead = o.kind == sinks::Outcome::Kind::kPermanent;
     if (!dead) {
-      if (st) BreakerFailure(*st, steady_now, probe);
+      if (st && !c.enrichment_failed) BreakerFailure(*st, steady_now, probe);
       dead = d.attempts >= retry.max_attempts || left.count() <= 0;
       if (dead && o.kind == sinks::Outcome::Kind::kRetry) {
         d.last_error +=
@@ -851,14 +860,17 @@ struct Dispatcher::Impl {
       return true;
     });
     // Sinks held back (open circuit, inactive): what passes max_age while they wait becomes a
-    // dead letter now, not when they next send (StartDue checks the ones it reads).
+    // dead letter now, not when they next send (StartDue checks the ones it reads). Not while
+    // the store refuses writes: each refused dead letter is held in memory, and the next pass
+    // would read the next max_scan.
     for (auto& [name, st] : sinks) {
       const bool held = st.open || !st.sink->active();
-      if (!held || st.removed) continue;
+      if (!held || st.removed || !unrecorded.empty()) continue;
       auto due = store.Due(name, now_ms, options.max_scan, st.in_flight_ids);
       if (!due.ok()) continue;
       for (storage::DeliveryRecord& d : due.value()) {
         if (PastMaxAge(st, d, now_ms)) DeadLetterStale(std::move(d));
+        if (!unrecorded.empty()) break;
       }
     }
     // A config the dispatcher has not rebuilt for yet may configure what looks removed here.

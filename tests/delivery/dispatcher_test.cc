@@ -781,6 +781,19 @@ routes:
   ASSERT_TRUE(WaitCalls("ops", 2));
 }
 
+// A receiver's error body can be any UTF-8: the stored error is cut to 512 bytes on a
+// character boundary, not inside one (the DLQ listing showed a U+FFFD).
+TEST_F(DispatcherTest, ALongErrorIsCutOnACharacterBoundary) {
+  std::string error = "HTTP 400: ";  // 10 bytes, then 3-byte characters: 512 falls inside one
+  for (int i = 0; i < 200; ++i) error += "\xE2\x82\xAC";  // U+20AC
+  Fake("ops").Script({Permanent(error)});
+  Start(kOps);
+  Add("r", "ops");
+  auto dead = WaitDead(1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].last_error, error.substr(0, 10 + 3 * 167));  // 511 bytes: 512 would split one
+}
+
 TEST_F(DispatcherTest, APermanentFailureIsADeadLetterAtOnce) {
   Fake("ops").Script({Permanent("HTTP 400: bad request")});
   Start(kOps);
@@ -1253,6 +1266,25 @@ TEST_F(DispatcherTest, ARemovedSinksBacklogTheStoreRefusesIsCountedDeadOnce) {
   EXPECT_EQ(Pending("gone"), 3u) << "never written: still pending";
 }
 
+// While the store refused writes, housekeeping still read a held sink's stale deliveries, 256
+// a second, and kept each refused dead letter in memory: a long outage at the disk's floor
+// grew without bound. It now stops at the first refused write.
+TEST_F(DispatcherTest, AHeldSinksStaleBacklogIsNotLoadedIntoMemoryWhileTheStoreRefusesWrites) {
+  for (int i = 0; i < 20; ++i) Add("r", "ops");
+  ASSERT_NO_FATAL_FAILURE(ReopenRefusingWrites());
+  Fake("ops").SetActive(false);  // held: housekeeping dead-letters what passes max_age
+  Start(std::string(kOps) + "retry: {max_age: 1m}\n");
+  clock_.Advance(minutes(2));
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(seconds(1));
+    Settle();
+  }
+  EXPECT_LE(testing::DeliveriesTotal(metrics_.Serialize(), "ops", "dead"), 1);
+  dispatcher_->Stop(seconds(5));
+  dispatcher_.reset();
+  EXPECT_EQ(Pending("ops"), 20u) << "never written: still pending";
+}
+
 TEST_F(DispatcherTest, AFailedProbeReopensTheCircuitForTwiceTheCooldown) {
   Fake("ops").SetMode(FakeSink::Mode::kHold);
   Start(kSerialOps);
@@ -1450,6 +1482,33 @@ TEST_F(DispatcherTest, ARetryableEnrichmentFailureIsRetried) {
   EXPECT_THAT(r.last_error, HasSubstr("enrichment failed"));
   EXPECT_THAT(r.last_error, HasSubstr("HTTP 502"));
   EXPECT_EQ(Fake("ops").calls(), 0u);
+}
+
+// A failed issue fetch never reached the sink: Sentry's API being down says nothing about the
+// sink, and must not open its circuit and hold back the routes that do not enrich.
+TEST_F(DispatcherTest, EnrichmentFailuresDoNotOpenTheSinksCircuit) {
+  enricher_ = std::make_unique<FakeEnricher>(Unavailable("sentry api: HTTP 502"));
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/"}
+routes:
+  - name: enriched
+    source: sentry
+    enrich: [issue]
+    match: ['$issue.project.slug = "pump-station"']
+    to: [ops]
+  - name: plain
+    to: [ops]
+)yaml");
+  for (int i = 0; i < 8; ++i) Add("enriched", "ops", /*deferred=*/true);
+  EXPECT_TRUE(Eventually([&] {
+    auto due = store_->Due("ops", INT64_MAX - 1, 10, {});
+    return due.ok() && due->size() == 8u &&
+           std::all_of(due->begin(), due->end(), [](const auto& d) { return d.attempts == 1; });
+  }));
+  Settle();
+  EXPECT_THAT(metrics_.Serialize(), Not(HasSubstr("switchyard_sink_circuit_open{sink=\"ops\"} 1")));
+  Add("plain", "ops");
+  EXPECT_TRUE(WaitCalls("ops", 1)) << "the sink itself is healthy and its circuit closed";
 }
 
 TEST_F(DispatcherTest, FileSinksAreCalledOffTheDispatcherThread) {
