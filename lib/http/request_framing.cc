@@ -24,6 +24,11 @@ std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system
     return std::pair{400, std::string("malformed request: chunk extension or trailer longer "
                                       "than max_header_bytes")};
   }
+  if (ec == bhttp::error::partial_message || ec == bhttp::error::end_of_stream) {
+    // The client closed mid-request (gave up, or a network drop): no one to answer, and not a
+    // malformed request (it would count in switchyard_webhooks_rejected_total).
+    return std::nullopt;
+  }
   if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
     return std::pair{400, "malformed request: " + ec.message()};
   }

@@ -80,7 +80,8 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
 };
 
 // The answer to a failed read of a request (head or body), if it deserves one before closing:
-// 431 head too large, 413 body too large, 400 malformed framing. Timeouts, resets and EOF get none.
+// 431 head too large, 413 body too large, 400 malformed framing. Timeouts, resets and EOF (also
+// in the middle of a request) get none.
 std::optional<std::pair<int, std::string>> ReadErrorResponse(const boost::system::error_code& ec);
 
 // Request framing that Beast's parser accepts but RFC 9112 §6.1 and §6.3 tell a server to refuse,

@@ -147,6 +147,22 @@ TEST(RequestParser, ChunkedTrailersAreDroppedNotMergedAndBoundedLikeTheHead) {
   EXPECT_EQ(ReadErrorResponse(over.ec)->first, 400);
 }
 
+// A sender that gives up and closes mid-request is not sent a 400 nor counted as malformed.
+TEST(RequestParser, AClientClosingMidRequestGetsNoAnswer) {
+  RequestParser p;
+  p.header_limit(8192);
+  boost::system::error_code ec;
+  std::string bytes = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhal";
+  ParseBuffered(
+      p, boost::asio::buffer(bytes), [](const RequestParser& q) { return q.is_done(); }, ec);
+  ASSERT_FALSE(ec);
+  p.put_eof(ec);
+  EXPECT_EQ(ec, boost::beast::http::error::partial_message);
+  EXPECT_FALSE(ReadErrorResponse(ec));
+  EXPECT_FALSE(ReadErrorResponse(boost::beast::http::error::end_of_stream));
+  EXPECT_EQ(ReadErrorResponse(boost::beast::http::error::bad_version)->first, 400);
+}
+
 TEST(RequestParser, HttpOneZeroClosesUnlessAskedToKeepAlive) {
   RequestParser a, b;
   ASSERT_TRUE(Parse(a, "GET / HTTP/1.0\r\n\r\n").complete);
