@@ -97,6 +97,7 @@ struct HttpServer::Impl {
   std::vector<std::unique_ptr<net::steady_timer>> timers;
   std::function<void(int)> on_signal;
 
+
   void ArmSignals() {
     signals->async_wait([this](const boost::system::error_code& ec, int signo) {
       if (ec) return;
@@ -383,6 +384,9 @@ struct HttpServer::Impl {
     // unfinished chunk line or trailer. Past the bound the read fails with buffer_overflow (400).
     beast::flat_buffer buffer(opt.max_header_bytes + 2 * kMaxRead);
     bool first = true;
+    // An error answer was sent while the client may still be sending the request (a body over
+    // max_body_bytes, the rest of an oversized head): see Linger.
+    bool linger = false;
     for (;;) {
       // Phase 1: wait for the next request's first byte (unless pipelined bytes are buffered),
       // then read what has arrived. The first request's header_timeout covers the wait and the
@@ -427,12 +431,14 @@ struct HttpServer::Impl {
         if (auto error = ReadErrorResponse(ec)) {
           NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
+          linger = true;
           break;
         }
         if (ec) break;  // timeout (slowloris), reset, EOF: nothing to answer
         if (auto error = FramingError(parser)) {
           NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
+          linger = true;
           break;
         }
       }
@@ -445,6 +451,7 @@ struct HttpServer::Impl {
         Response busy = Response::Error(503, "too many request bodies in flight; retry shortly");
         busy.headers.emplace_back("Retry-After", "1");
         co_await WriteResponse(stream, busy, 11, false, opt.write_timeout);
+        linger = true;
         break;
       }
       auto started = std::chrono::steady_clock::now();
@@ -478,6 +485,7 @@ struct HttpServer::Impl {
         if (auto error = ReadErrorResponse(ec)) {
           NotifyRefused(l->handler, parser, error->first);
           co_await WriteError(stream, error->first, error->second, opt.write_timeout);
+          linger = true;
           break;
         }
         if (ec) break;  // timeout (slowloris), reset, EOF: nothing to answer
@@ -502,7 +510,31 @@ struct HttpServer::Impl {
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (linger) {
+      buffer = beast::flat_buffer();  // held no longer than needed
+      state->idle = true;  // a shutdown's sweep cancels it
+      if (!l->closing) co_await Linger(stream);
+    }
     stream.socket().close(ignored);
+  }
+
+  // Closing a socket whose receive queue holds unread bytes makes the kernel send a reset
+  // instead of a FIN, and a client still sending its request (a 2 MB body we refused with 413
+  // after its head) then sees ECONNRESET, often without reading the answer we sent. So after
+  // an error answer (and our FIN) we read and discard what the client still sends, until it
+  // closes, for at most kLingerTime or kLingerBytes (as nginx's lingering_close).
+  static constexpr auto kLingerTime = std::chrono::seconds(5);
+  static constexpr size_t kLingerBytes = 64u << 20;
+  static net::awaitable<void> Linger(beast::tcp_stream& stream) {
+    thread_local std::unique_ptr<char[]> scratch(new char[kMaxRead]);  // discarded bytes
+    stream.expires_after(kLingerTime);
+    size_t total = 0;
+    while (total < kLingerBytes) {
+      auto [ec, n] =
+          co_await stream.async_read_some(net::buffer(scratch.get(), kMaxRead), kNoThrow);
+      if (ec) break;  // the client closed, the time is up, or a shutdown cancelled it
+      total += n;
+    }
   }
 };
 

@@ -151,6 +151,23 @@ TEST_F(HostileInputTest, HeaderFloodAndHugeRequestLineAre431) {
   ExpectHealthy("header flood");
 }
 
+// A client that sends its whole request before reading (most do) must get the 413, not a reset:
+// closing with its body unread in the receive queue made the kernel answer with a RST.
+TEST_F(HostileInputTest, ABodyOverTheLimitIsAnswered413WhileTheClientIsStillSendingIt) {
+  StartDaemon("  max_body_bytes: 65536\n");
+  const std::string body(4 << 20, 'x');
+  RawConnection c(daemon_.port());
+  ASSERT_TRUE(c.Send("POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n"
+                     "Content-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n"));
+  EXPECT_TRUE(c.Send(body)) << "the connection was reset while the body was being sent";
+  auto r = c.Read();
+  ASSERT_TRUE(r) << "no answer read";
+  EXPECT_EQ(r->status, 413);
+  EXPECT_TRUE(c.WaitClosed(seconds(10)));
+  ExpectHealthy("an oversized body");
+}
+
 // ---- framing: request smuggling ----
 
 // A complete, correctly signed webhook, to hide inside another request's body.
