@@ -97,6 +97,16 @@ struct HttpServer::Impl {
   std::vector<std::unique_ptr<net::steady_timer>> timers;
   std::function<void(int)> on_signal;
 
+  // Destroying an io_context destroys the handlers still queued in it, and with them the frames
+  // of sessions resumed after Shutdown gave up on them (a handler that answered late). Those
+  // frames release what they hold on the listeners (body charges), the session map and the
+  // counters, which must all outlive the contexts; the acceptors, timers and signals must not.
+  ~Impl() {
+    signals.reset();
+    timers.clear();
+    for (auto& l : listeners) l->acceptor.reset();
+    contexts.clear();
+  }
 
   void ArmSignals() {
     signals->async_wait([this](const boost::system::error_code& ec, int signo) {

@@ -161,6 +161,47 @@ TEST(HttpServerTest, RequestBodiesInFlightAreBoundedPerListener) {
   server.Shutdown(std::chrono::seconds(2));
 }
 
+// Keeps every `respond` until told to answer.
+class HoldingHandler : public Handler {
+ public:
+  void Handle(Request, Respond respond) override {
+    std::lock_guard lock(mu);
+    held.push_back(std::move(respond));
+    cv.notify_all();
+  }
+  bool WaitHeld(size_t n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return held.size() >= n; });
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Respond> held;
+};
+
+// A handler may answer after Shutdown gave up on it (a token exchange, a long DLQ replay): the
+// resume lands in a stopped io_context, and destroying the server unwinds that session. Its
+// frame releases the request's body charge on the listener, which used to be freed first (a
+// heap use after free under ASan at every such exit).
+TEST(HttpServerTest, AnAnswerAfterShutdownGaveUpIsDroppedSafelyWhenTheServerIsDestroyed) {
+  HoldingHandler handler;
+  uint16_t port;
+  {
+    HttpServer server(1);
+    port = StartOne(server, handler);
+    ASSERT_NE(port, 0);
+    testing::RawConnection conn(port);
+    ASSERT_TRUE(conn.Send(testing::BuildRequest("POST", "/slow", {}, std::string(1000, 'b'))));
+    ASSERT_TRUE(handler.WaitHeld(1));
+    server.Shutdown(std::chrono::milliseconds(50));  // gives up on the held request
+    {
+      Respond late = std::move(handler.held[0]);
+      handler.held.clear();
+      late(Response::Text(200, "late", "text/plain"));
+    }  // as callers do: the answer given, its callback dropped
+  }    // the server is destroyed with the resumed session still queued
+  SUCCEED();
+}
+
 // Blocks the requests that land on an I/O thread other than `timer_thread` until released;
 // answers the others at once.
 class BlockOffTimerThreadHandler : public Handler {
