@@ -1,16 +1,19 @@
 #include "sinks/file_sink.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 #include <boost/json.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -109,6 +112,14 @@ void MakeParentDirs(const std::string& path) {
 // Ends a torn last line of a regular file (a write cut short by a kill, or a partial line that
 // could not be truncated away) with a newline, so the next line starts on a line of its own.
 // `fd` is the append fd; the last byte is read through a separate read-only open.
+bool IsRegularFile(int fd) {
+  struct stat st {};
+  return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// How long a line that a pipe's reader took part of is waited on to finish (see Append).
+constexpr auto kFinishLineTime = std::chrono::seconds(10);
+
 void EndTornLine(const std::string& path, int fd) {
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
@@ -314,6 +325,7 @@ class FileSink final : public Sink {
     if (Status s = OpenLocked(); !s.ok()) return s;
     const int fd = file_->fd;
     size_t written = 0;
+    std::optional<std::chrono::steady_clock::time_point> finish_by;
     while (written < line.size()) {
       const ssize_t n = write(fd, line.data() + written, line.size() - written);
       if (n > 0) {
@@ -322,6 +334,21 @@ class FileSink final : public Sink {
       }
       if (n < 0 && errno == EINTR) continue;
       const int err = n < 0 ? errno : EIO;
+      // A FIFO or pipe (its reader behind) took part of the line: what it took cannot be taken
+      // back, and a retry would write the whole line after the half. Finish it instead, as the
+      // reader makes room, for at most kFinishLineTime (then the line stays torn).
+      if (written > 0 && (err == EAGAIN || err == EWOULDBLOCK) && !IsRegularFile(fd)) {
+        if (!finish_by) finish_by = std::chrono::steady_clock::now() + kFinishLineTime;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            *finish_by - std::chrono::steady_clock::now());
+        pollfd p{fd, POLLOUT, 0};
+        const int ready = left.count() > 0 ? poll(&p, 1, static_cast<int>(left.count())) : 0;
+        if ((ready > 0 && (p.revents & POLLOUT)) || (ready < 0 && errno == EINTR)) continue;
+        log::Error(
+            "file sink: the reader of a pipe took part of a line and no more; the line is "
+            "torn",
+            {{"path", path_}});
+      }
       if (written > 0) {
         // Remove the partial line: with O_APPEND under our mutex it is the file's tail.
         struct stat st {};

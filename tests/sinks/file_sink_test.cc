@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -422,6 +423,51 @@ TEST_F(FileSinkTest, AFifoWithoutItsReaderIsARetryNeverABlockedThread) {
   close(reader);
   EXPECT_EQ(DeliverTo(*sink, MakeDelivery("01JD0000000000000000000DL2")).kind, Kind::kRetry)
       << "the reader is gone";
+  sigaction(SIGPIPE, &old, nullptr);
+}
+
+// A line longer than what a pipe holds is written in parts as its reader makes room: a part
+// cannot be taken back, and a retry used to write the whole line after the half the reader had.
+TEST_F(FileSinkTest, ALineLongerThanAFullPipeIsFinishedNotTornAndRetried) {
+  struct sigaction ignore {
+  }, old{};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, &old);  // as the daemon does
+  const std::string fifo = dir_.File("pipe");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  auto sink = MakeSink(fifo);
+  ASSERT_NE(sink, nullptr);
+  const int capacity = fcntl(reader, F_GETPIPE_SZ);
+  ASSERT_GT(capacity, 0);
+  const std::string body = "{\"pad\":\"" + std::string(3 * capacity, 'p') + "\"}";
+  std::optional<Outcome> outcome;
+  std::thread writer(
+      [&] { outcome = DeliverTo(*sink, MakeDelivery("01JD0000000000000000000DL3", body)); });
+  // The reader starts once the pipe is full (or the delivery has given up).
+  int queued = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (queued < capacity && std::chrono::steady_clock::now() < deadline) {
+    ioctl(reader, FIONREAD, &queued);
+    std::this_thread::yield();
+  }
+  std::string got;
+  char buf[65536];
+  while (got.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    const ssize_t n = read(reader, buf, sizeof buf);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    if (n <= 0) std::this_thread::yield();
+  }
+  writer.join();
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->kind, Kind::kSuccess) << outcome->error;
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), '\n') << "one whole line, and nothing after it";
+  EXPECT_EQ(got.find('\n'), got.size() - 1);
+  auto line = boost::json::parse(got);
+  EXPECT_EQ(line.at("id").as_string(), "01JD0000000000000000000DL3");
+  close(reader);
   sigaction(SIGPIPE, &old, nullptr);
 }
 
