@@ -385,11 +385,15 @@ struct Dispatcher::Impl {
             stale = true;
             continue;
           }
-          if (!st.bucket.Available(st.config.rate.per_second, st.config.rate.burst, steady_now)) {
-            rate_limited = true;
-            break;
+          // An enriched delivery takes its token when it is sent, after the issue fetch
+          // (HandleIssues): fetches that end together must not send together.
+          if (!d.deferred) {
+            if (!st.bucket.Available(st.config.rate.per_second, st.config.rate.burst, steady_now)) {
+              rate_limited = true;
+              break;
+            }
+            st.bucket.Take(st.config.rate.per_second);
           }
-          st.bucket.Take(st.config.rate.per_second);
           if (st.open) {
             st.half_open_probe = true;
             st.probe_id = d.id;
@@ -605,6 +609,8 @@ struct Dispatcher::Impl {
       std::lock_guard lock(mu);
       ready.swap(issues);
     }
+    std::deque<IssueReady> waiting;  // decided to send, but the sink's rate has no token yet
+    const auto steady_now = clock.SteadyNow();
     for (IssueReady& r : ready) {
       auto it = sinks.find(r.d.sink);
       const config::RouteConfig* route = FindRoute(r.d.route);
@@ -629,13 +635,24 @@ struct Dispatcher::Impl {
         Record(std::move(c));
         continue;
       }
+      SinkState& st = it->second;
+      if (!st.bucket.Available(st.config.rate.per_second, st.config.rate.burst, steady_now)) {
+        waiting.push_back(std::move(r));  // decided again (cheaply) on a later pass
+        continue;
+      }
+      st.bucket.Take(st.config.rate.per_second);
       if (r.d.counts_match) {
         // Once per event: cleared here, and a retry stores the record without it.
         metrics.RouteMatched(route->name);
         r.d.counts_match = false;
       }
-      Deliver(it->second, std::move(r.d), std::move(r.event), fetched ? &issue_doc : nullptr,
+      Deliver(st, std::move(r.d), std::move(r.event), fetched ? &issue_doc : nullptr,
               /*doc_holds_event=*/true, r.started);
+    }
+    if (!waiting.empty()) {
+      std::lock_guard lock(mu);
+      issues.insert(issues.begin(), std::make_move_iterator(waiting.begin()),
+                    std::make_move_iterator(waiting.end()));
     }
   }
 

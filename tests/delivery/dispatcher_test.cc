@@ -1511,6 +1511,42 @@ routes:
   EXPECT_TRUE(WaitCalls("ops", 1)) << "the sink itself is healthy and its circuit closed";
 }
 
+// An enriched delivery's sink request goes out after the issue fetch, and one fetch answers
+// every delivery about that issue at once: the sink's token is taken at the send, or four
+// deliveries of a `rate: 1/s` sink went out in the same millisecond.
+TEST_F(DispatcherTest, EnrichedDeliveriesKeepTheSinksRateWhenTheirFetchesEndTogether) {
+  enricher_ = std::make_unique<FakeEnricher>(ReadPayload("api.issue-details.GET.example.json"));
+  enricher_->Hold();
+  Start(R"yaml(sinks:
+  ops: {type: http, url: "http://127.0.0.1:1/", concurrency: 4, rate: 1/s}
+routes:
+  - name: enriched
+    source: sentry
+    enrich: [issue]
+    match: ['$issue.project.slug = "pump-station"']
+    to: [ops]
+)yaml");
+  for (int i = 0; i < 4; ++i) Add("enriched", "ops", /*deferred=*/true);
+  for (int i = 0; i < 4 && enricher_->calls() < 4; ++i) {
+    clock_.Advance(seconds(1));
+    Settle();
+  }
+  ASSERT_EQ(enricher_->calls(), 4);
+  enricher_->Release();
+  ASSERT_TRUE(WaitCalls("ops", 1));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 1u) << "one token: the others wait for theirs";
+  clock_.Advance(seconds(1));
+  ASSERT_TRUE(WaitCalls("ops", 2));
+  Settle();
+  EXPECT_EQ(Fake("ops").calls(), 2u);
+  clock_.Advance(seconds(2));
+  EXPECT_TRUE(WaitCalls("ops", 3));
+  clock_.Advance(seconds(2));
+  EXPECT_TRUE(Eventually([&] { return Pending("ops") == 0; }));
+  EXPECT_EQ(Fake("ops").calls(), 4u);
+}
+
 TEST_F(DispatcherTest, FileSinksAreCalledOffTheDispatcherThread) {
   Start(R"yaml(sinks:
   archive: {type: file, path: ./x.jsonl}
