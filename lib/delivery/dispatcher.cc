@@ -171,7 +171,7 @@ struct Dispatcher::Impl {
   }
 
   // Builds the sinks of the current config. On failure nothing changes (old config and sinks
-  // keep running together).
+  // keep running together), and that config is remembered as unbuilt (unbuilt_cfg).
   Status BuildSinks() {
     std::shared_ptr<const config::Config> next_cfg = config.Get();
     // Every sink is built before any state moves: a failure leaves the running ones untouched.
@@ -183,7 +183,12 @@ struct Dispatcher::Impl {
       } catch (const std::exception& e) {
         sink = Internal(std::string("building sink \"") + sc.name + "\" failed: " + e.what());
       }
-      if (!sink.ok()) return sink.status();
+      if (!sink.ok()) {
+        // This config, not config.Get() after the return: a reload may have swapped in a
+        // newer one meanwhile, which must still be built.
+        unbuilt_cfg = next_cfg;  // not tried again until the next reload
+        return sink.status();
+      }
       built.push_back(std::move(sink).value());
     }
     std::map<std::string, SinkState> next;
@@ -314,7 +319,6 @@ struct Dispatcher::Impl {
       FlushCompleted();
       if (rebuild) {
         if (Status s = BuildSinks(); !s.ok()) {
-          unbuilt_cfg = config.Get();  // not tried again until the next reload
           log::Error("sinks not rebuilt after reload", {{"error", s.message()}});
         }
       }
