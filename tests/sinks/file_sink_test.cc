@@ -466,7 +466,7 @@ TEST_F(FileSinkTest, ALineLongerThanAFullPipeIsFinishedNotTornAndRetried) {
   EXPECT_EQ(got.back(), '\n') << "one whole line, and nothing after it";
   EXPECT_EQ(got.find('\n'), got.size() - 1);
   auto line = boost::json::parse(got);
-  EXPECT_EQ(line.at("id").as_string(), "01JD0000000000000000000DL3");
+  EXPECT_EQ(line.at("delivery_id").as_string(), "01JD0000000000000000000DL3");
   close(reader);
   sigaction(SIGPIPE, &old, nullptr);
 }
