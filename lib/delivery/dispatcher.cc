@@ -338,6 +338,7 @@ struct Dispatcher::Impl {
         if (in_flight_total == 0) return;
         continue;  // only collect outcomes now
       }
+      HandleIssues();  // first: an enriched delivery waiting for a rate token gets the next one
       StartDue();
       Housekeeping();
     }
@@ -485,6 +486,7 @@ struct Dispatcher::Impl {
     std::shared_ptr<const storage::StoredEvent> event;
     Result<std::string> issue;
     std::chrono::steady_clock::time_point started;
+    bool decided = false;  // routed to its sink; waits only for the sink's rate token
   };
   std::deque<IssueReady> issues;  // GUARDED_BY(mu)
 
@@ -625,24 +627,35 @@ struct Dispatcher::Impl {
                 r.started});
         continue;
       }
+      SinkState& st = it->second;
+      auto has_token = [&] {
+        return st.bucket.Available(st.config.rate.per_second, st.config.rate.burst, steady_now);
+      };
+      // Decided and still without a token: not parsed again until it has one.
+      if (r.decided && !has_token()) {
+        waiting.push_back(std::move(r));
+        continue;
+      }
       const bool fetched = r.issue.ok();
       if ((fetched && !issue_doc.Parse(r.issue.value()).ok()) || !doc.Parse(r.event->body).ok()) {
         Record({std::move(r.d), PermanentOutcome("issue or event is not valid JSON"), false,
                 r.started});
         continue;
       }
-      const rules::EventMeta meta = MetaOf(*r.event);
-      rules::PayloadEventView view(doc, meta, fetched ? &issue_doc : nullptr);
-      if (!routing::RouteSelected(*cfg, {r.event->source, r.event->resource, r.event->action}, view,
-                                  route->name, fetched)) {
-        Completion c{std::move(r.d), {}, true, r.started};
-        Record(std::move(c));
-        continue;
-      }
-      SinkState& st = it->second;
-      if (!st.bucket.Available(st.config.rate.per_second, st.config.rate.burst, steady_now)) {
-        waiting.push_back(std::move(r));  // decided again (cheaply) on a later pass
-        continue;
+      if (!r.decided) {
+        const rules::EventMeta meta = MetaOf(*r.event);
+        rules::PayloadEventView view(doc, meta, fetched ? &issue_doc : nullptr);
+        if (!routing::RouteSelected(*cfg, {r.event->source, r.event->resource, r.event->action},
+                                    view, route->name, fetched)) {
+          Completion c{std::move(r.d), {}, true, r.started};
+          Record(std::move(c));
+          continue;
+        }
+        r.decided = true;
+        if (!has_token()) {
+          waiting.push_back(std::move(r));
+          continue;
+        }
       }
       st.bucket.Take(st.config.rate.per_second);
       if (r.d.counts_match) {

@@ -523,7 +523,7 @@ struct HttpServer::Impl {
     if (linger) {
       buffer = beast::flat_buffer();  // held no longer than needed
       state->idle = true;  // a shutdown's sweep cancels it
-      if (!l->closing) co_await Linger(stream);
+      co_await Linger(stream, *l);
     }
     stream.socket().close(ignored);
   }
@@ -532,14 +532,16 @@ struct HttpServer::Impl {
   // instead of a FIN, and a client still sending its request (a 2 MB body we refused with 413
   // after its head) then sees ECONNRESET, often without reading the answer we sent. So after
   // an error answer (and our FIN) we read and discard what the client still sends, until it
-  // closes, for at most kLingerTime or kLingerBytes (as nginx's lingering_close).
+  // closes, for at most kLingerTime or kLingerBytes (as nginx's lingering_close), and not once
+  // the listener is closing: a shutdown's sweep cancels a pending read, and a read that
+  // completed meanwhile (the client still sending) is caught by the check before the next.
   static constexpr auto kLingerTime = std::chrono::seconds(5);
   static constexpr size_t kLingerBytes = 64u << 20;
-  static net::awaitable<void> Linger(beast::tcp_stream& stream) {
+  static net::awaitable<void> Linger(beast::tcp_stream& stream, const Listener& l) {
     thread_local std::unique_ptr<char[]> scratch(new char[kMaxRead]);  // discarded bytes
     stream.expires_after(kLingerTime);
     size_t total = 0;
-    while (total < kLingerBytes) {
+    while (total < kLingerBytes && !l.closing) {
       auto [ec, n] =
           co_await stream.async_read_some(net::buffer(scratch.get(), kMaxRead), kNoThrow);
       if (ec) break;  // the client closed, the time is up, or a shutdown cancelled it

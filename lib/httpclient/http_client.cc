@@ -318,8 +318,9 @@ Status MapError(const error_code& ec, std::string_view step, const Op& op) {
                              std::to_string(kMaxHeaderBytes) + " bytes");
   }
   if (ec == bhttp::error::buffer_overflow) {
-    return ResourceExhausted("chunk extension or trailer from " + peer + " longer than the " +
-                             std::to_string(kMaxBufferedBytes) + "-byte read buffer");
+    return ResourceExhausted("chunk extension or trailer from " + peer + " too long (a trailer " +
+                             "over " + std::to_string(kMaxHeaderBytes) + " bytes, or more than " +
+                             std::to_string(kMaxBufferedBytes) + " bytes buffered)");
   }
   if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
       ec == net::error::eof || ec == ssl::error::stream_truncated) {

@@ -1,5 +1,6 @@
 #include "sentry/issue_enricher.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <span>
@@ -24,9 +25,19 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
   Clock& clock;
   const EnricherOptions options;
 
+  // After a retryable failure (Sentry's API down, 429, a timeout) the installation's fetches
+  // fail fast, without a call, until `until_ms` (steady): the dispatcher retries each delivery
+  // only after that. Sentry's Retry-After, else 1 s doubling per failure up to kMaxCooldown.
+  struct Cooldown {
+    int64_t until_ms = 0;
+    int failures = 0;
+  };
+  static constexpr int64_t kMaxCooldownMs = 60'000;
+
   std::mutex mu;
   std::map<std::string, CacheEntry> cache;                       // GUARDED_BY(mu)
   std::map<std::string, std::vector<IssueCallback>> in_flight;  // GUARDED_BY(mu)
+  std::map<std::string, Cooldown> cooldowns;  // GUARDED_BY(mu); by source '\0' installation
 
   // The cache's time: steady, so a wall clock stepped back (NTP, a VM resumed) cannot keep an
   // issue past its ttl.
@@ -73,7 +84,8 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
                   std::nullopt);
     }
     std::string uuid = event.installation_uuid;
-    const std::string key = event.source + '\0' + uuid + '\0' + *id;
+    const std::string installation = event.source + '\0' + uuid;
+    const std::string key = installation + '\0' + *id;
     const int64_t now = SteadyMillis();
     {
       std::unique_lock lock(mu);
@@ -90,13 +102,22 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
         flight->second.push_back(std::move(done));
         return;
       }
+      if (auto c = cooldowns.find(installation); c != cooldowns.end() && c->second.until_ms > now) {
+        const auto wait = std::chrono::milliseconds(c->second.until_ms - now);
+        lock.unlock();  // `done` may take the dispatcher's lock
+        return done(Unavailable("Sentry's API failed for this installation; not asked again "
+                                "for " +
+                                std::to_string(wait.count()) + " ms"),
+                    wait);
+      }
       metrics.EnrichCache("miss");
       in_flight[key].push_back(std::move(done));
     }
     auto self = shared_from_this();
     installations.ApiGet(
         event.source, uuid, "/api/0/organizations/{org}/issues/" + *id + "/", "issue",
-        [self, key](Result<std::string> issue, std::optional<std::chrono::milliseconds> ra) {
+        [self, key, installation](Result<std::string> issue,
+                                  std::optional<std::chrono::milliseconds> ra) {
           std::vector<IssueCallback> waiters;
           {
             std::lock_guard lock(self->mu);
@@ -105,10 +126,18 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
               waiters = std::move(flight->second);
               self->in_flight.erase(flight);
             }
+            const int64_t now = self->SteadyMillis();
             if (issue.ok()) {
-              const int64_t now = self->SteadyMillis();
               self->EvictLocked(now);
               self->cache[key] = {now + self->options.ttl.count(), issue.value()};
+              self->cooldowns.erase(installation);
+            } else if (issue.status().retryable()) {
+              Cooldown& c = self->cooldowns[installation];
+              c.failures = std::min(c.failures + 1, 30);
+              const int64_t backoff =
+                  std::min<int64_t>(kMaxCooldownMs, int64_t{1000} << (c.failures - 1));
+              const int64_t asked = ra ? std::min<int64_t>(ra->count(), 3'600'000) : 0;
+              c.until_ms = now + std::max(asked, backoff);  // Retry-After honoured up to 1 h
             }
           }
           for (auto& w : waiters) w(issue, ra);

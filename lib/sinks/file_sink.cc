@@ -117,8 +117,9 @@ bool IsRegularFile(int fd) {
   return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-// How long a line that a pipe's reader took part of is waited on to finish (see Append).
-constexpr auto kFinishLineTime = std::chrono::seconds(10);
+// How long a line that a pipe's reader took part of is waited on to finish (see Append). Short:
+// every file sink's deliveries and reopens share one thread (the dispatcher's blocking pool).
+constexpr auto kFinishLineTime = std::chrono::seconds(2);
 
 void EndTornLine(const std::string& path, int fd) {
   struct stat st {};

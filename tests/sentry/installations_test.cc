@@ -125,6 +125,10 @@ class SentryStub : public httpclient::HttpClient {
         }
         r.status = auth == "Bearer " + current ? 200 : 401;
         r.body = r.status == 200 ? R"({"id":"1"})" : R"({"detail":"Token expired"})";
+        if (r.status == 200 && api_status != 0) {  // Sentry's API failing
+          r.status = api_status;
+          r.body = R"({"detail":"Internal Error"})";
+        }
       }
     }
     done(std::move(r));
@@ -138,6 +142,7 @@ class SentryStub : public httpclient::HttpClient {
   std::string expires_at;  // the expiresAt of every new pair, when set (else 8 h from now)
   std::string current = "initial";
   int counter = 0;
+  int api_status = 0;  // when set, API GETs with the current token get this status
 
  private:
   Clock& clock_;
@@ -424,6 +429,56 @@ TEST(IssueEnricherTest, ACachedIssueExpiresAfterItsTtlEvenWhenTheWallClockStepsB
   app.clock.Advance(seconds(2));
   fetch();
   EXPECT_EQ(gets(), 2) << "11 s after the fetch the copy is stale, whatever the wall clock says";
+}
+
+// While Sentry's API fails, fetches for the installation fail fast for a backoff (1 s, then 2 s,
+// ...) instead of each due delivery calling it; a success ends the backoff.
+TEST(IssueEnricherTest, AfterAnApiFailureFetchesFailFastForABackoffWithoutCallingSentry) {
+  OneInstalledApp app(hours(1), {.max_sleep = milliseconds(5)});
+  IssueEnricher enricher(*app.manager, app.metrics, app.clock);
+  auto fetch = [&](int issue) {
+    storage::StoredEvent event;
+    event.source = "sentry";
+    event.installation_uuid = app.in.uuid;
+    event.body = R"({"data":{"issue":{"id":")" + std::to_string(issue) + R"("}}})";
+    std::promise<std::pair<Result<std::string>, std::optional<milliseconds>>> got;
+    enricher.FetchIssue(event, "route",
+                        [&got](Result<std::string> r, std::optional<milliseconds> ra) {
+                          got.set_value({std::move(r), ra});
+                        });
+    return got.get_future().get();
+  };
+  auto gets = [&] {
+    std::lock_guard lock(app.store.mu);
+    return std::count_if(app.store.events.begin(), app.store.events.end(),
+                         [](const std::string& e) { return e.rfind("GET ", 0) == 0; });
+  };
+  {
+    std::lock_guard lock(app.sentry.mu);
+    app.sentry.api_status = 502;
+  }
+  EXPECT_FALSE(fetch(1).first.ok());
+  ASSERT_EQ(gets(), 1);
+  auto fast = fetch(2);  // another issue of the same installation, at once
+  EXPECT_FALSE(fast.first.ok());
+  EXPECT_EQ(gets(), 1) << "failed fast, without a call";
+  ASSERT_TRUE(fast.second);
+  EXPECT_EQ(*fast.second, seconds(1)) << "the dispatcher retries it when the backoff ends";
+  app.clock.Advance(seconds(1));
+  EXPECT_FALSE(fetch(3).first.ok());
+  EXPECT_EQ(gets(), 2);
+  app.clock.Advance(seconds(1));
+  EXPECT_FALSE(fetch(4).first.ok());
+  EXPECT_EQ(gets(), 2) << "the second failure's backoff is 2 s";
+  app.clock.Advance(seconds(1));
+  {
+    std::lock_guard lock(app.sentry.mu);
+    app.sentry.api_status = 0;
+  }
+  EXPECT_TRUE(fetch(5).first.ok());
+  EXPECT_EQ(gets(), 3);
+  EXPECT_TRUE(fetch(6).first.ok());
+  EXPECT_EQ(gets(), 4) << "a success ends the backoff";
 }
 
 }  // namespace
