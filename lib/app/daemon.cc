@@ -19,6 +19,7 @@
 #include "common/allocator.h"
 #include "common/blocking_pool.h"
 #include "common/clock.h"
+#include "common/listen_address.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "config/config_holder.h"
@@ -137,6 +138,15 @@ int RunDaemon(const std::string& config_path) {
     if (s.client_secret.empty() && s.token.empty()) {
       log::Warn("source has no client_secret: its webhooks will be rejected with 401",
                 {{"source", s.name}});
+    }
+  }
+  if (cfg->server.admin_token.empty()) {
+    auto admin = ParseListenAddress(cfg->server.admin_listen);
+    if (admin.ok() && !IsLoopback(*admin)) {
+      log::Warn(
+          "admin_listen is reachable from other hosts and admin_token is empty: anyone who "
+          "reaches it can reload, replay and drop dead letters; set server.admin_token",
+          {{"admin_listen", cfg->server.admin_listen}});
     }
   }
   metrics.DeclareSources(source_names);

@@ -46,6 +46,13 @@ bool ListenAddressesOverlap(const ListenAddress& a, const ListenAddress& b) {
   return (IsV4Any(x) && IsV4Mapped(y)) || (IsV4Any(y) && IsV4Mapped(x));
 }
 
+bool IsLoopback(const ListenAddress& a) {
+  unsigned char b[16];
+  if (!ToBytes(a.ip, b)) return false;
+  if (IsV4Mapped(b)) return b[12] == 127;
+  return std::all_of(b, b + 15, [](unsigned char c) { return c == 0; }) && b[15] == 1;
+}
+
 bool IsWildcard(const ListenAddress& a) {
   unsigned char b[16];
   return ToBytes(a.ip, b) && (IsV4Any(b) || IsV6Any(b));

@@ -30,4 +30,7 @@ bool ListenAddressesOverlap(const ListenAddress& a, const ListenAddress& b);
 // True for a wildcard address (0.0.0.0, or [::] however written): every interface, no one host.
 bool IsWildcard(const ListenAddress& a);
 
+// True for a loopback address: 127.0.0.0/8 (also IPv4-mapped) or [::1].
+bool IsLoopback(const ListenAddress& a);
+
 }  // namespace switchyard

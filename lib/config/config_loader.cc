@@ -816,7 +816,23 @@ void Loader::ParseServer(const Value& v) {
     } else if (k == "admin_listen") {
       if (auto x = GetListen(f)) s.admin_listen = *x;
     } else if (k == "admin_token") {
-      if (auto x = GetString(f)) s.admin_token = *x;
+      // Empty turns admin authentication off: only when written so. A reference that expands
+      // to "" (an empty secret file, an unset ${env:X:-}) is a mistake that would open
+      // /admin/* to everyone who reaches admin_listen.
+      if (auto x = GetText(f, "a string")) {
+        if (x->substituted && x->value.empty()) {
+          Error(f, "expanded to an empty string (" + x->raw +
+                       "), which would turn admin authentication off; write admin_token: \"\" "
+                       "to mean that");
+        } else if (std::any_of(x->value.begin(), x->value.end(),
+                               [](unsigned char c) { return c < 0x21 || c == 0x7f; })) {
+          // A header value loses its surrounding spaces, and cannot carry control characters.
+          Error(f, x->substituted ? "must be printable ASCII without spaces (" + x->raw + ")"
+                                  : std::string("must be printable ASCII without spaces"));
+        } else {
+          s.admin_token = std::move(x->value);
+        }
+      }
     } else if (k == "threads") {
       if (auto x = GetInt(f, 0, kMaxThreads)) s.threads = static_cast<int>(*x);
     } else if (k == "max_body_bytes") {

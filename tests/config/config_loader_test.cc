@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 
 #include "config/config.h"
@@ -770,6 +771,33 @@ TEST_F(ConfigLoaderTest, InterpolatesEnvironmentVariables) {
   EXPECT_EQ(headers[0].second, "Bearer tok-123 d");
   EXPECT_EQ(headers[1].second, "");
   EXPECT_EQ(headers[2].second, "${env:SWITCHYARD_TEST_TOKEN} costs $5");
+}
+
+// An empty admin_token turns admin authentication off: only when written so, never because a
+// secret file was empty or a variable unset (the deploy/ configs read it from a file and bind
+// admin_listen on every interface).
+TEST_F(ConfigLoaderTest, AnAdminTokenThatExpandsToNothingIsAnErrorNotAuthenticationOff) {
+  ScopedEnv unset("SWITCHYARD_TEST_UNSET", nullptr);
+  ScopedEnv empty("SWITCHYARD_TEST_EMPTY", "");
+  ExpectOneError(
+      Load("server:\n  admin_token: ${env:SWITCHYARD_TEST_UNSET:-}\n"), 2, 16,
+      "server.admin_token: expanded to an empty string (${env:SWITCHYARD_TEST_UNSET:-}), "
+      "which would turn admin authentication off; write admin_token: \"\" to mean that");
+  TempDir dir;
+  const std::string file = dir.Write("empty-token", "\n");
+  LoadResult r = Load("server:\n  admin_token: ${file:" + file + "}\n");
+  ASSERT_EQ(r.errors.size(), 1u) << Dump(r);
+  EXPECT_NE(r.errors[0].message.find("expanded to an empty string"), std::string::npos);
+  LoadResult off = Load("server:\n  admin_token: \"\"\n");
+  ASSERT_TRUE(off.errors.empty()) << Dump(off);
+  EXPECT_EQ(off.config->server.admin_token, "");
+  ExpectOneError(Load("server:\n  admin_token: \"tok \"\n"), 2, 16,
+                 "server.admin_token: must be printable ASCII without spaces");
+  ScopedEnv spaced("SWITCHYARD_TEST_TOKEN", "tok\t");
+  LoadResult tab = Load("server:\n  admin_token: ${env:SWITCHYARD_TEST_TOKEN}\n");
+  ASSERT_EQ(tab.errors.size(), 1u) << Dump(tab);
+  EXPECT_NE(tab.errors[0].message.find("(${env:SWITCHYARD_TEST_TOKEN})"), std::string::npos);
+  EXPECT_EQ(tab.errors[0].message.find("tok\t"), std::string::npos) << "the value is secret";
 }
 
 TEST_F(ConfigLoaderTest, ReportsUnsetVariableAndBadReferences) {
