@@ -939,7 +939,17 @@ void Loader::ParseSource(const Value& v, SourceConfig* out) {
     } else if (k == "client_secret") {
       if (auto x = GetString(f)) out->client_secret = *x;
     } else if (k == "api_url") {
-      if (auto x = GetUrl(f, false)) out->api_url = *x;
+      if (auto x = GetUrl(f, false)) {
+        // The base of every API path (api_url + "/api/0/..."): a query or fragment would end
+        // up in front of the path.
+        if (x->find_first_of("?#") != std::string::npos) {
+          Error(f, "must be a base URL without a query or fragment (like https://sentry.io)");
+        } else if (Status st = httpclient::ValidateUrl(*x); !st.ok()) {
+          Error(f, st.message());  // what the HTTP client would refuse at every call
+        } else {
+          out->api_url = *x;
+        }
+      }
     } else if (k == "verify_install") {
       if (auto x = GetBool(f)) out->verify_install = *x;
     } else if (k == "token") {
@@ -1053,6 +1063,12 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
       if (x && pushover) pushover->user = *x;
     } else if (k == "api_url") {
       auto x = GetUrl(f, false);
+      if (x) {
+        if (Status st = httpclient::ValidateUrl(*x); !st.ok()) {
+          Error(f, st.message());  // what the HTTP client would refuse at every message
+          x.reset();
+        }
+      }
       if (x && pushover) pushover->api_url = *x;
     } else if (k == "url") {
       has_url = true;

@@ -800,6 +800,32 @@ TEST_F(ConfigLoaderTest, AnAdminTokenThatExpandsToNothingIsAnErrorNotAuthenticat
   EXPECT_EQ(tab.errors[0].message.find("tok\t"), std::string::npos) << "the value is secret";
 }
 
+// A source's or Pushover's api_url that the HTTP client refuses failed every call (token
+// exchange, refresh, enrichment; every notification) although `check` passed.
+TEST_F(ConfigLoaderTest, ApiUrlsTheHttpClientWouldRefuseAreConfigErrors) {
+  auto source = [](const std::string& url) {
+    return "sources:\n  sentry:\n    type: sentry\n    client_secret: s\n    api_url: " + url +
+           "\n";
+  };
+  for (const std::string url :
+       {"https://u:p@sentry.io", "https://sentry.io:0", "https://sentry.io:70000"}) {
+    LoadResult r = Load(source(url));
+    ASSERT_EQ(r.errors.size(), 1u) << url << Dump(r);
+    EXPECT_NE(r.errors[0].message.find("invalid URL"), std::string::npos) << r.errors[0].message;
+    EXPECT_EQ(r.errors[0].message.find(url), std::string::npos) << "the URL is not repeated";
+  }
+  ExpectOneError(Load(source("https://sentry.io?region=x")), 5, 14,
+                 "sources.sentry.api_url: must be a base URL without a query or fragment (like "
+                 "https://sentry.io)");
+  LoadResult ok = Load(source("https://sentry.example.com/"));
+  EXPECT_TRUE(ok.errors.empty()) << Dump(ok);
+  LoadResult pushover = Load(
+      "sinks:\n  phone:\n    type: pushover\n    token: t\n    user: u\n"
+      "    api_url: https://a:b@api.pushover.net/1/messages.json\n");
+  ASSERT_EQ(pushover.errors.size(), 1u) << Dump(pushover);
+  EXPECT_NE(pushover.errors[0].message.find("invalid URL"), std::string::npos);
+}
+
 TEST_F(ConfigLoaderTest, ReportsUnsetVariableAndBadReferences) {
   ScopedEnv unset("SWITCHYARD_TEST_UNSET", nullptr);
   ExpectOneError(Load("server:\n  admin_token: x${env:SWITCHYARD_TEST_UNSET}\n"), 2, 17,
