@@ -38,6 +38,17 @@ void PrintDlqRow(const boost::json::object& o) {
          str("last_error").c_str());
 }
 
+// An answer quoted in an error: one line, at most 200 bytes (a proxy's HTML page or a 64 MiB
+// body is not copied to the terminal).
+std::string Excerpt(const std::string& body) {
+  std::string out = body.substr(0, 200);
+  for (char& c : out) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  if (body.size() > out.size()) out += "...";
+  return out;
+}
+
 // One request to the admin listener of the config's daemon (or `admin_override`). Returns the
 // process exit code: 0 with the 200 body in *out, 1 for a usage/config/auth problem, 2 when the
 // daemon cannot be reached or fails.
@@ -68,7 +79,8 @@ int AdminRequest(const std::string& config_path, const std::string& admin_overri
     return 1;
   }
   if (reply->status != 200) {
-    fprintf(stderr, "switchyard: the daemon answered %d: %s\n", reply->status, reply->body.c_str());
+    fprintf(stderr, "switchyard: the daemon answered %d: %s\n", reply->status,
+            Excerpt(reply->body).c_str());
     return reply->status >= 500 ? 2 : 1;
   }
   *out = std::move(reply->body);
@@ -97,7 +109,8 @@ int ListAllDead(const std::string& config_path, const std::string& admin_overrid
     }
     if (!well_formed) {  // checked first: no partial page before the error
       if (printed > 0 && json) printf("]\n");
-      fprintf(stderr, "switchyard: unexpected answer from the daemon: %s\n", reply.c_str());
+      fprintf(stderr, "switchyard: unexpected answer from the daemon: %s\n",
+              Excerpt(reply).c_str());
       return 2;
     }
     const boost::json::array& page = v.get_array();
@@ -162,12 +175,19 @@ int RunDlq(const std::string& config_path, const std::string& action,
   if (int rc = AdminRequest(config_path, admin_override, method, target, body, &reply); rc != 0) {
     return rc;
   }
-  printf("%s\n", reply.c_str());
-  // Ids that were not dead letters: the others were acted on, but a typo is the user's error.
+  // {"replayed":N} or {"dropped":N}: anything else (another service at --admin, a proxy's
+  // page) is no proof that anything was done.
   boost::system::error_code ec;
   const boost::json::value v = boost::json::parse(reply, ec);
-  const boost::json::value* skipped =
-      !ec && v.is_object() ? v.as_object().if_contains("skipped") : nullptr;
+  const char* count = action == "replay" ? "replayed" : "dropped";
+  const boost::json::value* n = !ec && v.is_object() ? v.as_object().if_contains(count) : nullptr;
+  if (n == nullptr || !(n->is_int64() || n->is_uint64())) {
+    fprintf(stderr, "switchyard: unexpected answer from the daemon: %s\n", Excerpt(reply).c_str());
+    return 2;
+  }
+  printf("%s\n", reply.c_str());
+  // Ids that were not dead letters: the others were acted on, but a typo is the user's error.
+  const boost::json::value* skipped = v.as_object().if_contains("skipped");
   if (skipped && skipped->is_array() && !skipped->as_array().empty()) {
     std::string names;
     for (const boost::json::value& id : skipped->as_array()) {
@@ -184,20 +204,22 @@ int RunDlq(const std::string& config_path, const std::string& action,
 // GETs an admin view. Returns the exit code when the command is done (an error, or `raw` and the
 // body printed as is); nullopt with the parsed JSON in *out for the caller to render.
 std::optional<int> GetAdminView(const std::string& config_path, const std::string& admin_override,
-                                const std::string& target, bool raw, boost::json::value* out) {
+                                const std::string& target, boost::json::kind kind, bool raw,
+                                boost::json::value* out) {
   std::string reply;
   if (int rc = AdminRequest(config_path, admin_override, "GET", target, "", &reply); rc != 0) {
     return rc;
   }
+  boost::system::error_code ec;
+  *out = boost::json::parse(reply, ec);
+  if (ec || out->kind() != kind) {  // also for --json: not printed as if it were the view
+    fprintf(stderr, "switchyard: unexpected answer from %s: %s\n", target.c_str(),
+            Excerpt(reply).c_str());
+    return 2;
+  }
   if (raw) {
     printf("%s\n", reply.c_str());
     return 0;
-  }
-  boost::system::error_code ec;
-  *out = boost::json::parse(reply, ec);
-  if (ec) {
-    fprintf(stderr, "switchyard: unexpected answer from %s\n", target.c_str());
-    return 2;
   }
   return std::nullopt;
 }
@@ -205,10 +227,9 @@ std::optional<int> GetAdminView(const std::string& config_path, const std::strin
 // `switchyard queue`: pending and dead deliveries, per sink.
 int RunQueue(const std::string& config_path, bool json, const std::string& admin_override) {
   boost::json::value v;
-  if (auto rc = GetAdminView(config_path, admin_override, "/admin/queue", json, &v)) return *rc;
-  if (!v.is_object()) {
-    fprintf(stderr, "switchyard: unexpected answer from /admin/queue\n");
-    return 2;
+  if (auto rc = GetAdminView(config_path, admin_override, "/admin/queue", boost::json::kind::object,
+                             json, &v)) {
+    return *rc;
   }
   auto num = [](const boost::json::value* x) -> long long {
     return x && x->is_int64() ? static_cast<long long>(x->get_int64()) : 0LL;
@@ -231,12 +252,9 @@ int RunQueue(const std::string& config_path, bool json, const std::string& admin
 int RunInstallations(const std::string& config_path, bool json,
                      const std::string& admin_override) {
   boost::json::value v;
-  if (auto rc = GetAdminView(config_path, admin_override, "/admin/installations", json, &v)) {
+  if (auto rc = GetAdminView(config_path, admin_override, "/admin/installations",
+                             boost::json::kind::array, json, &v)) {
     return *rc;
-  }
-  if (!v.is_array()) {
-    fprintf(stderr, "switchyard: unexpected answer from /admin/installations\n");
-    return 2;
   }
   printf("%-12s  %-36s  %-20s  %-15s  %s\n", "SOURCE", "INSTALLATION", "ORG", "STATUS",
          "TOKEN EXPIRES");

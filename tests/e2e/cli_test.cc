@@ -110,6 +110,27 @@ TEST(CliTest, DlqListAgainstSomethingElseIsExitTwoNotACrashOrAHang) {
   silent.Stop();
 }
 
+// A 200 from something that is not the daemon (a proxy's page at --admin) is no proof that a
+// replay was done: exit 2 with a one-line excerpt, not the page and exit 0. So for --json views.
+TEST(CliTest, AdminCommandsAnsweredWithSomethingElseAreExitTwoWithAShortExcerpt) {
+  TempDir dir;
+  dir.Write("c.yaml", "server:\n  threads: 1\n");
+  const std::string page = "<html>\n<body>" + std::string(5000, 'x') + "</body>\n</html>";
+  TestHttpServer proxy([&page](const ReceivedRequest&) { return ServerReply{200, {}, page}; });
+  const std::string admin = "127.0.0.1:" + std::to_string(proxy.port());
+  for (std::vector<std::string> args : {std::vector<std::string>{"dlq", "replay", "--all"},
+                                        {"dlq", "drop", "01J0000000000000000000000A"},
+                                        {"queue", "--json"},
+                                        {"installations", "--json"}}) {
+    args.insert(args.end(), {"-c", dir.File("c.yaml"), "--admin", admin});
+    auto r = RunCli(args);
+    EXPECT_EQ(r.exit_code, 2) << args[0] << " " << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("unexpected answer"), std::string::npos) << r.err;
+    EXPECT_LT(r.err.size(), 400u) << "an excerpt, not the page";
+    EXPECT_EQ(r.out.find("<html>"), std::string::npos) << "not printed as the answer";
+  }
+}
+
 // A daemon from before ?limit/?after answers every page with its whole list: the CLI must print
 // it once, not page forever or print it twice.
 TEST(CliTest, DlqListAgainstADaemonWithoutPagesPrintsEachDeadLetterOnce) {
