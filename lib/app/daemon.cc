@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "admin/admin_handler.h"
+#include "app/early_signals.h"
 #include "common/allocator.h"
 #include "common/blocking_pool.h"
 #include "common/clock.h"
@@ -113,6 +114,9 @@ int RunDaemon(const std::string& config_path) {
   // A file sink on a FIFO whose reader went away gets EPIPE (a retry), not a SIGPIPE that ends
   // the process (systemd ignores SIGPIPE for its services; a shell or a container does not).
   std::signal(SIGPIPE, SIG_IGN);
+  // SIGHUP/SIGTERM while starting (store recovery can take seconds) are recorded, not fatal;
+  // acted on once the listener handles signals (below).
+  CaptureEarlySignals();
   const struct rlimit no_core {};
   if (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
     log::Warn("could not disable core dumps", {{"error", std::strerror(errno)}});
@@ -304,6 +308,13 @@ int RunDaemon(const std::string& config_path) {
       events.RequestStop();
     }
   });
+  // Those that came while starting: a stop right after the start, a reload.
+  if (const EarlySignals early = TakeEarlySignals(); early.stop) {
+    log::Info("stop requested while starting");
+    events.RequestStop();
+  } else if (early.reload) {
+    events.RequestReload();
+  }
   uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
     // Pinged from the event loop, so a wedged loop stops the pings and systemd restarts us.
