@@ -315,6 +315,22 @@ int RunDaemon(const std::string& config_path) {
   } else if (early.reload) {
     events.RequestReload();
   }
+  // A store that cannot take writes again until reopened (a fatal RocksDB error, such as a
+  // failed WAL sync) would answer every webhook 503 for ever while /readyz and the watchdog
+  // pings said nothing was wrong: exit 2 instead, so that the service manager restarts
+  // switchyard and RocksDB reopens and recovers the store.
+  std::atomic<int> exit_code{0};
+  server.Every(std::chrono::seconds(1), [&events, &exit_code, &store] {
+    if (exit_code.load() != 0) return;
+    if (Status failed = (*store)->Failed(); !failed.ok()) {
+      log::Error(
+          "stopping: the store cannot take writes until it is reopened; exit 2 lets the "
+          "service manager restart switchyard",
+          {{"error", failed.message()}});
+      exit_code = 2;
+      events.RequestStop();
+    }
+  });
   uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
     // Pinged from the event loop, so a wedged loop stops the pings and systemd restarts us.
@@ -398,8 +414,8 @@ int RunDaemon(const std::string& config_path) {
   // may overrun shutdown_timeout (a kill then loses nothing: every change it made is written).
   admin_pool.Stop();
   (*store)->Close();
-  log::Info("stopped");
-  return 0;
+  log::Info("stopped", {{"exit_code", std::to_string(exit_code.load())}});
+  return exit_code.load();
 }
 
 }  // namespace switchyard::app

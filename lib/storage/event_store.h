@@ -76,6 +76,11 @@ class EventStore {
 
   virtual StoreStats Stats() const = 0;
 
+  // Non-OK once the store cannot take writes again until it is reopened (a fatal RocksDB error,
+  // such as a failed WAL sync in RocksDB 7.8): Accepting() then says so too, and the daemon exits
+  // 2 so that its service manager restarts it. Cheap; any thread.
+  virtual Status Failed() const { return Status::Ok(); }
+
   // False once appends have waited more than `limit` without the writer finishing a group (a
   // write or sync stalled behind a hung disk, a RocksDB write stop, or a bug that blocks the
   // writer thread); true while it is idle or progressing. For the service manager's watchdog.

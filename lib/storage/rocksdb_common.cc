@@ -68,7 +68,8 @@ Status CheckCurrentFile(const std::string& db_dir) {
 
 Result<std::unique_ptr<Database>> OpenDatabase(
     const std::string& path,
-    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families, rocksdb::Env* env) {
+    std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families, rocksdb::Env* env,
+    std::shared_ptr<rocksdb::EventListener> listener) {
   std::error_code ec;
   const bool existed = std::filesystem::exists(path, ec);
   std::filesystem::create_directories(path, ec);
@@ -124,6 +125,7 @@ Result<std::unique_ptr<Database>> OpenDatabase(
   // One memory budget for the memtables of every column family (RAM holds a window of the
   // queue, not the queue): flushes start when the total reaches it.
   db_opts.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(64u << 20);
+  if (listener) db_opts.listeners.push_back(std::move(listener));
 
   std::set<std::string> wanted;
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;

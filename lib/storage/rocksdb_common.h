@@ -3,6 +3,7 @@
 #pragma once
 
 #include <rocksdb/db.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 
 #include <map>
@@ -38,7 +39,7 @@ class Database {
  private:
   friend Result<std::unique_ptr<Database>> OpenDatabase(
       const std::string&, std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>>,
-      rocksdb::Env*);
+      rocksdb::Env*, std::shared_ptr<rocksdb::EventListener>);
   std::unique_ptr<rocksdb::DB> db_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
 };
@@ -50,7 +51,7 @@ class Database {
 Result<std::unique_ptr<Database>> OpenDatabase(
     const std::string& path,
     std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> families,
-    rocksdb::Env* env = nullptr);
+    rocksdb::Env* env = nullptr, std::shared_ptr<rocksdb::EventListener> listener = nullptr);
 
 // OpenStore (event_store.h) with `env` in place of RocksDB's default environment. For tests.
 Result<std::unique_ptr<Store>> OpenStoreWithEnv(const StoreOptions& options, Clock& clock,

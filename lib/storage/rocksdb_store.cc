@@ -138,6 +138,33 @@ struct PendingAppend {
   std::function<void(Result<AppendResult>)> done;
 };
 
+// RocksDB's background errors, reported from any of its threads (and from a foreground write that
+// fails). A WAL sync that fails for another thread's write (a token record's synced Put, a flush
+// syncing a closed WAL) consumes the kernel's one report of the error, and the writer's own
+// SyncWAL() then returns OK for pages that may never reach the disk: the writer compares the count
+// around each group (Write). A fatal error cannot be resumed until the store is reopened.
+class BackgroundErrors final : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error != nullptr && error->severity() >= rocksdb::Status::Severity::kFatalError) {
+      std::lock_guard lock(mu_);
+      if (fatal_.empty()) fatal_ = error->ToString();
+    }
+    count_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  uint64_t count() const { return count_.load(std::memory_order_acquire); }
+  // The first fatal error, or "".
+  std::string fatal() const {
+    std::lock_guard lock(mu_);
+    return fatal_;
+  }
+
+ private:
+  std::atomic<uint64_t> count_{0};
+  mutable std::mutex mu_;
+  std::string fatal_;  // GUARDED_BY(mu_)
+};
+
 class RocksDbStore final : public Store {
  public:
   RocksDbStore(StoreOptions options, Clock& clock, rocksdb::Env* env)
@@ -178,7 +205,7 @@ class RocksDbStore final : public Store {
                                 {kScheduleCf, queue_opts},
                                 {kDeadCf, queue_opts},
                                 {kInstallationsCf, BaseColumnFamilyOptions()}},
-                               env_);
+                               env_, bg_errors_);
     if (!result.ok()) return result.status();
     db_ = std::move(result.value());
     events_cf_ = db_->Handle(kEventsCf);
@@ -266,7 +293,16 @@ class RocksDbStore final : public Store {
     return health_;
   }
 
+  Status Failed() const override {
+    std::string fatal = bg_errors_->fatal();
+    if (fatal.empty() && !resume_refused_.load()) return Status::Ok();
+    if (fatal.empty()) fatal = "RocksDB refuses to resume";
+    return Unavailable("storage failed beyond recovery in this process (" + fatal +
+                       "); it takes writes again once reopened");
+  }
+
   Status Accepting() const override {
+    if (Status failed = Failed(); !failed.ok()) return failed;
     if (Status room = RoomForWrite(0); !room.ok()) return room;
     if (options_.max_disk_bytes == 0) return Status::Ok();
     // Read at each call, as the writer's check reads it, so readiness returns as soon as the
@@ -924,9 +960,16 @@ class RocksDbStore final : public Store {
   // Returns non-OK when the batch is not durable. unsynced_ then says whether it is visible.
   // Called only once RecoverIfFailed() has succeeded.
   Status Write(rocksdb::WriteBatch& wb) {
+    const uint64_t errors_before = bg_errors_->count();
     rocksdb::Status s = db_->db()->Write(rocksdb::WriteOptions(), &wb);
     if (s.ok() && options_.sync) {
       s = db_->db()->SyncWAL();
+      // A background error meanwhile may be a failed sync of this WAL by another thread, whose
+      // error our sync no longer sees: not durable, as if our own sync had failed.
+      if (s.ok() && bg_errors_->count() != errors_before) {
+        s = rocksdb::Status::IOError(
+            "a RocksDB background error during the group's write and sync");
+      }
       if (!s.ok()) unsynced_ = true;
     }
     if (s.ok()) return Status::Ok();
@@ -946,7 +989,16 @@ class RocksDbStore final : public Store {
       rs = db_->db()->Flush(fo, db_->Handles());
       if (rs.ok()) unsynced_ = false;
     }
-    if (!rs.ok()) return Unavailable("storage is not writable: " + rs.ToString());
+    if (!rs.ok()) {
+      if (rs.severity() >= rocksdb::Status::Severity::kFatalError &&
+          !resume_refused_.exchange(true)) {
+        log::Error(
+            "storage cannot resume in this process (a fatal RocksDB error): it must be "
+            "reopened",
+            {{"error", rs.ToString()}});
+      }
+      return Unavailable("storage is not writable: " + rs.ToString());
+    }
     log::Info("storage recovered after write failure");
     needs_resume_ = false;
     return Status::Ok();
@@ -954,6 +1006,9 @@ class RocksDbStore final : public Store {
 
   const StoreOptions options_;
   Clock& clock_;
+  // Shared with RocksDB (its listener); read by any thread.
+  const std::shared_ptr<BackgroundErrors> bg_errors_ = std::make_shared<BackgroundErrors>();
+  std::atomic<bool> resume_refused_{false};  // RecoverIfFailed met a fatal error
   // Held shared by Accepting() (any thread) while it reads the database, exclusively by Close()
   // while it closes it.
   mutable std::shared_mutex close_mu_;

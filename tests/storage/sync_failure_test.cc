@@ -277,12 +277,21 @@ TEST_F(SyncFailureTest, AfterAFailedSyncNothingIsAcknowledgedThatAPowerLossWould
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.status().code(), StatusCode::kUnavailable);
 
+  // RocksDB counts the failed sync fatal: the store says so at once (readiness, and the daemon
+  // exits 2 for its service manager to reopen it), rather than answering 503 for ever.
+  EXPECT_FALSE(store_->Failed().ok());
+  EXPECT_FALSE(store_->Accepting().ok()) << "ready while no webhook can be stored";
+  EXPECT_NE(store_->Failed().message().find("reopened"), std::string::npos)
+      << store_->Failed().ToString();
+
   fs_->fail_syncs = false;
   auto retry = Append(body);  // Sentry retries with the same body
   EXPECT_FALSE(retry.ok()) << "answered " << (retry.ok() && retry->duplicate ? "duplicate" : "new")
                            << " after a failed sync";
 
   PowerLossAndRestart();
+  EXPECT_TRUE(store_->Failed().ok()) << "reopened";
+  EXPECT_TRUE(store_->Accepting().ok());
   auto again = Append(body);  // after a restart the store takes webhooks again
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_FALSE(again->duplicate) << "the unsynced original should not have survived";
