@@ -177,7 +177,9 @@ int RunDaemon(const std::string& config_path) {
   std::atomic<bool> ready{false};
 
   // Installations' tokens are sealed under storage.path/token.key (created 0600 when missing).
-  auto token_key = sentry::LoadOrCreateTokenKey(cfg->storage.path);
+  auto sealed = (*store)->Installations().Scan("");
+  auto token_key = sealed.ok() ? sentry::LoadOrCreateTokenKey(cfg->storage.path, sealed->size())
+                               : Result<std::string>(sealed.status());
   if (!token_key.ok()) {
     log::Error("cannot use the token key", {{"error", token_key.status().message()}});
     (*store)->Close();

@@ -46,7 +46,10 @@ Status WriteNewKey(const std::string& path) {
   uint8_t raw[kKeyBytes];
   if (!crypto::RandomBytes(raw, sizeof raw)) return Internal("no randomness for the token key");
   std::string hex = crypto::HexLower(raw, sizeof raw) + "\n";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  // Written whole under a temporary name, then linked into place: a crash while writing leaves
+  // no empty or partial token.key (which would stop every later start).
+  std::string tmp = path + ".tmp-XXXXXX";
+  int fd = ::mkostemp(tmp.data(), O_CLOEXEC);  // mode 0600
   if (fd < 0) {
     return Unavailable("cannot create " + path + ": " + std::strerror(errno));
   }
@@ -54,9 +57,13 @@ Status WriteNewKey(const std::string& path) {
             ::fsync(fd) == 0;
   ::close(fd);
   std::fill(hex.begin(), hex.end(), '\0');
-  if (!ok) {
-    ::unlink(path.c_str());
-    return Unavailable("cannot write " + path);
+  // link(), not rename(): a key another process created meanwhile is kept (EEXIST), not replaced.
+  const int linked = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
+  const int link_errno = errno;
+  ::unlink(tmp.c_str());
+  if (!ok) return Unavailable("cannot write " + path);
+  if (linked != 0 && link_errno != EEXIST) {
+    return Unavailable("cannot create " + path + ": " + std::strerror(link_errno));
   }
   // Make the new directory entry durable too.
   int dfd = ::open(std::filesystem::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY);
@@ -160,11 +167,17 @@ std::string_view InstallStatusName(InstallStatus s) {
   return "pending";
 }
 
-Result<std::string> LoadOrCreateTokenKey(const std::string& dir) {
+Result<std::string> LoadOrCreateTokenKey(const std::string& dir, size_t sealed_records) {
   const std::string path = (std::filesystem::path(dir) / kKeyFile).string();
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) return Unavailable("cannot stat " + path + ": " + std::strerror(errno));
+    if (sealed_records > 0) {
+      return FailedPrecondition(
+          path + " is missing, and the store holds " + std::to_string(sealed_records) +
+          " installation record(s) sealed with it: restore token.key from the backup taken "
+          "with the store (a new key could not open them)");
+    }
     if (Status s = WriteNewKey(path); !s.ok()) return s;
     if (::stat(path.c_str(), &st) != 0) return Unavailable("cannot stat " + path);
   }

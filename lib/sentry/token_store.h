@@ -59,7 +59,9 @@ class TokenStore {
 // Reads the 32-byte key from `dir/token.key` (64 hex characters), creating it with mode 0600
 // from the system CSPRNG when missing. Refuses (kPermissionDenied) a key file that group or
 // others may read or write, and (kCorruption) one that is not 64 hex characters.
-Result<std::string> LoadOrCreateTokenKey(const std::string& dir);
+// Refuses (kFailedPrecondition) to create one while `sealed_records` (installation records
+// sealed with the missing key) are stored. A new key is written whole and then linked into place.
+Result<std::string> LoadOrCreateTokenKey(const std::string& dir, size_t sealed_records = 0);
 
 // A TokenStore over `table` (not owned; must outlive the store) sealing with `key` (32 bytes).
 std::unique_ptr<TokenStore> NewEncryptedTokenStore(storage::KvTable& table, std::string key);

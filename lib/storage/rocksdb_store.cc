@@ -521,6 +521,7 @@ class RocksDbStore final : public Store {
     }
     size_t replayed = 0;
     for (const std::string& id : targets) {
+      std::lock_guard dead_lock(dead_mu_);
       auto d = GetDelivery(id);
       if (!d.ok()) return d.status();
       if (!d.value() || !d.value()->dead) {
@@ -556,6 +557,7 @@ class RocksDbStore final : public Store {
                       std::vector<std::string>* skipped) override {
     size_t dropped = 0;
     for (const std::string& id : ids) {
+      std::lock_guard dead_lock(dead_mu_);
       auto d = GetDelivery(id);
       if (!d.ok()) return d.status();
       if (!d.value() || !d.value()->dead) {
@@ -1009,6 +1011,10 @@ class RocksDbStore final : public Store {
   // Shared with RocksDB (its listener); read by any thread.
   const std::shared_ptr<BackgroundErrors> bg_errors_ = std::make_shared<BackgroundErrors>();
   std::atomic<bool> resume_refused_{false};  // RecoverIfFailed met a fatal error
+  // Held by Replay and Drop (an admin request, the dispatcher's purge of old dead letters) from
+  // reading a dead letter to writing it: a replay between a purge's read and its write left a
+  // pending delivery's schedule entry without its record (and its event purgeable).
+  std::mutex dead_mu_;
   // Held shared by Accepting() (any thread) while it reads the database, exclusively by Close()
   // while it closes it.
   mutable std::shared_mutex close_mu_;

@@ -1,16 +1,17 @@
 // The encrypted token store over the real RocksDB store, the token key file, AES-256-GCM, and
 // the RFC 3339 parser the token exchange depends on.
-#include <sys/stat.h>
+#include "sentry/token_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/time_format.h"
-#include "sentry/token_store.h"
 #include "storage/event_store.h"
 #include "support/temp_dir.h"
 
@@ -119,6 +120,27 @@ TEST(TokenKeyTest, IsCreatedOwnerOnlyAndReadBackUnchanged) {
   auto second = LoadOrCreateTokenKey(dir.path());
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(first.value(), second.value());
+}
+
+// A lost token.key is restored from the backup, not replaced: a new key cannot open the sealed
+// records, and the operator would then have to delete it again before restoring the old one.
+// The key is written under a temporary name and linked into place: no partial key file remains.
+TEST(TokenKeyTest, AMissingKeyIsNotReplacedWhileSealedRecordsExist) {
+  testing::TempDir dir;
+  auto refused = LoadOrCreateTokenKey(dir.path(), /*sealed_records=*/2);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("restore token.key"));
+  struct stat st;
+  EXPECT_NE(::stat((dir.path() + "/token.key").c_str(), &st), 0) << "no key was created";
+  ASSERT_TRUE(LoadOrCreateTokenKey(dir.path(), 0).ok());
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    ++files;
+    EXPECT_EQ(e.path().filename(), "token.key") << "a temporary file was left";
+  }
+  EXPECT_EQ(files, 1u);
+  EXPECT_TRUE(LoadOrCreateTokenKey(dir.path(), 2).ok()) << "an existing key is used as before";
 }
 
 TEST(TokenKeyTest, AKeyReadableByGroupOrOthersIsRefused) {
