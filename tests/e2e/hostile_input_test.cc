@@ -559,7 +559,12 @@ TEST_F(HostileInputTest, EveryAdminEndpointRefusesMissingAndWrongTokensWithoutSi
     EXPECT_EQ(MetricValue(metrics_before, series), MetricValue(metrics_after, series)) << series;
   }
   EXPECT_EQ(daemon_.Log().find(t), std::string::npos);
-  // The right token works.
+  // The right token works, the scheme in any case (RFC 9110 11.1).
+  for (const std::string scheme : {"bearer ", "BEARER "}) {
+    auto r = Admin("GET", "/admin/queue", scheme + t);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << scheme;
+  }
   auto replay = Admin("POST", "/admin/dlq/replay", good, "{\"all\":true}");
   ASSERT_TRUE(replay);
   EXPECT_EQ(replay->body, "{\"replayed\":1}");
