@@ -509,6 +509,20 @@ class DispatcherTest : public ::testing::Test {
 
   // Waits for `n` dead letters, moving the clock on by a second per check (housekeeping runs
   // about once a second of clock time).
+  // Moves the clock on a second at a time, letting housekeeping (about once a second) run.
+  void RunSecondsOfHousekeeping(int seconds_to_run) {
+    for (int i = 0; i < seconds_to_run; ++i) {
+      clock_.Advance(seconds(1));
+      Settle();
+    }
+  }
+
+  // Stops and destroys the dispatcher (what it has not recorded stays pending in the store).
+  void StopDispatcher() {
+    dispatcher_->Stop(seconds(5));
+    dispatcher_.reset();
+  }
+
   // Reopens the store so that it refuses every write (disk below min_free_bytes).
   void ReopenRefusingWrites() {
     store_->Close();
@@ -1256,13 +1270,9 @@ TEST_F(DispatcherTest, ARemovedSinksBacklogTheStoreRefusesIsCountedDeadOnce) {
   for (int i = 0; i < 3; ++i) Add("r", "gone");
   ASSERT_NO_FATAL_FAILURE(ReopenRefusingWrites());
   Start(kOpsWithoutGone);
-  for (int i = 0; i < 5; ++i) {
-    clock_.Advance(seconds(1));
-    Settle();
-  }
+  RunSecondsOfHousekeeping(5);
   EXPECT_LE(testing::DeliveriesTotal(metrics_.Serialize(), "gone", "dead"), 3);
-  dispatcher_->Stop(seconds(5));
-  dispatcher_.reset();
+  StopDispatcher();
   EXPECT_EQ(Pending("gone"), 3u) << "never written: still pending";
 }
 
@@ -1275,13 +1285,9 @@ TEST_F(DispatcherTest, AHeldSinksStaleBacklogIsNotLoadedIntoMemoryWhileTheStoreR
   Fake("ops").SetActive(false);  // held: housekeeping dead-letters what passes max_age
   Start(std::string(kOps) + "retry: {max_age: 1m}\n");
   clock_.Advance(minutes(2));
-  for (int i = 0; i < 5; ++i) {
-    clock_.Advance(seconds(1));
-    Settle();
-  }
+  RunSecondsOfHousekeeping(5);
   EXPECT_LE(testing::DeliveriesTotal(metrics_.Serialize(), "ops", "dead"), 1);
-  dispatcher_->Stop(seconds(5));
-  dispatcher_.reset();
+  StopDispatcher();
   EXPECT_EQ(Pending("ops"), 20u) << "never written: still pending";
 }
 

@@ -36,6 +36,20 @@ std::vector<std::string> Lines(const std::string& path) {
   return lines;
 }
 
+// SIGPIPE ignored for the scope, as the daemon ignores it: a FIFO whose reader left is EPIPE.
+class IgnoreSigpipe {
+ public:
+  IgnoreSigpipe() {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, &old_);
+  }
+  ~IgnoreSigpipe() { sigaction(SIGPIPE, &old_, nullptr); }
+
+ private:
+  struct sigaction old_ {};
+};
+
 class FileSinkTest : public ::testing::Test {
  protected:
   FileSinkTest() : path_(dir_.File("archive/events.jsonl")) {}
@@ -402,10 +416,7 @@ TEST_F(FileSinkTest, ALineTornBeforeTheSinkOpenedTheFileDoesNotSwallowTheNextOne
 // dispatcher's file thread for good. Without a reader at all the open fails (a retry), and
 // never blocks.
 TEST_F(FileSinkTest, AFifoWithoutItsReaderIsARetryNeverABlockedThread) {
-  struct sigaction ignore {
-  }, old{};
-  ignore.sa_handler = SIG_IGN;
-  sigaction(SIGPIPE, &ignore, &old);  // as the daemon does
+  IgnoreSigpipe ignore;  // as the daemon does
   const std::string fifo = dir_.File("pipe");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   {
@@ -423,16 +434,12 @@ TEST_F(FileSinkTest, AFifoWithoutItsReaderIsARetryNeverABlockedThread) {
   close(reader);
   EXPECT_EQ(DeliverTo(*sink, MakeDelivery("01JD0000000000000000000DL2")).kind, Kind::kRetry)
       << "the reader is gone";
-  sigaction(SIGPIPE, &old, nullptr);
 }
 
 // A line longer than what a pipe holds is written in parts as its reader makes room: a part
 // cannot be taken back, and a retry used to write the whole line after the half the reader had.
 TEST_F(FileSinkTest, ALineLongerThanAFullPipeIsFinishedNotTornAndRetried) {
-  struct sigaction ignore {
-  }, old{};
-  ignore.sa_handler = SIG_IGN;
-  sigaction(SIGPIPE, &ignore, &old);  // as the daemon does
+  IgnoreSigpipe ignore;  // as the daemon does
   const std::string fifo = dir_.File("pipe");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
@@ -468,7 +475,6 @@ TEST_F(FileSinkTest, ALineLongerThanAFullPipeIsFinishedNotTornAndRetried) {
   auto line = boost::json::parse(got);
   EXPECT_EQ(line.at("delivery_id").as_string(), "01JD0000000000000000000DL3");
   close(reader);
-  sigaction(SIGPIPE, &old, nullptr);
 }
 
 // A FIFO or /dev/stdout cannot be synced (EINVAL): its lines are delivered as without sync,
