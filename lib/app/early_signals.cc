@@ -1,20 +1,25 @@
 #include "app/early_signals.h"
 
+#include <atomic>
 #include <csignal>
 #include <initializer_list>
 
 namespace switchyard::app {
 namespace {
 
-volatile std::sig_atomic_t stop_seen = 0;
-volatile std::sig_atomic_t reload_seen = 0;
+// Lock-free atomics, so safe in a handler that may run on any of the process's threads.
+std::atomic<int> stop_seen{0};
+std::atomic<int> reload_seen{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
-// Async-signal-safe: stores a flag.
+// Async-signal-safe: sets a flag. A second SIGTERM or SIGINT while starting takes the default
+// action (Ctrl-C twice ends a start that is taking too long).
 void Record(int signo) {
   if (signo == SIGHUP) {
-    reload_seen = 1;
-  } else {
-    stop_seen = 1;
+    reload_seen.store(1);
+  } else if (stop_seen.exchange(1) != 0) {
+    std::signal(signo, SIG_DFL);
+    std::raise(signo);
   }
 }
 
@@ -30,10 +35,8 @@ void CaptureEarlySignals() {
 
 EarlySignals TakeEarlySignals() {
   EarlySignals e;
-  e.stop = stop_seen != 0;
-  e.reload = reload_seen != 0;
-  stop_seen = 0;
-  reload_seen = 0;
+  e.stop = stop_seen.exchange(0) != 0;
+  e.reload = reload_seen.exchange(0) != 0;
   return e;
 }
 

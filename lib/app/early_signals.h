@@ -15,8 +15,8 @@ struct EarlySignals {
   bool reload = false;  // SIGHUP
 };
 
-// From now on records SIGTERM, SIGINT and SIGHUP instead of their default action. Main thread,
-// before any other thread starts.
+// From now on records SIGTERM, SIGINT and SIGHUP instead of their default action (a second
+// SIGTERM or SIGINT takes it). Main thread, before any other thread starts.
 void CaptureEarlySignals();
 
 // What was recorded since CaptureEarlySignals (or the last call), and forgets it. Call after the

@@ -41,9 +41,12 @@ void PrintDlqRow(const boost::json::object& o) {
 // An answer quoted in an error: one line, at most 200 bytes (a proxy's HTML page or a 64 MiB
 // body is not copied to the terminal).
 std::string Excerpt(const std::string& body) {
-  std::string out = body.substr(0, 200);
+  size_t cut = std::min<size_t>(body.size(), 200);
+  while (cut > 0 && cut < body.size() && (static_cast<uint8_t>(body[cut]) & 0xC0) == 0x80) --cut;
+  std::string out = body.substr(0, cut);
   for (char& c : out) {
-    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    // Control bytes (an escape sequence from whatever answered) never reach the terminal.
+    if (static_cast<uint8_t>(c) < 0x20 || c == 0x7f) c = ' ';
   }
   if (body.size() > out.size()) out += "...";
   return out;

@@ -820,15 +820,23 @@ void Loader::ParseServer(const Value& v) {
       // to "" (an empty secret file, an unset ${env:X:-}) is a mistake that would open
       // /admin/* to everyone who reaches admin_listen.
       if (auto x = GetText(f, "a string")) {
+        // A trailing newline (an ${env:} set from a file, a block scalar) is never part of it.
+        while (!x->value.empty() && (x->value.back() == '\n' || x->value.back() == '\r')) {
+          x->value.pop_back();
+        }
         if (x->substituted && x->value.empty()) {
           Error(f, "expanded to an empty string (" + x->raw +
                        "), which would turn admin authentication off; write admin_token: \"\" "
                        "to mean that");
         } else if (std::any_of(x->value.begin(), x->value.end(),
-                               [](unsigned char c) { return c < 0x21 || c == 0x7f; })) {
+                               [](unsigned char c) { return c < 0x20 || c == 0x7f; }) ||
+                   x->value.front() == ' ' || x->value.back() == ' ') {
           // A header value loses its surrounding spaces, and cannot carry control characters.
-          Error(f, x->substituted ? "must be printable ASCII without spaces (" + x->raw + ")"
-                                  : std::string("must be printable ASCII without spaces"));
+          Error(f, x->substituted ? "must not start or end with a space or hold control "
+                                    "characters (" +
+                                        x->raw + ")"
+                                  : std::string("must not start or end with a space or hold "
+                                                "control characters"));
         } else {
           s.admin_token = std::move(x->value);
         }

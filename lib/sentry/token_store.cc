@@ -58,12 +58,26 @@ Status WriteNewKey(const std::string& path) {
   ::close(fd);
   std::fill(hex.begin(), hex.end(), '\0');
   // link(), not rename(): a key another process created meanwhile is kept (EEXIST), not replaced.
-  const int linked = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
-  const int link_errno = errno;
-  ::unlink(tmp.c_str());
+  // File systems without hard links (vfat, some FUSE and SMB mounts) get a rename that never
+  // replaces (RENAME_NOREPLACE), and where that is missing too, a rename.
+  int placed = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
+  int place_errno = errno;
+  const auto unsupported = [](int e) {
+    return e == EPERM || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL;
+  };
+  if (ok && placed != 0 && unsupported(place_errno)) {
+    placed = ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
+    place_errno = errno;
+    if (placed != 0 && unsupported(place_errno)) {
+      struct stat existing;
+      placed = ::stat(path.c_str(), &existing) == 0 ? -1 : ::rename(tmp.c_str(), path.c_str());
+      place_errno = placed == 0 ? 0 : (errno == 0 ? EEXIST : errno);
+    }
+  }
+  ::unlink(tmp.c_str());  // gone already if renamed
   if (!ok) return Unavailable("cannot write " + path);
-  if (linked != 0 && link_errno != EEXIST) {
-    return Unavailable("cannot create " + path + ": " + std::strerror(link_errno));
+  if (placed != 0 && place_errno != EEXIST) {
+    return Unavailable("cannot create " + path + ": " + std::strerror(place_errno));
   }
   // Make the new directory entry durable too.
   int dfd = ::open(std::filesystem::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY);
@@ -172,6 +186,14 @@ Result<std::string> LoadOrCreateTokenKey(const std::string& dir, size_t sealed_r
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) return Unavailable("cannot stat " + path + ": " + std::strerror(errno));
+    // Temporary key files a crash left behind (each holds key material): removed first.
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(dir, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      if (it->path().filename().string().starts_with(std::string(kKeyFile) + ".tmp-")) {
+        std::filesystem::remove(it->path(), ec);
+      }
+    }
     if (sealed_records > 0) {
       return FailedPrecondition(
           path + " is missing, and the store holds " + std::to_string(sealed_records) +

@@ -145,12 +145,16 @@ struct PendingAppend {
 // around each group (Write). A fatal error cannot be resumed until the store is reopened.
 class BackgroundErrors final : public rocksdb::EventListener {
  public:
-  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* error) override {
     if (error != nullptr && error->severity() >= rocksdb::Status::Severity::kFatalError) {
       std::lock_guard lock(mu_);
       if (fatal_.empty()) fatal_ = error->ToString();
     }
-    count_.fetch_add(1, std::memory_order_acq_rel);
+    // A compaction never writes or syncs the WAL (its ENOSPC near the disk's floor is a soft
+    // error that must not fail a durable group).
+    if (reason != rocksdb::BackgroundErrorReason::kCompaction) {
+      count_.fetch_add(1, std::memory_order_acq_rel);
+    }
   }
   uint64_t count() const { return count_.load(std::memory_order_acquire); }
   // The first fatal error, or "".

@@ -20,12 +20,13 @@ TEST(EarlySignalsTest, SignalsDuringStartupAreRecordedNotFatal) {
   EXPECT_TRUE(hup.reload);
   EXPECT_FALSE(hup.stop);
 
-  std::raise(SIGTERM);
-  std::raise(SIGINT);
+  std::raise(SIGTERM);  // one: a second would take the default action
   EarlySignals term = TakeEarlySignals();
   EXPECT_TRUE(term.stop);
   EXPECT_FALSE(term.reload);
   EXPECT_FALSE(TakeEarlySignals().stop) << "taken once";
+  std::raise(SIGINT);
+  EXPECT_TRUE(TakeEarlySignals().stop);
 
   for (int signo : {SIGTERM, SIGINT, SIGHUP}) std::signal(signo, SIG_DFL);
 }

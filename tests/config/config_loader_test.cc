@@ -792,12 +792,20 @@ TEST_F(ConfigLoaderTest, AnAdminTokenThatExpandsToNothingIsAnErrorNotAuthenticat
   ASSERT_TRUE(off.errors.empty()) << Dump(off);
   EXPECT_EQ(off.config->server.admin_token, "");
   ExpectOneError(Load("server:\n  admin_token: \"tok \"\n"), 2, 16,
-                 "server.admin_token: must be printable ASCII without spaces");
-  ScopedEnv spaced("SWITCHYARD_TEST_TOKEN", "tok\t");
+                 "server.admin_token: must not start or end with a space or hold control "
+                 "characters");
+  LoadResult words = Load("server:\n  admin_token: \"correct horse battery\"\n");
+  ASSERT_TRUE(words.errors.empty()) << Dump(words);
+  EXPECT_EQ(words.config->server.admin_token, "correct horse battery");
+  ScopedEnv newline("SWITCHYARD_TEST_NL", "tok-456\n");  // set from a file by a shell
+  LoadResult nl = Load("server:\n  admin_token: ${env:SWITCHYARD_TEST_NL}\n");
+  ASSERT_TRUE(nl.errors.empty()) << Dump(nl);
+  EXPECT_EQ(nl.config->server.admin_token, "tok-456");
+  ScopedEnv spaced("SWITCHYARD_TEST_TOKEN", "tok\tx");
   LoadResult tab = Load("server:\n  admin_token: ${env:SWITCHYARD_TEST_TOKEN}\n");
   ASSERT_EQ(tab.errors.size(), 1u) << Dump(tab);
   EXPECT_NE(tab.errors[0].message.find("(${env:SWITCHYARD_TEST_TOKEN})"), std::string::npos);
-  EXPECT_EQ(tab.errors[0].message.find("tok\t"), std::string::npos) << "the value is secret";
+  EXPECT_EQ(tab.errors[0].message.find("tok\tx"), std::string::npos) << "the value is secret";
 }
 
 // A source's or Pushover's api_url that the HTTP client refuses failed every call (token

@@ -127,6 +127,10 @@ TEST(TokenKeyTest, IsCreatedOwnerOnlyAndReadBackUnchanged) {
 // The key is written under a temporary name and linked into place: no partial key file remains.
 TEST(TokenKeyTest, AMissingKeyIsNotReplacedWhileSealedRecordsExist) {
   testing::TempDir dir;
+  {  // a temporary key file a crash left behind is removed
+    std::ofstream left(dir.path() + "/token.key.tmp-AbC123");
+    left << "0123";
+  }
   auto refused = LoadOrCreateTokenKey(dir.path(), /*sealed_records=*/2);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
