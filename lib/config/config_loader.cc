@@ -830,7 +830,7 @@ void Loader::ParseServer(const Value& v) {
                        "to mean that");
         } else if (std::any_of(x->value.begin(), x->value.end(),
                                [](unsigned char c) { return c < 0x20 || c == 0x7f; }) ||
-                   x->value.front() == ' ' || x->value.back() == ' ') {
+                   (!x->value.empty() && (x->value.front() == ' ' || x->value.back() == ' '))) {
           // A header value loses its surrounding spaces, and cannot carry control characters.
           Error(f, x->substituted ? "must not start or end with a space or hold control "
                                     "characters (" +
