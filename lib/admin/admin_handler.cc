@@ -26,11 +26,7 @@ http::Response MethodNotAllowed(const char* allow) {
 bool TokenMatches(std::string_view header, const std::string& token) {
   // The scheme is case-insensitive (RFC 9110 11.1): "bearer" and "BEARER" are "Bearer".
   constexpr std::string_view kBearer = "bearer ";
-  if (header.size() < kBearer.size() ||
-      !std::equal(kBearer.begin(), kBearer.end(), header.begin(),
-                  [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? b + 32 : b); })) {
-    return false;
-  }
+  if (AsciiLower(header.substr(0, kBearer.size())) != kBearer) return false;
   std::string_view got = header.substr(kBearer.size());
   if (got.size() != token.size()) return false;
   return CRYPTO_memcmp(got.data(), token.data(), token.size()) == 0;

@@ -1,13 +1,11 @@
 #include "cli/cli.h"
 
 #include <CLI/CLI.hpp>
-
+#include <boost/json.hpp>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-
-#include <boost/json.hpp>
 #include <optional>
+#include <string>
 
 #include "app/daemon.h"
 #include "cli/admin_client.h"
@@ -16,6 +14,7 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/ids.h"
+#include "common/utf8.h"
 #include "config/config.h"
 
 namespace switchyard::cli {
@@ -41,9 +40,7 @@ void PrintDlqRow(const boost::json::object& o) {
 // An answer quoted in an error: one line, at most 200 bytes (a proxy's HTML page or a 64 MiB
 // body is not copied to the terminal).
 std::string Excerpt(const std::string& body) {
-  size_t cut = std::min<size_t>(body.size(), 200);
-  while (cut > 0 && cut < body.size() && (static_cast<uint8_t>(body[cut]) & 0xC0) == 0x80) --cut;
-  std::string out = body.substr(0, cut);
+  std::string out(Utf8Prefix(body, 200));
   for (char& c : out) {
     // Control bytes (an escape sequence from whatever answered) never reach the terminal.
     if (static_cast<uint8_t>(c) < 0x20 || c == 0x7f) c = ' ';

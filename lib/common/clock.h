@@ -20,6 +20,11 @@ class Clock {
   int64_t NowMillis() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(Now().time_since_epoch()).count();
   }
+  // Monotonic milliseconds (an arbitrary epoch): for durations and expiry inside one process.
+  int64_t SteadyMillis() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyNow().time_since_epoch())
+        .count();
+  }
 };
 
 // The real clock. Process-wide singleton; never destroyed.

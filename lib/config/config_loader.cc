@@ -311,6 +311,8 @@ class Loader {
   std::optional<double> GetNumber(const Value& v, double min, double max);
   std::optional<Duration> GetDuration(const Value& v, bool positive);
   std::optional<std::string> GetUrl(const Value& v, bool allow_empty);
+  // GetUrl (non-empty), also checked as the HTTP client checks it: an API endpoint it calls.
+  std::optional<std::string> GetClientUrl(const Value& v);
   std::optional<std::string> GetListen(const Value& v);
   // A string, or a non-empty list of strings; all non-empty.
   std::optional<std::vector<std::string>> GetStrings(const Value& v);
@@ -562,6 +564,17 @@ std::optional<std::string> Loader::GetUrl(const Value& v, bool allow_empty) {
     return std::nullopt;
   }
   return std::move(text->value);
+}
+
+std::optional<std::string> Loader::GetClientUrl(const Value& v) {
+  std::optional<std::string> url = GetUrl(v, false);
+  if (!url) return std::nullopt;
+  // What the HTTP client would refuse at every call (userinfo, a bad port); never repeats the URL.
+  if (Status st = httpclient::ValidateUrl(*url); !st.ok()) {
+    Error(v, st.message());
+    return std::nullopt;
+  }
+  return url;
 }
 
 std::optional<std::string> Loader::GetListen(const Value& v) {
@@ -947,13 +960,11 @@ void Loader::ParseSource(const Value& v, SourceConfig* out) {
     } else if (k == "client_secret") {
       if (auto x = GetString(f)) out->client_secret = *x;
     } else if (k == "api_url") {
-      if (auto x = GetUrl(f, false)) {
+      if (auto x = GetClientUrl(f)) {
         // The base of every API path (api_url + "/api/0/..."): a query or fragment would end
         // up in front of the path.
         if (x->find_first_of("?#") != std::string::npos) {
           Error(f, "must be a base URL without a query or fragment (like https://sentry.io)");
-        } else if (Status st = httpclient::ValidateUrl(*x); !st.ok()) {
-          Error(f, st.message());  // what the HTTP client would refuse at every call
         } else {
           out->api_url = *x;
         }
@@ -1070,13 +1081,7 @@ void Loader::ParseSink(const Value& v, SinkConfig* out) {
       auto x = GetString(f);
       if (x && pushover) pushover->user = *x;
     } else if (k == "api_url") {
-      auto x = GetUrl(f, false);
-      if (x) {
-        if (Status st = httpclient::ValidateUrl(*x); !st.ok()) {
-          Error(f, st.message());  // what the HTTP client would refuse at every message
-          x.reset();
-        }
-      }
+      auto x = GetClientUrl(f);
       if (x && pushover) pushover->api_url = *x;
     } else if (k == "url") {
       has_url = true;

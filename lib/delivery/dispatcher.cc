@@ -19,6 +19,7 @@
 #include "common/step_aside.h"
 #include "common/thread_name.h"
 #include "common/token_bucket.h"
+#include "common/utf8.h"
 #include "json/json_doc.h"
 #include "routing/router.h"
 #include "rules/event_view.h"
@@ -730,11 +731,7 @@ struct Dispatcher::Impl {
       return;
     }
     // At most 512 bytes, cut on a UTF-8 character boundary.
-    size_t cut = std::min<size_t>(o.error.size(), 512);
-    while (cut > 0 && cut < o.error.size() && (static_cast<uint8_t>(o.error[cut]) & 0xC0) == 0x80) {
-      --cut;
-    }
-    d.last_error = o.error.substr(0, cut);
+    d.last_error = std::string(Utf8Prefix(o.error, 512));
     const config::RetryConfig retry = st ? st->retry : cfg->retry;
     // Time left before max_age (durations are at most 100 years: this cannot overflow).
     const std::chrono::milliseconds left =
@@ -880,7 +877,6 @@ struct Dispatcher::Impl {
 
   // Gauges, dead-letter retention, deliveries of sinks that are no longer configured. ~1/s.
   void Housekeeping() {
-    HandleIssues();
     FlushCompleted();
     const int64_t now_ms = clock.NowMillis();
     const auto steady_now = clock.SteadyNow();

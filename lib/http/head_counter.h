@@ -9,6 +9,7 @@
 // The trailer of a chunked body is counted afresh against the same limit.
 #pragma once
 
+#include <boost/beast/http/error.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -25,11 +26,15 @@ class HeadCounter {
     trailer_ = true;
     used_ = 0;
   }
-  bool in_trailer() const { return trailer_; }
-  // Counts a field (name, value, ": " and CRLF); false once the head or trailer is over the limit.
-  bool Field(std::string_view name, std::string_view value) {
+  // Counts a field (name, value, ": " and CRLF). Past the limit: header_limit in the head (431
+  // on the server), buffer_overflow in a trailer (400). *keep is false for a trailer's fields,
+  // which are dropped, never merged into the head (RFC 9110 6.5.1).
+  boost::system::error_code Field(std::string_view name, std::string_view value, bool* keep) {
     used_ += name.size() + value.size() + 4;
-    return used_ <= limit_;
+    *keep = !trailer_;
+    if (used_ <= limit_) return {};
+    return trailer_ ? boost::beast::http::error::buffer_overflow
+                    : boost::beast::http::error::header_limit;
   }
 
  private:

@@ -69,15 +69,9 @@ void RequestParser::on_request_impl(verb method, string_view method_str, string_
 
 void RequestParser::on_field_impl(bhttp::field name, string_view name_string, string_view value,
                                   error_code& ec) {
-  const bool within = head_.Field(name_string, value);
-  if (head_.in_trailer()) {  // dropped (see header_limit)
-    ec = within ? error_code{} : bhttp::error::buffer_overflow;
-    return;
-  }
-  if (!within) {
-    ec = bhttp::error::header_limit;
-    return;
-  }
+  bool keep = false;
+  ec = head_.Field(name_string, value, &keep);
+  if (ec || !keep) return;
   if (name == bhttp::field::transfer_encoding && transfer_encodings_++ == 0) {
     transfer_encoding_.assign(value.data(), value.size());
   }

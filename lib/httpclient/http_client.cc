@@ -116,15 +116,9 @@ class ResponseParser final : public bhttp::basic_parser<false> {
     ec = {};
   }
   void on_field_impl(bhttp::field, string_view name, string_view value, error_code& ec) override {
-    const bool within = head_.Field(name, value);
-    if (head_.in_trailer()) {
-      ec = within ? error_code{} : bhttp::error::buffer_overflow;
-      return;
-    }
-    if (!within) {
-      ec = bhttp::error::header_limit;
-      return;
-    }
+    bool keep = false;
+    ec = head_.Field(name, value, &keep);
+    if (ec || !keep) return;
     response_.headers.emplace_back(AsciiLower(name), std::string(value.data(), value.size()));
     ec = {};
   }

@@ -39,14 +39,6 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, std::vector<IssueCallback>> in_flight;  // GUARDED_BY(mu)
   std::map<std::string, Cooldown> cooldowns;  // GUARDED_BY(mu); by source '\0' installation
 
-  // The cache's time: steady, so a wall clock stepped back (NTP, a VM resumed) cannot keep an
-  // issue past its ttl.
-  int64_t SteadyMillis() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               clock.SteadyNow().time_since_epoch())
-        .count();
-  }
-
   void EvictLocked(int64_t now) {
     if (cache.size() < options.max_entries) return;
     for (auto it = cache.begin(); it != cache.end();) {
@@ -86,7 +78,8 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
     std::string uuid = event.installation_uuid;
     const std::string installation = event.source + '\0' + uuid;
     const std::string key = installation + '\0' + *id;
-    const int64_t now = SteadyMillis();
+    // Steady: a wall clock stepped back (NTP, a resumed VM) cannot keep an issue past its ttl.
+    const int64_t now = clock.SteadyMillis();
     {
       std::unique_lock lock(mu);
       auto hit = cache.find(key);
@@ -126,7 +119,7 @@ struct IssueEnricher::Impl : std::enable_shared_from_this<Impl> {
               waiters = std::move(flight->second);
               self->in_flight.erase(flight);
             }
-            const int64_t now = self->SteadyMillis();
+            const int64_t now = self->clock.SteadyMillis();
             if (issue.ok()) {
               self->EvictLocked(now);
               self->cache[key] = {now + self->options.ttl.count(), issue.value()};
